@@ -1,0 +1,279 @@
+"""Read a per-example function's jaxtyping annotations into value types.
+
+``read_function(fn)`` resolves the hints with ``typing.get_type_hints`` (a failure is a
+``SpecError``, never a silently unchecked parameter) and classifies each parameter and
+the return value: an array with a per-example ``Layout``, a PyTree of such arrays, or a
+static (non-array) value.
+
+Example:
+    >>> def f(x: Float[Array, "n"], k: int) -> Float[Array, ""]: ...
+    >>> [(p.name, p.value.kind) for p in read_function(f).parameters]  # doctest: +SKIP
+    [('x', 'array'), ('k', 'static')]
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import numpy as np
+from jaxtyping import AbstractArray, PyTree
+
+from .errors import SpecError
+from .layout import Layout, parse_layout
+
+__all__ = ["ArrayType", "FunctionTypes", "ParameterType", "ValueType", "read_function"]
+
+_ANY_SHAPE = parse_layout("...")
+
+
+@dataclass(frozen=True)
+class ArrayType:
+    """One array annotation: which dtypes it admits and its per-example layout.
+
+    ``dtype`` is the jaxtyping dtype class (``Float``, ``Key``…) or None for a plain
+    ``jax.Array``/``np.ndarray`` hint; ``dtypes`` the admitted dtype names (None: any).
+    """
+
+    layout: Layout
+    dtype: Any = None
+    array_type: Any = jax.Array
+    dtypes: tuple[str | re.Pattern[str], ...] | None = None
+
+    def with_layout(self, layout: Layout) -> Any:
+        """The jaxtyping annotation for the same dtype and array type with another layout."""
+        from jaxtyping import Shaped
+
+        dtype = self.dtype if self.dtype is not None else Shaped
+        array_type = self.array_type if self.array_type is not np.ndarray else jax.Array
+        return dtype[array_type, str(layout)]
+
+    def admits_dtype(self, dtype: Any) -> bool:
+        """Does an array of ``dtype`` satisfy the annotation? (jaxtyping's own rule.)"""
+        if self.dtypes is None:
+            return True
+        name = dtype_name(dtype)
+        for allowed in self.dtypes:
+            if isinstance(allowed, str) and allowed == name:
+                return True
+            if isinstance(allowed, re.Pattern) and allowed.match(name):
+                return True
+        return False
+
+    def dtype_description(self) -> str:
+        """``Float`` or ``Float32``: how the annotation names its dtypes."""
+        return getattr(self.dtype, "__name__", "any dtype")
+
+
+def dtype_name(dtype: Any) -> str:
+    """The name jaxtyping matches dtypes by: ``float32``, ``int8``, ``prng_key``…"""
+    scalar_type = getattr(dtype, "type", None)
+    return getattr(scalar_type, "__name__", None) or str(dtype)
+
+
+@dataclass(frozen=True)
+class ValueType:
+    """What a parameter or a result holds.
+
+    ``kind`` is ``"array"`` (one array), ``"tree"`` (a PyTree whose every leaf is such an
+    array) or ``"static"`` (anything else: held fixed, never mapped). ``optional`` values
+    may also be None.
+    """
+
+    kind: str
+    array: ArrayType | None = None
+    optional: bool = False
+    hint: Any = None
+
+    @property
+    def is_array(self) -> bool:
+        """Arrays and PyTrees of arrays have layouts; static values do not."""
+        return self.kind != "static"
+
+
+@dataclass(frozen=True)
+class ParameterType:
+    """A parameter of the per-example function."""
+
+    name: str
+    kind: inspect._ParameterKind
+    default: Any
+    value: ValueType
+
+
+@dataclass(frozen=True)
+class FunctionTypes:
+    """Everything the annotations of a function say, in signature order.
+
+    ``outputs`` holds one ``ValueType`` per element when the function returns a fixed-size
+    tuple (``returns_tuple``), else a single one; an unannotated return is a PyTree of
+    arrays of any shape.
+    """
+
+    name: str
+    signature: inspect.Signature
+    parameters: tuple[ParameterType, ...]
+    outputs: tuple[ValueType, ...]
+    returns_tuple: bool
+
+
+def function_name(fn: Any) -> str:
+    """The name errors use for ``fn``: its ``__qualname__`` without ``<locals>`` noise."""
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    if name is None:
+        name = type(fn).__name__
+    return name.replace("<locals>.", "")
+
+
+def read_function(fn: Any) -> FunctionTypes:
+    """Classify every parameter and the return value of ``fn`` by its annotation.
+
+    Raises:
+        SpecError: if the annotations cannot be resolved, or an array annotation can never
+            be batched (a union of different shapes, a non-array return annotation…).
+    """
+    name = function_name(fn)
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError) as error:
+        raise SpecError(f"{name}: cannot read the signature: {error}") from None
+    try:
+        hints = typing.get_type_hints(fn, include_extras=True)
+    except Exception as error:  # NameError, TypeError, SyntaxError from user annotations
+        raise SpecError(
+            f"{name}: cannot resolve its annotations ({type(error).__name__}: {error}). "
+            "Annotations that name something local to a function cannot be resolved under "
+            "'from __future__ import annotations'; move the alias to module level."
+        ) from None
+    parameters = []
+    for parameter in signature.parameters.values():
+        where = f"{name}: parameter '{parameter.name}'"
+        value = classify(hints.get(parameter.name), where)
+        parameters.append(ParameterType(parameter.name, parameter.kind, parameter.default, value))
+    outputs, returns_tuple = _classify_return(hints.get("return", inspect.Parameter.empty), name)
+    return FunctionTypes(name, signature, tuple(parameters), outputs, returns_tuple)
+
+
+def _classify_return(hint: Any, name: str) -> tuple[tuple[ValueType, ...], bool]:
+    where = f"{name}: the return annotation"
+    if hint is inspect.Parameter.empty:
+        return (ValueType("tree", ArrayType(_ANY_SHAPE)),), False
+    hint = _strip_annotated(hint)
+    if typing.get_origin(hint) is tuple:
+        items = typing.get_args(hint)
+        if items and items[-1] is not Ellipsis:
+            return tuple(_classify_output(item, f"{where} (item {i})") for i, item in enumerate(items)), True
+    return (_classify_output(hint, where),), False
+
+
+def _classify_output(hint: Any, where: str) -> ValueType:
+    value = classify(hint, where)
+    if not value.is_array:
+        raise SpecError(
+            f"{where} {hint_text(hint)} is not an array annotation: a batched function returns "
+            "arrays. Annotate it like Float[Array, 'n'] (or leave it out)."
+        )
+    return value
+
+
+def classify(hint: Any, where: str) -> ValueType:
+    """Classify one type hint (``where`` prefixes any error)."""
+    if hint is None:
+        return ValueType("static")
+    hint = _strip_annotated(hint)
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return _classify_union(hint, where)
+    if isinstance(hint, type) and issubclass(hint, PyTree) and hint is not PyTree:
+        leaf = getattr(hint, "leaftype", None)
+        leaf_value = classify(leaf, where)
+        if leaf_value.kind != "array":
+            return ValueType("static", hint=hint)
+        return ValueType("tree", leaf_value.array, leaf_value.optional, hint)
+    if isinstance(hint, type) and issubclass(hint, AbstractArray):
+        return ValueType("array", _array_type(hint, where), hint=hint)
+    if hint is jax.Array or hint is np.ndarray:
+        return ValueType("array", ArrayType(_ANY_SHAPE, array_type=hint), hint=hint)
+    if origin in (list, tuple, dict) or (origin is not None and origin.__module__ == "collections.abc"):
+        items = [classify(arg, where) for arg in typing.get_args(hint) if arg is not Ellipsis]
+        arrays = [item for item in items if item.is_array]
+        if arrays:
+            return _merge(arrays, hint, where, kind="tree")
+    return ValueType("static", hint=hint)
+
+
+def _classify_union(hint: Any, where: str) -> ValueType:
+    members = typing.get_args(hint)
+    optional = type(None) in members
+    values = [classify(member, where) for member in members if member is not type(None)]
+    arrays = [value for value in values if value.is_array]
+    if not arrays:
+        return ValueType("static", hint=hint)
+    if len(arrays) != len(values):
+        statics = [hint_text(m) for m, v in zip(members, values, strict=False) if not v.is_array]
+        raise SpecError(
+            f"{where} is a union of arrays and non-arrays ({', '.join(statics)}): shapedmap "
+            "cannot tell whether to map it. Use an array annotation (Optional is fine)."
+        )
+    kind = "tree" if any(value.kind == "tree" for value in arrays) else "array"
+    merged = _merge(arrays, hint, where, kind)
+    return ValueType(merged.kind, merged.array, optional or merged.optional, hint)
+
+
+def _merge(values: list[ValueType], hint: Any, where: str, kind: str) -> ValueType:
+    """One array type for a union or a container: same layout, the union of dtypes."""
+    layouts = {str(value.array.layout) for value in values}
+    if len(layouts) > 1:
+        raise SpecError(
+            f"{where} {hint_text(hint)} allows several shapes ({', '.join(sorted(map(repr, layouts)))}): "
+            "a batched parameter needs one per-example layout. For PRNG keys use Key[Array, '']."
+        )
+    first = values[0].array
+    if any(value.array.dtypes is None for value in values):
+        dtypes = None
+    else:
+        dtypes = tuple(dict.fromkeys(d for value in values for d in value.array.dtypes))
+    array = ArrayType(first.layout, first.dtype, first.array_type, dtypes)
+    return ValueType(kind, array, any(value.optional for value in values), hint)
+
+
+def _array_type(hint: Any, where: str) -> ArrayType:
+    try:
+        layout = parse_layout(hint.dim_str)
+    except SpecError as error:
+        raise SpecError(f"{where} {hint_text(hint)}: {error}") from None
+    dtypes = hint.dtypes if isinstance(hint.dtypes, tuple) else None
+    return ArrayType(layout, hint.dtype, hint.array_type, dtypes)
+
+
+def _strip_annotated(hint: Any) -> Any:
+    while typing.get_origin(hint) is typing.Annotated:
+        hint = typing.get_args(hint)[0]
+    return hint
+
+
+def hint_text(hint: Any) -> str:
+    """A readable hint: ``Float[Array, 'n']`` rather than ``jaxtyping.Float[jaxlib._jax.Array, 'n']``."""
+    if isinstance(hint, type) and issubclass(hint, AbstractArray):
+        dtype = getattr(hint.dtype, "__name__", "Shaped")
+        array = _array_type_text(hint.array_type)
+        return f"{dtype}[{array}, {hint.dim_str!r}]"
+    if isinstance(hint, type):
+        return hint.__qualname__ if hint.__module__ == "builtins" else f"{hint.__module__}.{hint.__qualname__}"
+    text = repr(hint)
+    return text.replace("jaxlib._jax.Array", "Array").replace("jaxtyping.", "")
+
+
+def _array_type_text(array_type: Any) -> str:
+    if array_type is jax.Array:
+        return "Array"
+    if array_type is np.ndarray:
+        return "np.ndarray"
+    if array_type is Any:
+        return "Any"
+    return getattr(array_type, "__name__", repr(array_type))

@@ -1,0 +1,55 @@
+"""A small thread-safe LRU cache, so that no cache in shapedmap grows without bound."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
+
+__all__ = ["BoundedCache"]
+
+Value = TypeVar("Value")
+
+
+class BoundedCache(Generic[Value]):
+    """Keeps the ``maxsize`` most recently used entries.
+
+    Example:
+        >>> cache = BoundedCache(maxsize=2)
+        >>> cache.get_or_compute("a", lambda: 1)
+        1
+    """
+
+    def __init__(self, maxsize: int = 256) -> None:
+        self.maxsize = maxsize
+        self._entries: OrderedDict[Hashable, Value] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __contains__(self, key: Hashable) -> bool:
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return True
+            return False
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def add(self, key: Hashable, value: Value) -> None:
+        """Insert (or refresh) ``key``, evicting the least recently used entry if full."""
+        with self._lock:
+            self._entries[key] = value
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.maxsize:
+                self._entries.popitem(last=False)
+
+    def get_or_compute(self, key: Hashable, compute: Callable[[], Value]) -> Value:
+        """The cached value for ``key``, computing and storing it on a miss."""
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key]
+        value = compute()
+        self.add(key, value)
+        return value

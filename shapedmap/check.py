@@ -1,0 +1,348 @@
+"""Bind dimension sizes by name across arguments and results, and explain conflicts.
+
+A ``Bindings`` object collects, for one call, the size of every named dimension and
+where it was first seen. ``bind`` matches one array against its layout; a mismatch is a
+``ShapeError`` that names the function, the place (parameter or result), the dimension,
+the expected and the actual shape, and where a conflicting size came from.
+
+Nothing here uses ``assert``: these checks must hold under ``python -O``.
+
+Example:
+    >>> bindings = Bindings("message_passing")
+    >>> bindings.bind(parse_layout("graph node node"), a, "argument 'a'")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .errors import ShapeError, describe_value
+from .layout import (
+    AnonymousDim,
+    FixedDim,
+    Layout,
+    NamedDim,
+    SymbolicDim,
+    VariadicDim,
+    dim_text,
+    evaluate_symbolic,
+)
+
+if TYPE_CHECKING:
+    from .annotation import ArrayType, ValueType
+    from .plan import Placement, Plan
+
+__all__ = ["Bindings", "Origin", "as_array", "check_arguments", "check_results", "is_array_like", "split_shape"]
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a size was seen: ``argument 'a' (axis 0 of f32[5,7,7])``."""
+
+    place: str
+    axis: int | tuple[int, int]
+    value: str
+
+    def __str__(self) -> str:
+        if isinstance(self.axis, tuple):
+            start, stop = self.axis
+            axes = f"axes {start}..{stop - 1}" if stop - start != 1 else f"axis {start}"
+            return f"{self.place} ({axes} of {self.value})"
+        return f"{self.place} (axis {self.axis} of {self.value})"
+
+
+def is_array_like(value: Any) -> bool:
+    """Arrays, tracers and NumPy arrays/scalars: anything with a tuple shape and a dtype."""
+    return isinstance(getattr(value, "shape", None), tuple) and hasattr(value, "dtype")
+
+
+def split_shape(layout: Layout, shape: tuple[int, ...]) -> list[tuple[int, ...] | int]:
+    """The size (or, for a variadic token, the sizes) each token of ``layout`` covers.
+
+    The caller has checked that ``len(shape) >= layout.min_rank``.
+    """
+    index = layout.variadic_index
+    if index is None:
+        return list(shape)
+    after = len(layout.dims) - index - 1
+    stop = len(shape) - after
+    return [*shape[:index], tuple(shape[index:stop]), *shape[stop:]]
+
+
+class Bindings:
+    """The sizes of one call's named dimensions, each with the place it was first seen.
+
+    ``broadcast`` names (variadic batch dims such as ``*batch``) unify NumPy-style;
+    every other name must have one size everywhere (``#name`` tokens accept size 1).
+    """
+
+    def __init__(self, function: str, arguments: dict[str, Any] | None = None) -> None:
+        self.function = function
+        self.arguments = arguments or {}
+        self.sizes: dict[str, tuple[int, Origin]] = {}
+        self.variadics: dict[str, tuple[tuple[int, ...], Origin]] = {}
+        self._symbolic: list[tuple[SymbolicDim, int, Origin, Layout]] = []
+
+    # -- matching one array ------------------------------------------------------------
+
+    def bind(
+        self,
+        layout: Layout,
+        value: Any,
+        place: str,
+        *,
+        broadcast: frozenset[str] = frozenset(),
+        labels: frozenset[str] = frozenset(),
+        per_example: Layout | None = None,
+    ) -> None:
+        """Match ``value`` (array-like) against ``layout``, binding and checking sizes.
+
+        ``labels`` are the ``name=3`` labels that name batch dims (bound like names);
+        ``per_example`` only improves the wrong-rank message.
+        """
+        shape = tuple(value.shape)
+        text = describe_value(value)
+        self._check_rank(layout, shape, place, text, per_example)
+        start = 0
+        for dim, size in zip(layout.dims, split_shape(layout, shape), strict=True):
+            width = len(size) if isinstance(size, tuple) else 1
+            if isinstance(dim, VariadicDim):
+                origin = Origin(place, (start, start + width), text)
+                if dim.name is not None:
+                    self._unify_variadic(dim, size, origin, layout, broadcast)
+            else:
+                origin = Origin(place, start, text)
+                self._bind_one(dim, size, origin, layout, labels)
+            start += width
+
+    def _check_rank(
+        self, layout: Layout, shape: tuple[int, ...], place: str, text: str, per_example: Layout | None
+    ) -> None:
+        rank = len(shape)
+        variadic = layout.variadic_index is not None
+        if rank == layout.min_rank or (variadic and rank > layout.min_rank):
+            return
+        need = f"at least {layout.min_rank}" if variadic else f"{layout.min_rank}"
+        message = f"{self.function}: {place} has {rank} dims ({text}) but its layout {str(layout)!r} needs {need}"
+        if per_example is not None and rank == per_example.min_rank and per_example.min_rank < layout.min_rank:
+            missing = [dim_text(d) for d in layout.dims if d not in per_example.dims]
+            message += (
+                f". It has the per-example shape {str(per_example)!r}: "
+                f"the batch dim(s) {', '.join(map(repr, missing))} are missing"
+            )
+        raise ShapeError(message)
+
+    def _bind_one(self, dim: Any, size: int, origin: Origin, layout: Layout, labels: frozenset[str]) -> None:
+        if isinstance(dim, AnonymousDim):
+            return
+        if getattr(dim, "broadcastable", False) and size == 1:
+            return
+        if isinstance(dim, FixedDim):
+            if size != dim.size:
+                what = f"'{dim.label}'" if dim.label else f"{dim.size}"
+                raise ShapeError(
+                    f"{self.function}: dimension {what} of layout {str(layout)!r} must have size "
+                    f"{dim.size}, but {origin} has {size}"
+                )
+            if dim.label in labels:
+                self._unify(dim.label, size, origin, layout)
+            return
+        if isinstance(dim, SymbolicDim):
+            self._symbolic.append((dim, size, origin, layout))
+            return
+        if isinstance(dim, NamedDim):
+            self._unify(dim.name, size, origin, layout)
+
+    def _unify(self, name: str, size: int, origin: Origin, layout: Layout) -> None:
+        known = self.sizes.get(name)
+        if known is None:
+            self.sizes[name] = (size, origin)
+            return
+        known_size, known_origin = known
+        if known_size != size:
+            raise ShapeError(
+                f"{self.function}: dimension '{name}' has size {known_size} in {known_origin}\n"
+                f"but size {size} in {origin}"
+                f"{self._expected_line(origin, layout)}"
+            )
+
+    def _unify_variadic(
+        self, dim: VariadicDim, shape: tuple[int, ...], origin: Origin, layout: Layout, broadcast: frozenset[str]
+    ) -> None:
+        name = dim.name
+        known = self.variadics.get(name)
+        if known is None:
+            self.variadics[name] = (shape, origin)
+            return
+        known_shape, known_origin = known
+        if name in broadcast or dim.broadcastable:
+            try:
+                merged = tuple(np.broadcast_shapes(known_shape, shape))
+            except ValueError:
+                raise ShapeError(
+                    f"{self.function}: the dims '*{name}' do not broadcast: {known_shape} in "
+                    f"{known_origin}\nbut {shape} in {origin}"
+                ) from None
+            if merged != known_shape:
+                self.variadics[name] = (merged, origin if merged == shape else known_origin)
+            return
+        if known_shape != shape:
+            raise ShapeError(
+                f"{self.function}: the dims '*{name}' are {known_shape} in {known_origin}\n"
+                f"but {shape} in {origin}{self._expected_line(origin, layout)}"
+            )
+
+    def _expected_line(self, origin: Origin, layout: Layout) -> str:
+        """``\\n  expected argument 'f' to have shape (graph=5, node=7, feat) ...``."""
+        parts = []
+        for dim in layout.dims:
+            if isinstance(dim, NamedDim) and dim.name in self.sizes:
+                parts.append(f"{dim.name}={self.sizes[dim.name][0]}")
+            elif isinstance(dim, VariadicDim) and dim.name in self.variadics:
+                parts.append(f"*{dim.name}={self.variadics[dim.name][0]}")
+            else:
+                parts.append(dim_text(dim))
+        return f"\n  {origin.place} has layout {str(layout)!r}: expected ({', '.join(parts)}), got {origin.value}"
+
+    # -- after all names are bound --------------------------------------------------------
+
+    def check_symbolic(self) -> None:
+        """Evaluate every pending expression (``2*f``) now that the names are bound."""
+        pending, self._symbolic = self._symbolic, []
+        sizes = {name: size for name, (size, _) in self.sizes.items()}
+        for dim, size, origin, layout in pending:
+            try:
+                expected = evaluate_symbolic(dim, sizes, self.arguments)
+            except NameError as error:
+                raise ShapeError(
+                    f"{self.function}: cannot evaluate the dimension {dim.expression!r} of "
+                    f"{origin.place} ({error}): no argument of this call binds that name"
+                ) from None
+            except Exception as error:
+                raise ShapeError(
+                    f"{self.function}: evaluating the dimension {dim.expression!r} of {origin.place} "
+                    f"failed: {type(error).__name__}: {error}"
+                ) from None
+            if expected != size:
+                names = ", ".join(
+                    f"{name}={known} from {where}"
+                    for name, (known, where) in self.sizes.items()
+                    if name in dim.expression
+                )
+                raise ShapeError(
+                    f"{self.function}: dimension {dim.expression!r} of layout {str(layout)!r} should be "
+                    f"{expected}{f' ({names})' if names else ''},\nbut {origin} has {size}"
+                )
+
+    def size_of(self, name: str) -> int | None:
+        """The bound size of a named dimension, or None."""
+        known = self.sizes.get(name)
+        return None if known is None else known[0]
+
+
+# -- checking a whole call against a plan ----------------------------------------------------
+
+_SCALARS = (bool, int, float, complex)
+
+
+def as_array(value: Any, function: str, place: str, expected: str) -> Any:
+    """``value`` as a JAX array (NumPy arrays and scalars are converted), else a ``ShapeError``.
+
+    Lists, strings, dicts and other objects are refused: a list may be meant as a PyTree,
+    so guessing would hide bugs.
+    """
+    if isinstance(value, jax.Array):
+        return value
+    if isinstance(value, np.ndarray | np.generic) and value.dtype.kind in "biufc":
+        return jnp.asarray(value)
+    if isinstance(value, _SCALARS):
+        return jnp.asarray(value)
+    if is_array_like(value) and not isinstance(value, np.ndarray | np.generic):
+        return value  # another array-like with shape and dtype (e.g. a ShapeDtypeStruct)
+    raise ShapeError(f"{function}: {place} must be an array {expected}, got {describe_value(value)}")
+
+
+def check_arguments(plan: Plan, values: list[Any]) -> tuple[Bindings, list[Any]]:
+    """Check every array argument of a call; returns the bindings and the converted values."""
+    arguments = {argument.name: value for argument, value in zip(plan.arguments, values, strict=True)}
+    bindings = Bindings(plan.function, arguments)
+    values = list(values)
+    variadic = plan.variadic_batch
+    broadcast = frozenset() if variadic is None else frozenset({variadic})
+    for index in plan.array_arguments:
+        argument = plan.arguments[index]
+        place = f"argument '{argument.name}'"
+        values[index] = _check_value(
+            bindings, argument.value, argument.placement, values[index], place, broadcast, convert=True
+        )
+    bindings.check_symbolic()
+    return bindings, values
+
+
+def check_results(plan: Plan, bindings: Bindings, output: Any) -> None:
+    """Check the batched results against their layouts, continuing the call's bindings.
+
+    Results must match exactly: a ``*batch`` result has the full broadcast shape.
+    """
+    outputs = output if plan.returns_tuple else (output,)
+    for index, (result, value) in enumerate(zip(plan.results, outputs, strict=True)):
+        place = f"result {index}" if plan.returns_tuple else "the return value"
+        _check_value(bindings, result.value, result.placement, value, place, frozenset(), convert=False)
+    bindings.check_symbolic()
+
+
+def _check_value(
+    bindings: Bindings,
+    value_type: ValueType,
+    placement: Placement,
+    value: Any,
+    place: str,
+    broadcast: frozenset[str],
+    *,
+    convert: bool,
+) -> Any:
+    """Check one argument or result (every leaf of a PyTree) against its placement."""
+    function = bindings.function
+    if value is None and value_type.optional:
+        return value
+
+    def check_leaf(leaf: Any, where: str) -> Any:
+        if convert:
+            leaf = as_array(leaf, function, where, _expected_text(value_type, placement.batched))
+        elif not is_array_like(leaf):
+            raise ShapeError(f"{function}: {where} should be an array, got {describe_value(leaf)}")
+        _check_dtype(function, value_type.array, leaf, where)
+        bindings.bind(
+            placement.batched,
+            leaf,
+            where,
+            broadcast=broadcast,
+            labels=placement.labels,
+            per_example=placement.per_example,
+        )
+        return leaf
+
+    if value_type.kind == "array":
+        return check_leaf(value, place)
+    paths_and_leaves, treedef = jax.tree_util.tree_flatten_with_path(value)
+    checked = [check_leaf(leaf, f"{place} at {jax.tree_util.keystr(path)}") for path, leaf in paths_and_leaves]
+    return jax.tree_util.tree_unflatten(treedef, checked)
+
+
+def _check_dtype(function: str, array: ArrayType, value: Any, where: str) -> None:
+    if not array.admits_dtype(value.dtype):
+        raise ShapeError(
+            f"{function}: {where} has dtype {value.dtype} ({describe_value(value)}) but its "
+            f"annotation admits only {array.dtype_description()} dtypes"
+        )
+
+
+def _expected_text(value: ValueType, layout: Layout) -> str:
+    from .annotation import hint_text
+
+    return f"matching {hint_text(value.array.with_layout(layout))}"

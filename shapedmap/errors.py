@@ -1,0 +1,56 @@
+"""The two errors shapedmap raises, and the small helpers that write their text.
+
+``SpecError`` is raised when the decorator is applied and the spec can never work.
+``ShapeError`` is raised when a call's arguments (or the function's results) do not
+fit the layouts. Both messages start with the function's name and name the parameter
+and the dimension involved.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["ShapeError", "SpecError", "describe_value"]
+
+
+class SpecError(ValueError):
+    """A spec, layout or annotation that can never work (raised at decoration).
+
+    Example:
+        >>> batched(f, "graph graph")  # doctest: +SKIP
+        SpecError: f: batch name 'graph' appears twice in the layout 'graph graph node' ...
+    """
+
+
+class ShapeError(TypeError):
+    """An argument or result whose shape or dtype contradicts its layout.
+
+    Raised at call time (at trace time under ``jax.jit``). It subclasses ``TypeError``,
+    as jaxtyping's ``TypeCheckError`` does, so code that catches type errors keeps working.
+    """
+
+
+_DTYPE_ABBREVIATIONS = (("complex", "c"), ("float", "f"), ("uint", "u"), ("int", "i"))
+
+
+def short_dtype(dtype: Any) -> str:
+    """``float32`` -> ``f32``, the way JAX prints avals."""
+    name = getattr(dtype, "name", None) or str(dtype)
+    for long, short in _DTYPE_ABBREVIATIONS:
+        if name.startswith(long) and name[len(long) :].isdigit():
+            return short + name[len(long) :]
+    return name
+
+
+def describe_value(value: Any) -> str:
+    """A short description of a value for error messages: ``f32[5,7,7]``, ``list``, ``None``."""
+    shape = getattr(value, "shape", None)
+    dtype = getattr(value, "dtype", None)
+    if isinstance(shape, tuple) and dtype is not None:
+        return f"{short_dtype(dtype)}[{','.join(str(size) for size in shape)}]"
+    if value is None:
+        return "None"
+    text = repr(value)
+    if len(text) > 40:
+        text = text[:37] + "..."
+    return f"{type(value).__name__} {text}"
