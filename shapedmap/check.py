@@ -99,15 +99,16 @@ class Bindings:
         broadcast: frozenset[str] = frozenset(),
         labels: frozenset[str] = frozenset(),
         per_example: Layout | None = None,
+        parameter: str | None = None,
     ) -> None:
         """Match ``value`` (array-like) against ``layout``, binding and checking sizes.
 
         ``labels`` are the ``name=3`` labels that name batch dims (bound like names);
-        ``per_example`` only improves the wrong-rank message.
+        ``per_example`` and ``parameter`` only improve the wrong-rank message.
         """
         shape = tuple(value.shape)
         text = describe_value(value)
-        self._check_rank(layout, shape, place, text, per_example)
+        self._check_rank(layout, shape, place, text, per_example, parameter)
         start = 0
         for dim, size in zip(layout.dims, split_shape(layout, shape), strict=True):
             width = len(size) if isinstance(size, tuple) else 1
@@ -121,7 +122,13 @@ class Bindings:
             start += width
 
     def _check_rank(
-        self, layout: Layout, shape: tuple[int, ...], place: str, text: str, per_example: Layout | None
+        self,
+        layout: Layout,
+        shape: tuple[int, ...],
+        place: str,
+        text: str,
+        per_example: Layout | None,
+        parameter: str | None,
     ) -> None:
         rank = len(shape)
         variadic = layout.variadic_index is not None
@@ -131,10 +138,14 @@ class Bindings:
         message = f"{self.function}: {place} has {rank} dims ({text}) but its layout {str(layout)!r} needs {need}"
         if per_example is not None and rank == per_example.min_rank and per_example.min_rank < layout.min_rank:
             missing = [dim_text(d) for d in layout.dims if d not in per_example.dims]
-            message += (
-                f". It has the per-example shape {str(per_example)!r}: "
-                f"the batch dim(s) {', '.join(map(repr, missing))} are missing"
-            )
+            names = ", ".join(map(repr, missing))
+            dims = f"batch dim {names} is" if len(missing) == 1 else f"batch dims {names} are"
+            message += f". It has the per-example shape {str(per_example)!r}: the {dims} missing."
+            if parameter is not None:
+                message += (
+                    " To share one value across the batch, give it a layout without them: "
+                    f"layouts={{{parameter!r}: {str(per_example)!r}}}."
+                )
         raise ShapeError(message)
 
     def _bind_one(self, dim: Any, size: int, origin: Origin, layout: Layout, labels: frozenset[str]) -> None:
@@ -308,6 +319,7 @@ def _check_value(
 ) -> Any:
     """Check one argument or result (every leaf of a PyTree) against its placement."""
     function = bindings.function
+    parameter = place.removeprefix("argument '").removesuffix("'") if convert else None
     if value is None and value_type.optional:
         return value
 
@@ -324,6 +336,7 @@ def _check_value(
             broadcast=broadcast,
             labels=placement.labels,
             per_example=placement.per_example,
+            parameter=parameter,
         )
         return leaf
 
