@@ -46,12 +46,19 @@ class ArrayType:
     dtypes: tuple[str | re.Pattern[str], ...] | None = None
 
     def with_layout(self, layout: Layout) -> Any:
-        """The jaxtyping annotation for the same dtype and array type with another layout."""
+        """The jaxtyping annotation for the same dtype and array type with another layout.
+
+        It is a subclass of jaxtyping's own annotation (so it checks exactly the same), named
+        ``Float[Array, 'graph n']`` rather than ``Float[jaxlib._jax.Array, 'graph n']`` so that
+        ``help()`` and generated docs read well.
+        """
         from jaxtyping import Shaped
 
         dtype = self.dtype if self.dtype is not None else Shaped
         array_type = self.array_type if self.array_type is not np.ndarray else jax.Array
-        return dtype[array_type, str(layout)]
+        annotation = dtype[array_type, str(layout)]
+        name = f"{dtype.__name__}[{_array_type_text(array_type)}, {str(layout)!r}]"
+        return type(annotation)(name, (annotation,), {"__module__": "jaxtyping", "__qualname__": name})
 
     def admits_dtype(self, dtype: Any) -> bool:
         """Does an array of ``dtype`` satisfy the annotation? (jaxtyping's own rule.)"""

@@ -34,6 +34,7 @@ from .annotation import ValueType, read_function
 from .cache import BoundedCache
 from .check import Bindings, check_arguments, check_results, split_shape
 from .config import config
+from .docs import with_shapes_section
 from .errors import ShapeError, SpecError, describe_value
 from .layout import Layout, SymbolicDim
 from .plan import Expansion, Level, Placement, Plan, make_plan, variadic_key
@@ -385,6 +386,7 @@ def _make_wrapper(fn: Callable[..., Any], plan: Plan, runner: _PerCall) -> Any:
     annotations, signature = _batched_signature(plan)
     wrapper.__signature__ = signature
     wrapper.__annotations__ = annotations
+    wrapper.__doc__ = with_shapes_section(fn.__doc__, plan)
     wrapper.__shapedmap__ = runner
     wrapper.fn = fn
     wrapper.signature = plan.signature_text()

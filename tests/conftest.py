@@ -1,0 +1,25 @@
+"""Shared test settings: CPU only, Hypothesis profiles.
+
+``--hypothesis-profile=long`` (or ``SHAPEDMAP_PROFILE=long``) runs the long fuzz and property
+campaigns; the default ``ci`` profile keeps the whole suite within minutes on 2 cores.
+"""
+
+import os
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+settings.register_profile(
+    "ci",
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile(
+    "long",
+    max_examples=2000,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.load_profile(os.environ.get("SHAPEDMAP_PROFILE", "ci"))
