@@ -130,11 +130,12 @@ class FunctionTypes:
 
 
 def function_name(fn: Any) -> str:
-    """The name errors use for ``fn``: its ``__qualname__`` without ``<locals>`` noise."""
-    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
-    if name is None:
-        name = type(fn).__name__
-    return name.replace("<locals>.", "")
+    """The name errors use for ``fn``: ``rotate``, or ``Scaler.apply`` for a method.
+
+    Enclosing functions (``test_x.<locals>.rotate``) are dropped: they are noise in a message.
+    """
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
+    return name.rsplit("<locals>.", 1)[-1]
 
 
 def read_function(fn: Any) -> FunctionTypes:

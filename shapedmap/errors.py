@@ -43,13 +43,19 @@ def short_dtype(dtype: Any) -> str:
 
 
 def describe_value(value: Any) -> str:
-    """A short description of a value for error messages: ``f32[5,7,7]``, ``list``, ``None``."""
+    """A short description of a value for error messages: ``f32[5,7,7]``, ``tuple (f32[], f32[3])``, ``None``."""
     shape = getattr(value, "shape", None)
     dtype = getattr(value, "dtype", None)
     if isinstance(shape, tuple) and dtype is not None:
         return f"{short_dtype(dtype)}[{','.join(str(size) for size in shape)}]"
     if value is None:
         return "None"
+    if isinstance(value, tuple | list) and any(hasattr(item, "shape") for item in value):
+        items = ", ".join(describe_value(item).split(" ", 1)[-1] for item in value[:4])
+        more = ", ..." if len(value) > 4 else ""
+        comma = "," if isinstance(value, tuple) and len(value) == 1 else ""
+        brackets = "()" if isinstance(value, tuple) else "[]"
+        return f"{type(value).__name__} {brackets[0]}{items}{more}{comma}{brackets[1]}"
     text = repr(value)
     if len(text) > 40:
         text = text[:37] + "..."

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -468,7 +469,7 @@ def _core_mismatch(batched: Layout, core: Layout, per_example: Layout, where: st
             f"says {str(per_example)!r}; vmap cannot transpose: keep the per-example order and "
             "insert only the batch dims"
         )
-    missing = [token for token in example_tokens if token not in core_tokens]
+    missing = list((Counter(example_tokens) - Counter(core_tokens)).elements())
     if missing:
         return (
             f"{head} lacks the per-example dim(s) {', '.join(map(repr, missing))} of the annotation "
