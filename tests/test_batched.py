@@ -161,8 +161,11 @@ def test_defaults_apply_and_static_values_are_never_mapped():
     assert shifted.in_axes == {"b": (0, None, None, None)}
 
 
+ZEROS = jnp.zeros(3)
+
+
 def test_array_default_is_checked_and_used():
-    def add(x: Float[Array, "n"], bias: Float[Array, "n"] = jnp.zeros(3)) -> Float[Array, "n"]:
+    def add(x: Float[Array, "n"], bias: Float[Array, "n"] = ZEROS) -> Float[Array, "n"]:
         return x + bias
 
     added = batched(add, "b", layouts={"bias": "n"})

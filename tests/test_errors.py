@@ -189,7 +189,7 @@ def test_int_annotation_refuses_floats():
         return x.sum()
 
     text = message(ShapeError, batched(count, "b"), jnp.ones((2, 3)))
-    assert "count: argument 'x' has dtype float32 (f32[2,3]) but its annotation admits only Int dtypes" == text
+    assert text == "count: argument 'x' has dtype float32 (f32[2,3]) but its annotation admits only Int dtypes"
 
 
 # -- SpecError at decoration -------------------------------------------------------------------
@@ -271,7 +271,7 @@ def test_layout_for_a_static_parameter():
 
 
 def test_unresolvable_annotation_is_a_spec_error_not_unchecked():
-    def f(x: "Float[Array, 'n']", y: "NoSuchAlias") -> "Float[Array, 'n']":  # noqa: F821
+    def f(x: "Float[Array, 'n']", y: "NoSuchAlias") -> "Float[Array, 'n']":
         return x
 
     text = spec_error(f, "b")
