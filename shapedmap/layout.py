@@ -366,16 +366,16 @@ def parse_spec(text: str) -> Spec:
     if text.count("->") > 1:
         raise SpecError(f"the spec {text!r} has more than one '->'")
     left, right = text.split("->")
-    return Spec(inputs=_parse_layout_list(left, text), outputs=_parse_layout_list(right, text))
+    # A function returns something: nothing after '->' is one scalar result.
+    outputs = _parse_layout_list(right) or (Layout(()),)
+    return Spec(inputs=_parse_layout_list(left), outputs=outputs)
 
 
-def _parse_layout_list(text: str, spec: str) -> tuple[Layout, ...]:
+def _parse_layout_list(text: str) -> tuple[Layout, ...]:
     if text.strip() == "":
         return ()
-    parts = _split_top_level_commas(text)
-    if any(part.strip() == "" for part in parts) and len(parts) > 1:
-        raise SpecError(f"empty layout between commas in the spec {spec!r}")
-    return tuple(parse_layout(part) for part in parts)
+    # An empty layout between commas is a scalar ("b n, -> b": the second argument is one number).
+    return tuple(parse_layout(part) for part in _split_top_level_commas(text))
 
 
 def _split_top_level_commas(text: str) -> list[str]:

@@ -380,3 +380,11 @@ def test_bad_environment_variable_is_refused_at_import():
 def test_spec_error_at_decoration_not_at_call():
     with pytest.raises(SpecError):
         batched(linear, "batch", layouts={"nope": "x"})
+
+
+def test_scalar_layouts_in_a_full_signature():
+    def offset(x: Float[Array, "n"], c: Float[Array, ""]) -> Float[Array, ""]:
+        return jax.lax.psum(x.sum(), "b") + c
+
+    total = batched(offset, "b n, -> ")
+    np.testing.assert_allclose(total(X, jnp.float32(1.0)), X.sum() + 1.0)
