@@ -1,0 +1,233 @@
+"""Results -> markdown tables, seed 001's chart (PNG), and the generated part of docs/performance.md.
+
+``python -m benchmarks.report RESULTS.json [--docs]`` re-renders from a saved run without
+measuring again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+__all__ = ["GOALS", "chart", "render", "update_docs"]
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs" / "performance.md"
+CHART = ROOT / "docs" / "images" / "seed001.png"
+START, END = "<!-- benchmark-results:start -->", "<!-- benchmark-results:end -->"
+
+# mode -> (ratio shown, the highest median that meets the goal, goal text)
+GOALS = {
+    "jit": ("batched", 1.05, "1.00 within noise"),
+    "eager": ("batched", 1.10, "≤ 1.10"),
+    "first_call": ("batched", 1.30, "≤ 1.3"),
+}
+_METHODS = ("vmap", "batched", "vectorize", "einx")
+
+
+def _time(stats: dict[str, Any] | None) -> str:
+    if stats is None:
+        return "–"
+    seconds = stats["median"]
+    if seconds >= 1:
+        return f"{seconds:.2f} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds * 1e6:.0f} µs"
+
+
+def _ratio(stats: dict[str, Any], limit: float | None = None) -> str:
+    text = f"{stats['median']:.2f} ({stats['q1']:.2f}–{stats['q3']:.2f})"
+    if limit is None:
+        return text
+    # "within noise" for jit: the goal holds if the median is under the limit or the IQR reaches 1.
+    met = stats["median"] <= limit or stats["q1"] <= 1.0
+    return f"{text} {'✓' if met else '✗'}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def ratio_table(results: dict[str, Any]) -> str:
+    """The goals: batched vs vmap, per workload and mode, with the absolute times beside them."""
+    header = [
+        "workload",
+        "jit: batched / vmap",
+        "eager: batched / vmap",
+        "first call: batched / vmap(jaxtyped(f))",
+        "jit vmap",
+        "eager vmap",
+        "eager batched",
+        "first call batched",
+    ]
+    rows = []
+    for name, entry in results["workloads"].items():
+        rows.append(
+            [
+                name,
+                *(_ratio(entry[mode]["ratios"]["batched"], GOALS[mode][1]) for mode in ("jit", "eager", "first_call")),
+                _time(entry["jit"]["times"]["vmap"]),
+                _time(entry["eager"]["times"]["vmap"]),
+                _time(entry["eager"]["times"]["batched"]),
+                _time(entry["first_call"]["times"]["batched"]),
+            ]
+        )
+    return _table(header, rows)
+
+
+def alternatives_table(results: dict[str, Any]) -> str:
+    """Median seconds per call of every way to write each workload."""
+    header = ["workload", *(f"eager {m}" for m in _METHODS), *(f"jit {m}" for m in _METHODS), "naive loop"]
+    rows = []
+    for name, entry in results["workloads"].items():
+        row = [name]
+        for mode in ("eager", "jit"):
+            row += [_time(entry[mode]["times"].get(method)) for method in _METHODS]
+        row.append(_time(entry["loop"]))
+        rows.append(row)
+    return _table(header, rows)
+
+
+def scaling_table(rows: list[dict[str, Any]], axis: str) -> str:
+    """Overhead of ``batched`` over ``vmap`` as ``axis`` grows."""
+    header = [
+        axis,
+        "eager vmap",
+        "eager batched",
+        "eager overhead",
+        "eager ratio",
+        "jit ratio",
+        "first call ratio",
+        "first call batched",
+    ]
+    body = []
+    for row in rows:
+        eager = row["eager"]["times"]
+        overhead = eager["batched"]["median"] - eager["vmap"]["median"]
+        body.append(
+            [
+                str(row["count"]),
+                _time(eager["vmap"]),
+                _time(eager["batched"]),
+                f"{overhead * 1e6:+.0f} µs",
+                _ratio(row["eager"]["ratios"]["batched"]),
+                _ratio(row["jit"]["ratios"]["batched"]),
+                _ratio(row["first_call"]["ratios"]["batched"]),
+                _time(row["first_call"]["times"]["batched"]),
+            ]
+        )
+    return _table(header, body)
+
+
+def machine_text(machine: dict[str, Any]) -> str:
+    """One paragraph: where and when the numbers were taken."""
+    return (
+        f"Measured {machine['date']} on {machine['cpu']} ({machine['cores']} cores, {machine['memory_gib']:.0f} GiB), "
+        f"JAX device `{machine['device']}`, Python {machine['python']}, jax {machine['jax']}, jaxlib {machine['jaxlib']}, "
+        f"einx {machine['einx']}, shapedmap at `{machine['commit']}`. Load average {machine['load_before']:.2f} before "
+        f"and {machine['load_after']:.2f} after the run (other work shares these cores). "
+        f"Settings: {machine['settings']}."
+    )
+
+
+def render(results: dict[str, Any]) -> str:
+    """Every table, in markdown."""
+    parts = [machine_text(results["machine"])]
+    if results.get("workloads"):
+        parts += [
+            "#### Goals: `batched` vs hand-written `jax.vmap` (ratio median, interquartile range in brackets)",
+            ratio_table(results),
+            "#### Every way to write it (median per call)",
+            alternatives_table(results),
+        ]
+    for axis, rows in results.get("scaling", {}).items():
+        parts += [f"#### Overhead vs the number of {axis}", scaling_table(rows, axis)]
+    return "\n\n".join(parts) + "\n"
+
+
+def chart(results: dict[str, Any], path: Path = CHART) -> Path | None:
+    """Seed 001's chart: time per call vs n for custom_dot, log-log; ``None`` without data."""
+    entries = sorted(
+        (int(name.rsplit("_", 1)[1]), entry)
+        for name, entry in results.get("workloads", {}).items()
+        if re.fullmatch(r"custom_dot_\d+", name)
+    )
+    if not entries:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = {
+        "naive Python loop": lambda e: e["loop"],
+        "jax.vmap, eager": lambda e: e["eager"]["times"]["vmap"],
+        "batched, eager": lambda e: e["eager"]["times"]["batched"],
+        "jit(jax.vmap)": lambda e: e["jit"]["times"]["vmap"],
+        "jit(batched)": lambda e: e["jit"]["times"]["batched"],
+        "jit(jnp.vectorize)": lambda e: e["jit"]["times"].get("vectorize"),
+    }
+    styles = {
+        "naive Python loop": dict(color="tab:red", marker="s"),
+        "jax.vmap, eager": dict(color="tab:blue", marker="o", linestyle="--"),
+        "batched, eager": dict(color="tab:orange", marker="x", linestyle="--", markersize=9),
+        "jit(jax.vmap)": dict(color="tab:blue", marker="o"),
+        "jit(batched)": dict(color="tab:orange", marker="x", markersize=9),
+        "jit(jnp.vectorize)": dict(color="tab:green", marker="^", linestyle=":"),
+    }
+    figure, axes = plt.subplots(figsize=(7.5, 5), dpi=120)
+    for label, get in series.items():
+        points = [(n, get(entry)) for n, entry in entries if get(entry) is not None]
+        if not points:
+            continue
+        sizes = [n for n, _ in points]
+        medians = [s["median"] for _, s in points]
+        spread = [[s["median"] - s["q1"] for _, s in points], [s["q3"] - s["median"] for _, s in points]]
+        axes.errorbar(sizes, medians, yerr=spread, label=label, capsize=3, **styles[label])
+    axes.set_xscale("log")
+    axes.set_yscale("log")
+    axes.set_xlabel("n (two (n, n) float32 matrices; custom_dot over n rows)")
+    axes.set_ylabel("seconds per call (median, IQR bars)")
+    machine = results["machine"]
+    axes.set_title(f"seed 001: custom_dot, loop vs vmap vs batched\n{machine['cpu']}, {machine['cores']} cores, CPU")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
+def update_docs(results: dict[str, Any], path: Path = DOCS) -> None:
+    """Replace the generated block of ``docs/performance.md`` (between the markers) with fresh tables."""
+    text = path.read_text()
+    if START not in text or END not in text:
+        raise SystemExit(f"{path} lacks the markers {START} / {END}")
+    before, rest = text.split(START, 1)
+    _, after = rest.split(END, 1)
+    path.write_text(f"{before}{START}\n\n{render(results)}\n{END}{after}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Re-render tables (and with ``--docs`` the chart and docs page) from a results file."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.report", description=__doc__)
+    parser.add_argument("results", type=Path)
+    parser.add_argument("--docs", action="store_true", help="also write the chart and docs/performance.md")
+    options = parser.parse_args(argv)
+    results = json.loads(options.results.read_text())
+    print(render(results))
+    if options.docs:
+        chart(results)
+        update_docs(results)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
