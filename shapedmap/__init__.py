@@ -10,7 +10,9 @@ Example:
 
 from .batched import batched
 from .config import config
+from .docs import describe
 from .errors import ShapeError, SpecError
+from .explain import explain
 
-__all__ = ["ShapeError", "SpecError", "batched", "config"]
+__all__ = ["ShapeError", "SpecError", "batched", "config", "describe", "explain"]
 __version__ = "0.1.0"

@@ -1,0 +1,422 @@
+"""``explain(fn, *args, **kwargs)``: the ``jax.vmap`` nest a batched function runs, as Python.
+
+The text is a runnable function definition: the nest of ``jax.vmap(..., in_axes=...,
+out_axes=..., axis_name=...)`` calls that ``batched`` derived, with the size every dim took
+for these arguments in comments. Executed with the per-example function in scope, it
+computes what the batched function computes (``tests/test_explain.py`` checks exactly
+that), so it is both documentation and an escape hatch: paste it, and shapedmap is gone.
+
+A batched function whose per-example function is itself batched (``mm = batched(mv, ...)``)
+is written out down to the innermost per-example function, as one would by hand.
+
+Example:
+    >>> print(explain(pairwise, u, v))  # u, v: f32[13,17]  # doctest: +SKIP
+    # The jax.vmap nest that shapedmap.batched derives for concat (i f, j f -> i j 2*f),
+    # for u: f32[13,17], v: f32[13,17]. Sizes: i=13, f=17, j=13.
+    # `concat` is the per-example function (fn.fn).
+    import jax
+    <BLANKLINE>
+    <BLANKLINE>
+    def batched_concat(u, v):
+        vmapped = jax.vmap(concat, in_axes=(None, 0), out_axes=0, axis_name="j")  # j = 13; u not mapped
+        vmapped = jax.vmap(vmapped, in_axes=(0, None), out_axes=0, axis_name="i")  # i = 13; v not mapped
+        return vmapped(u, v)  # -> f32[13,13,34]
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import inspect
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+
+from .batched import plan_of
+from .check import Bindings, check_arguments
+from .errors import describe_value
+from .plan import Level, Plan
+
+__all__ = ["explain"]
+
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+@dataclass(frozen=True)
+class _Stage:
+    """One batched function of the chain (outermost first) and its levels for this call."""
+
+    plan: Plan
+    bindings: Bindings
+    levels: tuple[Level, ...]
+    squeeze: tuple[tuple[int, ...], ...]
+    values: list[Any]
+
+
+def explain(fn: Any, /, *args: Any, **kwargs: Any) -> str:
+    """The hand-written ``jax.vmap`` nest equivalent to ``fn(*args, **kwargs)``, as Python text.
+
+    Args:
+        fn: a function made by ``shapedmap.batched``.
+        *args: arguments as ``fn`` would be called with (arrays or ``jax.ShapeDtypeStruct``).
+        **kwargs: keyword arguments, likewise.
+
+    Returns:
+        The source of a function with ``fn``'s parameters whose body is plain ``jax.vmap``
+        calls over the per-example function, named as in its ``def``. Comments give every
+        dim's size for these arguments and the result's shape.
+
+    Raises:
+        ShapeError: when the arguments do not fit ``fn``'s layouts (the same error the call
+            would raise).
+        TypeError: when ``fn`` was not made by ``shapedmap.batched``.
+
+    Example:
+        >>> print(explain(column_sums, jnp.ones((3, 4))))  # doctest: +SKIP
+        ...
+        def batched_sum_vector(x):
+            vmapped = jax.vmap(sum_vector, in_axes=(1,), out_axes=0, axis_name="col")  # col = 4
+            return vmapped(x)  # -> f32[4]
+    """
+    stages = _stages(fn, args, kwargs)
+    innermost = _innermost(fn, len(stages))
+    result = _result_text(fn, args, kwargs)
+    return _Writer(stages, innermost, len(stages)).source(fn, result)
+
+
+# -- the chain of batched functions and their levels -----------------------------------------------
+
+
+def _stages(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[_Stage]:
+    """The call's levels for ``fn``, then for each batched per-example function inside it."""
+    plan = plan_of(fn)
+    runner = fn.__shapedmap__
+    values = runner.bind(args, kwargs)
+    bindings, values = check_arguments(plan, values)
+    expansion = runner.expansion(values, bindings)
+    stages = [_Stage(plan, bindings, expansion.levels, expansion.squeeze, values)]
+    inner = getattr(fn, "fn", None)
+    while inner is not None and hasattr(inner, "__shapedmap__") and _same_parameters(plan, plan_of(inner)):
+        outer = stages[-1]
+        inner_plan = plan_of(inner)
+        values = _per_example_values(outer)
+        bindings, values = check_arguments(inner_plan, values)
+        expansion = inner.__shapedmap__.expansion(values, bindings)
+        stages.append(_Stage(inner_plan, bindings, expansion.levels, expansion.squeeze, values))
+        plan, inner = inner_plan, getattr(inner, "fn", None)
+    return stages
+
+
+def _same_parameters(outer: Plan, inner: Plan) -> bool:
+    """Can the inner function's vmaps take the outer's mapped arrays as they are?"""
+    return [(a.name, a.kind) for a in outer.arguments] == [(a.name, a.kind) for a in inner.arguments] and (
+        outer.array_arguments == inner.array_arguments
+    )
+
+
+def _per_example_values(stage: _Stage) -> list[Any]:
+    """The abstract values the per-example function sees: each level's axis removed."""
+    values = list(stage.values)
+    for position, index in enumerate(stage.plan.array_arguments):
+        axes_per_level = [level.in_axes[position] for level in stage.levels]
+        squeeze = stage.squeeze[position] if stage.squeeze else ()
+
+        def per_example(leaf: Any, squeeze: tuple[int, ...] = squeeze, axes: list[Any] = axes_per_level) -> Any:
+            shape = [size for axis, size in enumerate(leaf.shape) if axis not in _positive(squeeze, leaf.ndim)]
+            for axis in axes:
+                if axis is not None:
+                    del shape[axis]
+            return jax.ShapeDtypeStruct(tuple(shape), leaf.dtype)
+
+        if values[index] is not None:
+            values[index] = jax.tree_util.tree_map(per_example, values[index])
+    return values
+
+
+def _positive(axes: tuple[int, ...], ndim: int) -> set[int]:
+    return {axis % ndim for axis in axes} if ndim else set()
+
+
+def _innermost(fn: Any, depth: int) -> Any:
+    current = fn
+    for _ in range(depth):
+        current = current.fn
+    return current
+
+
+def _result_text(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    shapes = jax.eval_shape(functools.partial(fn, *args, **kwargs))
+    if isinstance(shapes, tuple):
+        return "(" + ", ".join(_tree_text(item) for item in shapes) + ")"
+    return _tree_text(shapes)
+
+
+def _tree_text(tree: Any) -> str:
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    if treedef.num_leaves == 1 and treedef.num_nodes == 1:
+        return describe_value(leaves[0])
+    return str(jax.tree_util.tree_unflatten(treedef, [describe_value(leaf) for leaf in leaves])).replace("'", "")
+
+
+# -- writing the source ----------------------------------------------------------------------------
+
+
+class _Writer:
+    """Writes the ``def`` for a chain of stages (outermost first)."""
+
+    def __init__(self, stages: list[_Stage], innermost: Any, depth: int) -> None:
+        self.stages = stages
+        self.innermost = innermost
+        self.depth = depth
+        self.plan = stages[0].plan
+        self.callee = _callable_name(innermost)
+        taken = {a.name for a in self.plan.arguments} | {self.callee.split(".")[0]}
+        self.names = _Names(taken)
+        self.jax = self.names.fresh("jax")
+        self.jnp: str | None = None
+        self.inspect_module: str | None = None
+
+    def source(self, fn: Any, result: str) -> str:
+        name = self.names.fresh("batched_" + self.callee.split(".")[-1])
+        definition = f"def {name}({self.parameters()}):"
+        body = self.body(result)
+        imports = [_import("jax", self.jax)]
+        if self.jnp is not None:
+            imports.append(_import("jax.numpy", self.jnp))
+        if self.inspect_module is not None:
+            imports.insert(0, _import("inspect", self.inspect_module))
+        return "\n".join([*self.header(fn), *imports, "", "", definition, *body]) + "\n"
+
+    # -- header ------------------------------------------------------------------------------------
+
+    def header(self, fn: Any) -> list[str]:
+        stage = self.stages[0]
+        arguments = ", ".join(
+            f"{stage.plan.arguments[i].name}: {_value_text(stage.values[i])}" for i in stage.plan.array_arguments
+        )
+        lines = [
+            f"# {self.plan.function}, batched as",
+            f"#     {self.plan.signature_text()}",
+        ]
+        for depth, inner in enumerate(self.stages[1:], start=1):
+            lines += [f"# whose fn{'.fn' * (depth - 1)} is batched as", f"#     {inner.plan.signature_text()}"]
+        path = "fn" + ".fn" * self.depth
+        lines += [
+            f"# written out as plain jax.vmap for {arguments or 'no array arguments'}",
+            f"# (sizes: {self.sizes_text()}). `{self.callee}` is the per-example function, {path}.",
+        ]
+        return lines
+
+    def sizes_text(self) -> str:
+        sizes: dict[str, str] = {}
+        for stage in self.stages:
+            for name, (size, _) in stage.bindings.sizes.items():
+                sizes.setdefault(name, str(size))
+            for name, (shape, _) in stage.bindings.variadics.items():
+                sizes.setdefault(f"*{name}", str(shape))
+        return ", ".join(f"{name}={size}" for name, size in sizes.items()) or "none"
+
+    # -- the def's parameters ----------------------------------------------------------------------
+
+    def parameters(self) -> str:
+        parts: list[str] = []
+        parameters = list(self.plan.types.signature.parameters.values())
+        for position, parameter in enumerate(parameters):
+            kind = parameter.kind
+            if (
+                kind is inspect.Parameter.KEYWORD_ONLY
+                and not any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters)
+                and "*" not in parts
+            ):
+                parts.append("*")
+            if kind is inspect.Parameter.VAR_POSITIONAL:
+                parts.append(f"*{parameter.name}")
+            elif kind is inspect.Parameter.VAR_KEYWORD:
+                parts.append(f"**{parameter.name}")
+            elif parameter.default is inspect.Parameter.empty:
+                parts.append(parameter.name)
+            else:
+                parts.append(f"{parameter.name}={self.default_text(parameter)}")
+            following = parameters[position + 1] if position + 1 < len(parameters) else None
+            if kind is inspect.Parameter.POSITIONAL_ONLY and (
+                following is None or following.kind is not inspect.Parameter.POSITIONAL_ONLY
+            ):
+                parts.append("/")
+        return ", ".join(parts)
+
+    def default_text(self, parameter: inspect.Parameter) -> str:
+        if _is_literal(parameter.default):
+            return repr(parameter.default)
+        if self.inspect_module is None:
+            self.inspect_module = self.names.fresh("inspect")
+        return f"{self.inspect_module}.signature({self.callee}).parameters[{parameter.name!r}].default"
+
+    # -- the body ----------------------------------------------------------------------------------
+
+    def body(self, result: str) -> list[str]:
+        lines: list[str] = []
+        current = self.callee
+        plan = self.stages[-1].plan
+        if self.needs_recomposition(plan):
+            current = self.names.fresh("one_example")
+            mapped = self.mapped_names()
+            lines += [
+                f"    def {current}({', '.join(mapped)}):",
+                f"        return {self.callee}({self.call_arguments(plan)})",
+                "",
+            ]
+        outermost = self.stages[0]
+        # Wrappers call the stage inside them by name, so that name must not be rebound later.
+        wrappers = any(any(stage.squeeze) for stage in self.stages[1:])
+        for number, stage in enumerate(reversed(self.stages)):
+            target = "vmapped" if stage is outermost or not wrappers else f"vmapped_{number}"
+            target = self.names.once(target)
+            for level in reversed(stage.levels):
+                lines.append(
+                    f"    {target} = {self.vmap_call(current, stage, level)}  # {self.level_comment(stage, level)}"
+                )
+                current = target
+            if stage.squeeze and any(stage.squeeze) and stage is not outermost:
+                wrapper = self.names.fresh(f"squeezed_{number}")
+                mapped = self.mapped_names()
+                lines += ["", f"    def {wrapper}({', '.join(mapped)}):"]
+                lines += [f"    {line}" for line in self.squeeze_lines(stage)]
+                lines += [f"        return {current}({', '.join(mapped)})", ""]
+                current = wrapper
+        squeeze = self.squeeze_lines(outermost) if outermost.squeeze and any(outermost.squeeze) else []
+        call = f"{current}({', '.join(self.mapped_names())})"
+        return [*squeeze, *lines, f"    return {call}  # -> {result}"]
+
+    def mapped_names(self) -> list[str]:
+        return [self.plan.arguments[i].name for i in self.plan.array_arguments]
+
+    def needs_recomposition(self, plan: Plan) -> bool:
+        """Does the per-example call need more than the mapped arrays, positionally?"""
+        return len(plan.array_arguments) != len(plan.arguments) or any(
+            argument.kind not in _POSITIONAL for argument in plan.arguments
+        )
+
+    def call_arguments(self, plan: Plan) -> str:
+        parts = []
+        for argument in plan.arguments:
+            if argument.kind in _POSITIONAL:
+                parts.append(argument.name)
+            elif argument.kind is inspect.Parameter.VAR_POSITIONAL:
+                parts.append(f"*{argument.name}")
+            elif argument.kind is inspect.Parameter.KEYWORD_ONLY:
+                parts.append(f"{argument.name}={argument.name}")
+            else:
+                parts.append(f"**{argument.name}")
+        return ", ".join(parts)
+
+    def vmap_call(self, function: str, stage: _Stage, level: Level) -> str:
+        out_axes = level.out_axes if stage.plan.returns_tuple else level.out_axes[0]
+        in_axes = level.in_axes[0] if len(level.in_axes) == 1 else tuple(level.in_axes)
+        parts = [function, f"in_axes={in_axes!r}", f"out_axes={out_axes!r}"]
+        if level.axis_name is not None:
+            parts.append(f'axis_name="{level.axis_name}"')
+        if all(axis is None for axis in level.in_axes):
+            parts.append(f"axis_size={_level_size(stage, level)}")
+        return f"{self.jax}.vmap({', '.join(parts)})"
+
+    def level_comment(self, stage: _Stage, level: Level) -> str:
+        size = _level_size(stage, level)
+        if level.axis_name is None and "[" in level.key:
+            name, index = level.key[:-1].split("[")
+            text = f"*{name} dim {index} = {size}"
+        else:
+            text = f"{level.key} = {size}"
+        unmapped = [
+            stage.plan.arguments[index].name
+            for index, axis in zip(stage.plan.array_arguments, level.in_axes, strict=True)
+            if axis is None
+        ]
+        if unmapped and len(unmapped) < len(level.in_axes):
+            text += f"; {', '.join(unmapped)} not mapped"
+        return text
+
+    def squeeze_lines(self, stage: _Stage) -> list[str]:
+        if self.jnp is None:
+            self.jnp = self.names.fresh("jnp")
+        lines = []
+        for index, axes in zip(stage.plan.array_arguments, stage.squeeze, strict=True):
+            if not axes:
+                continue
+            argument = stage.plan.arguments[index]
+            squeeze = f"{self.jnp}.squeeze({{}}, axis={tuple(axes)!r})"
+            if argument.value.kind == "array":
+                expression = squeeze.format(argument.name)
+            else:
+                expression = f"{self.jax}.tree.map(lambda leaf: {squeeze.format('leaf')}, {argument.name})"
+            lines.append(f"    {argument.name} = {expression}  # size 1: shared, not mapped")
+        return lines
+
+
+def _import(module: str, alias: str) -> str:
+    if module == alias:
+        return f"import {module}"
+    if module.rsplit(".", 1)[-1] == alias:
+        return f"from {module.rsplit('.', 1)[0]} import {alias}" if "." in module else f"import {module}"
+    return f"import {module} as {alias}"
+
+
+def _level_size(stage: _Stage, level: Level) -> int | str:
+    if level.size is not None:
+        return level.size
+    if level.axis_name is None and "[" in level.key:
+        name, index = level.key[:-1].split("[")
+        shape = stage.bindings.variadics.get(name)
+        if shape is not None:
+            return shape[0][int(index)]
+    size = stage.bindings.size_of(level.key)
+    return "?" if size is None else size
+
+
+def _value_text(value: Any) -> str:
+    if value is None or hasattr(value, "shape"):
+        return describe_value(value)
+    return _tree_text(value)
+
+
+def _callable_name(fn: Any) -> str:
+    """How the text refers to the per-example function: its qualified name where that is a path."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    qualname = getattr(fn, "__qualname__", None)
+    if qualname and "<" not in qualname and all(part.isidentifier() for part in qualname.split(".")):
+        return qualname
+    name = getattr(fn, "__name__", None)
+    if name and name.isidentifier():
+        return name
+    return "per_example"
+
+
+def _is_literal(value: Any) -> bool:
+    """Does ``repr(value)`` read back as an equal value of the same type?"""
+    try:
+        copy = ast.literal_eval(repr(value))
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return False
+    return type(copy) is type(value) and copy == value
+
+
+class _Names:
+    """Fresh identifiers that no parameter or the per-example function already uses."""
+
+    def __init__(self, taken: set[str]) -> None:
+        self.taken = set(taken)
+        self.given: dict[str, str] = {}
+
+    def fresh(self, name: str) -> str:
+        candidate = name
+        while candidate in self.taken:
+            candidate += "_"
+        self.taken.add(candidate)
+        return candidate
+
+    def once(self, name: str) -> str:
+        """The same fresh identifier for ``name`` every time it is asked for."""
+        if name not in self.given:
+            self.given[name] = self.fresh(name)
+        return self.given[name]
