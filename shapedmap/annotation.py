@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
 import types
@@ -27,7 +28,7 @@ from jaxtyping import AbstractArray, PyTree
 from .errors import SpecError
 from .layout import Layout, parse_layout
 
-__all__ = ["ArrayType", "FunctionTypes", "ParameterType", "ValueType", "read_function"]
+__all__ = ["ArrayType", "FunctionTypes", "ParameterType", "UnresolvedAnnotation", "ValueType", "read_function"]
 
 _ANY_SHAPE = parse_layout("...")
 
@@ -37,28 +38,33 @@ class ArrayType:
     """One array annotation: which dtypes it admits and its per-example layout.
 
     ``dtype`` is the jaxtyping dtype class (``Float``, ``Key``…) or None for a plain
-    ``jax.Array``/``np.ndarray`` hint; ``dtypes`` the admitted dtype names (None: any).
+    ``jax.Array``/``np.ndarray`` hint; ``other_dtypes`` the further classes of a union
+    (``Float[Array, "n"] | Int[Array, "n"]``); ``dtypes`` the admitted dtype names (None: any).
     """
 
     layout: Layout
     dtype: Any = None
     array_type: Any = jax.Array
     dtypes: tuple[str | re.Pattern[str], ...] | None = None
+    other_dtypes: tuple[Any, ...] = ()
 
     def with_layout(self, layout: Layout) -> Any:
-        """The jaxtyping annotation for the same dtype and array type with another layout.
+        """The jaxtyping annotation for the same dtype(s) and array type with another layout.
 
         It is a subclass of jaxtyping's own annotation (so it checks exactly the same), named
         ``Float[Array, 'graph n']`` rather than ``Float[jaxlib._jax.Array, 'graph n']`` so that
-        ``help()`` and generated docs read well.
+        ``help()`` and generated docs read well. NumPy array types become ``jax.Array``: inside
+        ``vmap`` and ``jit`` every array is a tracer.
         """
         from jaxtyping import Shaped
 
-        dtype = self.dtype if self.dtype is not None else Shaped
         array_type = self.array_type if self.array_type is not np.ndarray else jax.Array
-        annotation = dtype[array_type, str(layout)]
-        name = f"{dtype.__name__}[{_array_type_text(array_type)}, {str(layout)!r}]"
-        return type(annotation)(name, (annotation,), {"__module__": "jaxtyping", "__qualname__": name})
+        annotations = []
+        for dtype in (self.dtype if self.dtype is not None else Shaped, *self.other_dtypes):
+            annotation = dtype[array_type, str(layout)]
+            name = f"{dtype.__name__}[{_array_type_text(array_type)}, {str(layout)!r}]"
+            annotations.append(type(annotation)(name, (annotation,), {"__module__": "jaxtyping", "__qualname__": name}))
+        return annotations[0] if len(annotations) == 1 else typing.Union[tuple(annotations)]  # noqa: UP007
 
     def admits_dtype(self, dtype: Any) -> bool:
         """Does an array of ``dtype`` satisfy the annotation? (jaxtyping's own rule.)"""
@@ -73,8 +79,10 @@ class ArrayType:
         return False
 
     def dtype_description(self) -> str:
-        """``Float`` or ``Float32``: how the annotation names its dtypes."""
-        return getattr(self.dtype, "__name__", "any dtype")
+        """``Float`` or ``Float or Int``: how the annotation names its dtypes."""
+        if self.dtype is None:
+            return "any"
+        return " or ".join(dtype.__name__ for dtype in (self.dtype, *self.other_dtypes))
 
 
 def dtype_name(dtype: Any) -> str:
@@ -89,13 +97,15 @@ class ValueType:
 
     ``kind`` is ``"array"`` (one array), ``"tree"`` (a PyTree whose every leaf is such an
     array) or ``"static"`` (anything else: held fixed, never mapped). ``optional`` values
-    may also be None.
+    may also be None. ``structure`` is the name of ``PyTree[..., "T"]``: every value with the
+    same name must have the same tree structure.
     """
 
     kind: str
     array: ArrayType | None = None
     optional: bool = False
     hint: Any = None
+    structure: str | None = None
 
     @property
     def is_array(self) -> bool:
@@ -134,6 +144,8 @@ def function_name(fn: Any) -> str:
 
     Enclosing functions (``test_x.<locals>.rotate``) are dropped: they are noise in a message.
     """
+    while isinstance(fn, functools.partial):
+        fn = fn.func
     name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
     return name.rsplit("<locals>.", 1)[-1]
 
@@ -141,30 +153,53 @@ def function_name(fn: Any) -> str:
 def read_function(fn: Any) -> FunctionTypes:
     """Classify every parameter and the return value of ``fn`` by its annotation.
 
+    ``functools.partial`` objects are read through: the hints come from the wrapped function,
+    the signature from the partial. Annotated ``*args``/``**kwargs`` hold one array per entry
+    (a PyTree, all with that layout); unannotated ones are static.
+
     Raises:
         SpecError: if the annotations cannot be resolved, or an array annotation can never
             be batched (a union of different shapes, a non-array return annotation…).
+        NameError: (as ``UnresolvedAnnotation``) for a name not defined yet, which may be
+            defined later in the module (a forward reference).
     """
     name = function_name(fn)
     try:
         signature = inspect.signature(fn)
     except (TypeError, ValueError) as error:
         raise SpecError(f"{name}: cannot read the signature: {error}") from None
-    try:
-        hints = typing.get_type_hints(fn, include_extras=True)
-    except Exception as error:  # NameError, TypeError, SyntaxError from user annotations
-        raise SpecError(
-            f"{name}: cannot resolve its annotations ({type(error).__name__}: {error}). "
-            "Annotations that name something local to a function cannot be resolved under "
-            "'from __future__ import annotations'; move the alias to module level."
-        ) from None
+    hints = _type_hints(fn, name)
     parameters = []
     for parameter in signature.parameters.values():
         where = f"{name}: parameter '{parameter.name}'"
         value = classify(hints.get(parameter.name), where)
+        if value.kind == "array" and parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            value = ValueType("tree", value.array, value.optional, value.hint)
         parameters.append(ParameterType(parameter.name, parameter.kind, parameter.default, value))
     outputs, returns_tuple = _classify_return(hints.get("return", inspect.Parameter.empty), name)
     return FunctionTypes(name, signature, tuple(parameters), outputs, returns_tuple)
+
+
+class UnresolvedAnnotation(NameError):
+    """An annotation names something not defined (yet): maybe a forward reference."""
+
+
+def _type_hints(fn: Any, name: str) -> dict[str, Any]:
+    target = fn
+    while isinstance(target, functools.partial):
+        target = target.func
+    if not (inspect.isfunction(target) or inspect.ismethod(target)) and callable(target):
+        target = type(target).__call__  # a callable object: its __call__ carries the hints
+    try:
+        return typing.get_type_hints(target, include_extras=True)
+    except NameError as error:
+        raise UnresolvedAnnotation(
+            f"{name}: cannot resolve its annotations (NameError: {error}). Annotations that name "
+            "something local to a function cannot be resolved under 'from __future__ import "
+            "annotations'; move the alias to module level."
+        ) from None
+    except Exception as error:  # TypeError, SyntaxError from user annotations
+        raise SpecError(f"{name}: cannot resolve its annotations ({type(error).__name__}: {error})") from None
 
 
 def _classify_return(hint: Any, name: str) -> tuple[tuple[ValueType, ...], bool]:
@@ -189,22 +224,28 @@ def _classify_output(hint: Any, where: str) -> ValueType:
     return value
 
 
-def classify(hint: Any, where: str) -> ValueType:
-    """Classify one type hint (``where`` prefixes any error)."""
+def classify(hint: Any, where: str, *, in_tree: bool = False) -> ValueType:
+    """Classify one type hint (``where`` prefixes any error; ``in_tree``: a PyTree's leaf type)."""
     if hint is None:
         return ValueType("static")
     hint = _strip_annotated(hint)
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
-        return _classify_union(hint, where)
+        return _classify_union(hint, where, in_tree)
     if isinstance(hint, type) and issubclass(hint, PyTree) and hint is not PyTree:
         leaf = getattr(hint, "leaftype", None)
-        leaf_value = classify(leaf, where)
+        leaf_value = classify(leaf, where, in_tree=True)
         if leaf_value.kind != "array":
             return ValueType("static", hint=hint)
-        return ValueType("tree", leaf_value.array, leaf_value.optional, hint)
+        structure = getattr(hint, "structure", None)
+        if structure is None:
+            _refuse_treepath_dims(leaf_value.array, hint, where)
+        return ValueType("tree", leaf_value.array, leaf_value.optional, hint, structure)
     if isinstance(hint, type) and issubclass(hint, AbstractArray):
-        return ValueType("array", _array_type(hint, where), hint=hint)
+        array = _array_type(hint, where)
+        if not in_tree:
+            _refuse_treepath_dims(array, hint, where)
+        return ValueType("array", array, hint=hint)
     if hint is jax.Array or hint is np.ndarray:
         return ValueType("array", ArrayType(_ANY_SHAPE, array_type=hint), hint=hint)
     if origin in (list, tuple, dict) or (origin is not None and origin.__module__ == "collections.abc"):
@@ -215,10 +256,10 @@ def classify(hint: Any, where: str) -> ValueType:
     return ValueType("static", hint=hint)
 
 
-def _classify_union(hint: Any, where: str) -> ValueType:
+def _classify_union(hint: Any, where: str, in_tree: bool) -> ValueType:
     members = typing.get_args(hint)
     optional = type(None) in members
-    values = [classify(member, where) for member in members if member is not type(None)]
+    values = [classify(member, where, in_tree=in_tree) for member in members if member is not type(None)]
     arrays = [value for value in values if value.is_array]
     if not arrays:
         return ValueType("static", hint=hint)
@@ -230,7 +271,7 @@ def _classify_union(hint: Any, where: str) -> ValueType:
         )
     kind = "tree" if any(value.kind == "tree" for value in arrays) else "array"
     merged = _merge(arrays, hint, where, kind)
-    return ValueType(merged.kind, merged.array, optional or merged.optional, hint)
+    return ValueType(merged.kind, merged.array, optional or merged.optional, hint, merged.structure)
 
 
 def _merge(values: list[ValueType], hint: Any, where: str, kind: str) -> ValueType:
@@ -246,8 +287,22 @@ def _merge(values: list[ValueType], hint: Any, where: str, kind: str) -> ValueTy
         dtypes = None
     else:
         dtypes = tuple(dict.fromkeys(d for value in values for d in value.array.dtypes))
-    array = ArrayType(first.layout, first.dtype, first.array_type, dtypes)
-    return ValueType(kind, array, any(value.optional for value in values), hint)
+    classes = [value.array.dtype for value in values]
+    dtype = None if None in classes else classes[0]
+    others = () if dtype is None else tuple(c for c in dict.fromkeys(classes) if c is not dtype)
+    array = ArrayType(first.layout, dtype, first.array_type, dtypes, others)
+    structure = next((value.structure for value in values if value.structure), None)
+    return ValueType(kind, array, any(value.optional for value in values), hint, structure)
+
+
+def _refuse_treepath_dims(array: ArrayType, hint: Any, where: str) -> None:
+    """``?n`` (a size per PyTree leaf) only means something inside ``PyTree[..., "T"]``."""
+    for dim in array.layout.dims:
+        if getattr(dim, "treepath", False):
+            raise SpecError(
+                f"{where} {hint_text(hint)}: '?{dim.name}' gives each PyTree leaf its own size, so it is "
+                "allowed only inside a structured PyTree annotation, e.g. PyTree[Float[Array, '?n'], 'T']"
+            )
 
 
 def _array_type(hint: Any, where: str) -> ArrayType:

@@ -21,8 +21,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -30,7 +32,7 @@ import jax
 from beartype import beartype
 from jaxtyping import PyTree, TypeCheckError, jaxtyped
 
-from .annotation import ValueType, read_function
+from .annotation import UnresolvedAnnotation, ValueType, read_function
 from .cache import BoundedCache
 from .check import Bindings, check_arguments, check_results, split_shape
 from .config import config
@@ -42,6 +44,7 @@ from .plan import Expansion, Level, Placement, Plan, make_plan, variadic_key
 __all__ = ["batched", "plan_of"]
 
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+_VARIADIC_KINDS = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 _MISSING = object()
 
 
@@ -87,11 +90,11 @@ def batched(
             return batched(function, spec, layouts=layouts, out=out, check=check)
 
         return decorate
+    if isinstance(fn, classmethod | staticmethod):
+        return type(fn)(batched(fn.__func__, spec, layouts=layouts, out=out, check=check))
     if not callable(fn):
         raise SpecError(f"batched expects a function, got {describe_value(fn)}")
-    types = read_function(fn)
-    plan = make_plan(types, spec, layouts, out)
-    return _make_wrapper(fn, plan, _PerCall(fn, plan, check))
+    return _PerCall(fn, (spec, layouts, out), check).wrapper
 
 
 def plan_of(fn: Any) -> Plan:
@@ -99,22 +102,49 @@ def plan_of(fn: Any) -> Plan:
     runner = getattr(fn, "__shapedmap__", None)
     if runner is None:
         raise TypeError(f"{describe_value(fn)} is not a function made by shapedmap.batched")
-    return runner.plan
+    return runner.resolve()
 
 
 class _PerCall:
-    """What a call needs, prepared at decoration: the plan, the checked per-example function."""
+    """What a call needs, prepared at decoration: the plan, the checked per-example function.
 
-    def __init__(self, fn: Callable[..., Any], plan: Plan, check: bool) -> None:
+    The plan is built when the decorator is applied. If an annotation names something not
+    defined yet (a forward reference, such as a method annotated with its own class), it is
+    built at the first call instead, and a name still undefined then is a ``SpecError``.
+    """
+
+    def __init__(self, fn: Callable[..., Any], options: tuple[Any, Any, Any], check: bool) -> None:
         self.fn = fn
-        self.plan = plan
+        self.options = options
         self.check = check
-        self.checked_fn = fn if _already_checked(fn) else jaxtyped(typechecker=beartype)(fn)
-        self.signature = plan.types.signature
-        self.positional_only_call = all(a.kind in _POSITIONAL for a in plan.arguments)
-        self.dynamic = plan.levels is None or bool(plan.unsized_levels)
-        # Validated abstract signatures; f-string dims read argument values, so no caching then.
-        self.passed = BoundedCache(maxsize=512) if not _has_fstring_dims(plan) else None
+        self.plan: Plan | None = None
+        self._lock = threading.Lock()
+        self.wrapper = _make_wrapper(fn, self)
+        with contextlib.suppress(UnresolvedAnnotation):
+            self._build()
+
+    def resolve(self) -> Plan:
+        """The plan, building it (and describing the wrapper) on first use."""
+        if self.plan is None:
+            try:
+                self._build()
+            except UnresolvedAnnotation as error:
+                raise SpecError(str(error)) from None
+        return self.plan
+
+    def _build(self) -> None:
+        with self._lock:
+            if self.plan is not None:
+                return
+            plan = make_plan(read_function(self.fn), *self.options)
+            self.checked_fn = self.fn if _already_checked(self.fn) else _checked(self.fn, plan)
+            self.signature = plan.types.signature
+            self.positional_only_call = all(a.kind in _POSITIONAL for a in plan.arguments)
+            self.dynamic = plan.levels is None or bool(plan.unsized_levels)
+            # Validated abstract signatures; f-string dims read argument values: no caching then.
+            self.passed = BoundedCache(maxsize=512) if not _has_fstring_dims(plan) else None
+            _describe(self.wrapper, plan)
+            self.plan = plan  # published last: other threads see a complete runner
 
     # -- 1. binding ----------------------------------------------------------------------
 
@@ -147,7 +177,7 @@ class _PerCall:
     # -- the call -------------------------------------------------------------------------
 
     def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        plan = self.plan
+        plan = self.plan or self.resolve()
         values = self.bind(args, kwargs)
         checking = self.check and config.checks
         key = self.abstract_key(values) if checking and self.passed is not None else None
@@ -378,44 +408,89 @@ def _has_fstring_dims(plan: Plan) -> bool:
 # -- the wrapper users hold ----------------------------------------------------------------
 
 
-def _make_wrapper(fn: Callable[..., Any], plan: Plan, runner: _PerCall) -> Any:
-    @functools.wraps(fn)
+def _make_wrapper(fn: Callable[..., Any], runner: _PerCall) -> Any:
+    target = _unwrap_partial(fn)
+
+    @functools.wraps(target)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         return runner(args, kwargs)
 
-    annotations, signature = _batched_signature(plan)
-    wrapper.__signature__ = signature
-    wrapper.__annotations__ = annotations
-    wrapper.__doc__ = with_shapes_section(fn.__doc__, plan)
     wrapper.__shapedmap__ = runner
     wrapper.fn = fn
-    wrapper.signature = plan.signature_text()
-    wrapper.in_axes, wrapper.out_axes = _axes_by_name(plan)
+    # Filled in by _describe once the plan exists (at once, or at the first call for forward refs).
+    wrapper.signature = wrapper.in_axes = wrapper.out_axes = None
     return wrapper
 
 
-def _annotation_for(value: ValueType, layout: Layout) -> Any:
+def _describe(wrapper: Any, plan: Plan) -> None:
+    """Give the wrapper the batched signature, annotations, docstring and derived axes."""
+    annotations, signature = _signature_for(plan, batched=True)
+    wrapper.__signature__ = signature
+    wrapper.__annotations__ = annotations
+    wrapper.__doc__ = with_shapes_section(_unwrap_partial(wrapper.fn).__doc__, plan)
+    wrapper.signature = plan.signature_text()
+    wrapper.in_axes, wrapper.out_axes = _axes_by_name(plan)
+
+
+def _checked(fn: Callable[..., Any], plan: Plan) -> Callable[..., Any]:
+    """``fn`` under ``jaxtyped(typechecker=beartype)``, checked against the per-example annotations.
+
+    The check runs on a shim whose signature carries the annotations as shapedmap resolved them
+    (strings resolved, ``np.ndarray`` read as ``jax.Array`` since inside the map every array is
+    a tracer), so partials, callable objects and NumPy-annotated functions are checked alike.
+    """
+
+    def per_example(*args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+    target = _unwrap_partial(fn)
+    per_example.__module__ = getattr(target, "__module__", __name__)
+    per_example.__qualname__ = plan.function
+    per_example.__name__ = getattr(target, "__name__", "per_example")
+    per_example.__annotations__, per_example.__signature__ = _signature_for(plan, batched=False)
+    return jaxtyped(typechecker=beartype)(per_example)
+
+
+def _unwrap_partial(fn: Any) -> Any:
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    return fn
+
+
+def _annotation_for(argument_kind: Any, value: ValueType, layout: Layout) -> Any:
     annotation = value.array.with_layout(layout)
-    if value.kind == "tree":
-        annotation = PyTree[annotation]
+    if value.kind == "tree" and argument_kind not in _VARIADIC_KINDS:
+        annotation = PyTree[annotation] if value.structure is None else PyTree[annotation, value.structure]
     if value.optional:
         annotation = annotation | None
     return annotation
 
 
-def _batched_signature(plan: Plan) -> tuple[dict[str, Any], inspect.Signature]:
+def _signature_for(plan: Plan, *, batched: bool) -> tuple[dict[str, Any], inspect.Signature]:
+    """The batched (or the per-example) signature, with readable jaxtyping annotations."""
     annotations: dict[str, Any] = {}
     parameters = []
     for argument, parameter in zip(plan.arguments, plan.types.signature.parameters.values(), strict=True):
         if argument.placement is not None:
-            annotation = _annotation_for(argument.value, argument.placement.batched)
-            parameter = parameter.replace(annotation=annotation)
-        if parameter.annotation is not inspect.Parameter.empty:
-            annotations[argument.name] = parameter.annotation
+            layout = argument.placement.batched if batched else argument.placement.per_example
+            annotation = _annotation_for(argument.kind, argument.value, layout)
+        elif argument.value.hint is not None:
+            annotation = argument.value.hint
+        else:
+            annotation = inspect.Parameter.empty
+        parameter = parameter.replace(annotation=annotation)
+        if annotation is not inspect.Parameter.empty:
+            annotations[argument.name] = annotation
         parameters.append(parameter)
-    results = [_annotation_for(r.value, r.placement.batched) for r in plan.results]
-    returned = tuple[tuple(results)] if plan.returns_tuple else results[0]
-    annotations["return"] = returned
+    results = []
+    for result in plan.results:
+        layout = result.placement.batched if batched else result.placement.per_example
+        results.append(_annotation_for(None, result.value, layout))
+    if plan.types.outputs[0].hint is None and not plan.returns_tuple and not batched:
+        returned = inspect.Signature.empty  # unannotated: nothing to check per example
+    else:
+        returned = tuple[tuple(results)] if plan.returns_tuple else results[0]
+        annotations["return"] = returned
     return annotations, plan.types.signature.replace(parameters=parameters, return_annotation=returned)
 
 

@@ -14,7 +14,7 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import jax
@@ -86,6 +86,7 @@ class Bindings:
         self.arguments = arguments or {}
         self.sizes: dict[str, tuple[int, Origin]] = {}
         self.variadics: dict[str, tuple[tuple[int, ...], Origin]] = {}
+        self.structures: dict[str, tuple[Any, list[str], str]] = {}
         self._symbolic: list[tuple[SymbolicDim, int, Origin, Layout]] = []
 
     # -- matching one array ------------------------------------------------------------
@@ -100,11 +101,13 @@ class Bindings:
         labels: frozenset[str] = frozenset(),
         per_example: Layout | None = None,
         parameter: str | None = None,
+        leaf: str | None = None,
     ) -> None:
         """Match ``value`` (array-like) against ``layout``, binding and checking sizes.
 
         ``labels`` are the ``name=3`` labels that name batch dims (bound like names);
-        ``per_example`` and ``parameter`` only improve the wrong-rank message.
+        ``per_example`` and ``parameter`` only improve the wrong-rank message. ``leaf`` is the
+        PyTree path of ``value``: ``?n`` dims are bound once per leaf path.
         """
         shape = tuple(value.shape)
         text = describe_value(value)
@@ -112,6 +115,8 @@ class Bindings:
         start = 0
         for dim, size in zip(layout.dims, split_shape(layout, shape), strict=True):
             width = len(size) if isinstance(size, tuple) else 1
+            if getattr(dim, "treepath", False) and dim.name is not None:
+                dim = replace(dim, name=f"{dim.name}{leaf or ''}", treepath=False)
             if isinstance(dim, VariadicDim):
                 origin = Origin(place, (start, start + width), text)
                 if dim.name is not None:
@@ -220,6 +225,30 @@ class Bindings:
                 parts.append(dim_text(dim))
         return f"\n  {origin.place} has layout {str(layout)!r}: expected ({', '.join(parts)}), got {origin.value}"
 
+    def unify_structure(self, name: str, value: Any, place: str) -> None:
+        """Values annotated ``PyTree[..., name]`` must share one tree structure."""
+        paths_and_leaves, treedef = jax.tree_util.tree_flatten_with_path(value)
+        paths = [jax.tree_util.keystr(path) for path, _ in paths_and_leaves]
+        known = self.structures.get(name)
+        if known is None:
+            self.structures[name] = (treedef, paths, place)
+            return
+        known_treedef, known_paths, known_place = known
+        if treedef == known_treedef:
+            return
+        extra = [path for path in known_paths if path not in paths]
+        missing = [path for path in paths if path not in known_paths]
+        if extra:
+            detail = f"{known_place} has {', '.join(extra)}, which {place} lacks"
+        elif missing:
+            detail = f"{place} has {', '.join(missing)}, which {known_place} lacks"
+        else:
+            detail = f"{known_place} is {known_treedef} but {place} is {treedef}"
+        raise ShapeError(
+            f"{self.function}: {place} and {known_place} must have the same PyTree structure '{name}' "
+            f"(both are annotated PyTree[..., '{name}']): {detail}"
+        )
+
     # -- after all names are bound --------------------------------------------------------
 
     def check_symbolic(self) -> None:
@@ -323,7 +352,7 @@ def _check_value(
     if value is None and value_type.optional:
         return value
 
-    def check_leaf(leaf: Any, where: str) -> Any:
+    def check_leaf(leaf: Any, where: str, path: str | None = None) -> Any:
         if convert:
             leaf = as_array(leaf, function, where, _expected_text(value_type, placement.batched))
         elif not is_array_like(leaf):
@@ -337,13 +366,19 @@ def _check_value(
             labels=placement.labels,
             per_example=placement.per_example,
             parameter=parameter,
+            leaf=path,
         )
         return leaf
 
     if value_type.kind == "array":
         return check_leaf(value, place)
+    if value_type.structure is not None:
+        bindings.unify_structure(value_type.structure, value, place)
     paths_and_leaves, treedef = jax.tree_util.tree_flatten_with_path(value)
-    checked = [check_leaf(leaf, f"{place} at {jax.tree_util.keystr(path)}") for path, leaf in paths_and_leaves]
+    checked = [
+        check_leaf(leaf, f"{place} at {jax.tree_util.keystr(path)}", jax.tree_util.keystr(path))
+        for path, leaf in paths_and_leaves
+    ]
     return jax.tree_util.tree_unflatten(treedef, checked)
 
 

@@ -270,14 +270,6 @@ def test_layout_for_a_static_parameter():
     assert text.startswith("scale: layouts= gives a layout for 'factor', which is annotated int")
 
 
-def test_unresolvable_annotation_is_a_spec_error_not_unchecked():
-    def f(x: "Float[Array, 'n']", y: "NoSuchAlias") -> "Float[Array, 'n']":
-        return x
-
-    text = spec_error(f, "b")
-    assert text.startswith("f: cannot resolve its annotations (NameError: name 'NoSuchAlias' is not defined)")
-
-
 def test_symbolic_dim_with_an_unknown_name():
     def f(x: Float[Array, "n"]) -> Float[Array, "m+1"]:
         return x
