@@ -54,6 +54,12 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _named_ratio(entry: dict[str, Any]) -> str:
+    """batched / (the same vmap nest with axis names): shapedmap's own eager cost, axis_name aside."""
+    named = entry["eager"].get("ratios_to_named")
+    return _ratio(named["batched"]) if named else "–"
+
+
 def ratio_table(results: dict[str, Any]) -> str:
     """The goals: batched vs vmap, per workload and mode, with the absolute times beside them."""
     header = [
@@ -61,6 +67,7 @@ def ratio_table(results: dict[str, Any]) -> str:
         "jit: batched / vmap",
         "eager: batched / vmap",
         "first call: batched / vmap(jaxtyped(f))",
+        "eager: batched / vmap with axis_name",
         "jit vmap",
         "eager vmap",
         "eager batched",
@@ -72,6 +79,7 @@ def ratio_table(results: dict[str, Any]) -> str:
             [
                 name,
                 *(_ratio(entry[mode]["ratios"]["batched"], GOALS[mode][1]) for mode in ("jit", "eager", "first_call")),
+                _named_ratio(entry),
                 _time(entry["jit"]["times"]["vmap"]),
                 _time(entry["eager"]["times"]["vmap"]),
                 _time(entry["eager"]["times"]["batched"]),
@@ -102,6 +110,7 @@ def scaling_table(rows: list[dict[str, Any]], axis: str) -> str:
         "eager batched",
         "eager overhead",
         "eager ratio",
+        "eager / named vmap",
         "jit ratio",
         "first call ratio",
         "first call batched",
@@ -117,6 +126,7 @@ def scaling_table(rows: list[dict[str, Any]], axis: str) -> str:
                 _time(eager["batched"]),
                 f"{overhead * 1e6:+.0f} µs",
                 _ratio(row["eager"]["ratios"]["batched"]),
+                _named_ratio(row),
                 _ratio(row["jit"]["ratios"]["batched"]),
                 _ratio(row["first_call"]["ratios"]["batched"]),
                 _time(row["first_call"]["times"]["batched"]),

@@ -20,7 +20,17 @@ from typing import Any
 import jax
 
 from .harness import Comparison, compare, first_call, steady
-from .workloads import Fn, Scaled, Workload, fresh, jaxtyped_vmap, scaling_args, scaling_leaves, scaling_names
+from .workloads import (
+    Fn,
+    Scaled,
+    Workload,
+    fresh,
+    jaxtyped_vmap,
+    named_vmap,
+    scaling_args,
+    scaling_leaves,
+    scaling_names,
+)
 
 __all__ = ["Settings", "run_scaling", "run_workload"]
 
@@ -77,8 +87,13 @@ def _modes(
     candidates = {"vmap": make_vmap(per_example), "batched": make_batched(per_example), **(extra or {})}
     names = list(candidates)
     repeat, target, budget = settings.repeat, settings.target, settings.budget
+    # eager only: the same nest with its axis names, to tell shapedmap's cost from axis_name's
+    diagnostic = {"vmap_named": named_vmap(candidates["batched"])}
     eager = compare(
-        {n: steady(_bound(f, args)) for n, f in candidates.items()}, repeat=repeat, target=target, budget=budget
+        {n: steady(_bound(f, args)) for n, f in {**candidates, **diagnostic}.items()},
+        repeat=repeat,
+        target=target,
+        budget=budget,
     )
     jitted = compare(
         {n: steady(_bound(jax.jit(f), args)) for n, f in candidates.items()},
@@ -95,8 +110,10 @@ def _modes(
         target=target,
         budget=budget,
     )
+    eager_summary = _summary(eager, "vmap", [*names, "vmap_named"])
+    eager_summary["ratios_to_named"] = {"batched": eager.ratio("batched", "vmap_named").to_dict()}
     return {
-        "eager": _summary(eager, "vmap", names),
+        "eager": eager_summary,
         "jit": _summary(jitted, "vmap", names),
         "first_call": _summary(first, "jaxtyped_vmap", ["jaxtyped_vmap", "batched"]),
     }
