@@ -128,7 +128,7 @@ class BatchDim:
         """``in_axes=(0, None), out_axes=0``: what this level gives ``jax.vmap``."""
         in_axes = tuple(self.in_axes.values())
         outs = tuple(self.out_axes.values())
-        text = f"in_axes={_tuple_text(in_axes)}, out_axes={_tuple_text(outs) if len(outs) != 1 else outs[0]}"
+        text = f"in_axes={_axes_text(in_axes)}, out_axes={_axes_text(outs)}"
         if self.size is not None and all(axis is None for axis in in_axes):
             text += f", axis_size={self.size}"
         return text
@@ -468,8 +468,9 @@ def _literal(layout: str | None) -> str:
     return f"``{layout}``" if layout else "scalar"
 
 
-def _tuple_text(values: tuple[Any, ...]) -> str:
-    return repr(tuple(values))
+def _axes_text(axes: tuple[int | None, ...]) -> str:
+    """As ``jax.vmap`` is given them (and ``explain`` writes them): a bare axis for one value."""
+    return repr(axes[0]) if len(axes) == 1 else repr(tuple(axes))
 
 
 def _markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -538,14 +539,14 @@ def batched_functions(module: types.ModuleType) -> list[tuple[str, str, Any]]:
                 raise ImportError(f"cannot import {info.name}: {type(error).__name__}: {error}") from error
     found: dict[int, tuple[str, str, Any]] = {}
     for current in modules:
-        for attribute, value in sorted(vars(current).items()):
+        for attribute, value in list(vars(current).items()):  # definition order
             if not callable(value) or getattr(value, "__shapedmap__", None) is None:
                 continue
             seen = found.get(id(value))
             if seen is None or (getattr(value, "__module__", None) == current.__name__ != seen[0]):
                 found[id(value)] = (current.__name__, attribute, value)
     order = {current.__name__: index for index, current in enumerate(modules)}
-    return sorted(found.values(), key=lambda item: (order[item[0]], item[1]))
+    return sorted(found.values(), key=lambda item: order[item[0]])  # stable: definition order within
 
 
 def document_module(module: types.ModuleType, format: str = "markdown") -> str:
@@ -565,7 +566,7 @@ def document_module(module: types.ModuleType, format: str = "markdown") -> str:
     if format == "json":
         data = {
             "module": module.__name__,
-            "functions": [{"module": module_name, **contract.to_dict()} for module_name, contract in entries],
+            "functions": [{**contract.to_dict(), "module": module_name} for module_name, contract in entries],
         }
         return json.dumps(data, indent=2) + "\n"
     title = f"Shapes of {module.__name__}"
