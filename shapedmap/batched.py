@@ -40,6 +40,7 @@ from .docs import with_shapes_section
 from .errors import ShapeError, SpecError, describe_value
 from .layout import Layout, SymbolicDim
 from .plan import Expansion, Level, Placement, Plan, make_plan, variadic_key
+from .sharding import make_sharding
 
 __all__ = ["batched", "plan_of"]
 
@@ -56,6 +57,8 @@ def batched(
     layouts: dict[str, str] | None = None,
     out: str | tuple[str, ...] | None = None,
     check: bool = True,
+    shard: dict[str, str | tuple[str, ...]] | None = None,
+    mesh: jax.sharding.Mesh | None = None,
 ) -> Any:
     """Batch a per-example function over named dims, deriving every ``vmap`` axis.
 
@@ -68,6 +71,10 @@ def batched(
             layout without a batch name leaves that argument unmapped.
         out: the result layout, or a tuple of them for a tuple result.
         check: ``False`` turns the shape checks off for this function.
+        shard: ``{"graph": "data"}`` splits batch dims over mesh axes (a name or a tuple of
+            names); see ``shapedmap.sharding``.
+        mesh: the ``jax.sharding.Mesh`` for ``shard``; default: the one set with
+            ``jax.set_mesh`` at call time.
 
     Returns:
         A function with the batched signature and annotations; ``.fn``, ``.signature``,
@@ -87,14 +94,14 @@ def batched(
         spec = fn if fn is not None else spec
 
         def decorate(function: Callable[..., Any]) -> Any:
-            return batched(function, spec, layouts=layouts, out=out, check=check)
+            return batched(function, spec, layouts=layouts, out=out, check=check, shard=shard, mesh=mesh)
 
         return decorate
     if isinstance(fn, classmethod | staticmethod):
-        return type(fn)(batched(fn.__func__, spec, layouts=layouts, out=out, check=check))
+        return type(fn)(batched(fn.__func__, spec, layouts=layouts, out=out, check=check, shard=shard, mesh=mesh))
     if not callable(fn):
         raise SpecError(f"batched expects a function, got {describe_value(fn)}")
-    return _PerCall(fn, (spec, layouts, out), check).wrapper
+    return _PerCall(fn, (spec, layouts, out), check, (shard, mesh)).wrapper
 
 
 def plan_of(fn: Any) -> Plan:
@@ -113,9 +120,12 @@ class _PerCall:
     built at the first call instead, and a name still undefined then is a ``SpecError``.
     """
 
-    def __init__(self, fn: Callable[..., Any], options: tuple[Any, Any, Any], check: bool) -> None:
+    def __init__(
+        self, fn: Callable[..., Any], options: tuple[Any, Any, Any], check: bool, shard_options: tuple[Any, Any]
+    ) -> None:
         self.fn = fn
         self.options = options
+        self.shard_options = shard_options
         self.check = check
         self.plan: Plan | None = None
         self._lock = threading.Lock()
@@ -137,10 +147,12 @@ class _PerCall:
             if self.plan is not None:
                 return
             plan = make_plan(read_function(self.fn), *self.options)
+            self.sharding = make_sharding(plan, *self.shard_options)
             self.checked_fn = self.fn if _already_checked(self.fn) else _checked(self.fn, plan)
             self.signature = plan.types.signature
             self.positional_only_call = all(a.kind in _POSITIONAL for a in plan.arguments)
-            self.dynamic = plan.levels is None or bool(plan.unsized_levels)
+            # Bind sizes on every call when the levels or the placement depend on them.
+            self.dynamic = plan.levels is None or bool(plan.unsized_levels) or self.sharding is not None
             # Validated abstract signatures; f-string dims read argument values: no caching then.
             self.passed = BoundedCache(maxsize=512) if not _has_fstring_dims(plan) else None
             _describe(self.wrapper, plan)
@@ -182,14 +194,17 @@ class _PerCall:
         checking = self.check and config.checks
         key = self.abstract_key(values) if checking and self.passed is not None else None
         if key is not None and key in self.passed and not self.dynamic:
-            return self.run(values, plan.levels, (), None, self.fn)
+            return self.run(values, plan.levels, (), self.fn)
         bindings: Bindings | None = None
         if checking or self.dynamic:
             bindings, values = check_arguments(plan, values)
         expansion = self.expansion(values, bindings)
         fresh = checking and (key is None or key not in self.passed)
         inner = self.checked_fn if fresh else self.fn
-        output = self.run(values, expansion.levels, expansion.squeeze, bindings, inner)
+        if self.sharding is None:
+            output = self.run(values, expansion.levels, expansion.squeeze, inner)
+        else:
+            output = self.run_sharded(values, expansion, bindings, inner)
         if fresh:
             check_results(plan, bindings, output)
             if key is not None:
@@ -231,10 +246,16 @@ class _PerCall:
         values: list[Any],
         levels: tuple[Level, ...],
         squeeze: tuple[tuple[int, ...], ...],
-        bindings: Bindings | None,
         inner: Callable[..., Any],
+        wrap_nest: Callable[[Callable[..., Any]], Callable[..., Any]] | None = None,
+        *,
+        sharded: bool = True,
     ) -> Any:
-        """The nest of ``jax.vmap`` over ``inner``, statics closed over."""
+        """The nest of ``jax.vmap`` over ``inner``, statics closed over.
+
+        ``wrap_nest`` wraps the nest (for sharding); ``sharded=False`` leaves out ``spmd_axis_name``
+        (to learn result shapes without a mesh).
+        """
         plan = self.plan
         mapped = [values[i] for i in plan.array_arguments]
         if squeeze:
@@ -263,7 +284,10 @@ class _PerCall:
                 out_axes=out_axes,
                 axis_name=level.axis_name,
                 axis_size=level.size if unmapped else None,
+                spmd_axis_name=self.sharding.spmd_axis_name(level.key) if sharded and self.sharding else None,
             )
+        if wrap_nest is not None:
+            vmapped = wrap_nest(vmapped)
         try:
             return vmapped(*mapped)
         except TypeCheckError as error:
@@ -288,6 +312,96 @@ class _PerCall:
         except Exception as error:
             error.add_note(f"(raised {_inside(plan, levels, mapped)}; shapes there are per example)")
             raise
+
+    def run_sharded(
+        self, values: list[Any], expansion: Expansion, bindings: Bindings, inner: Callable[..., Any]
+    ) -> Any:
+        """Place the arguments on the mesh, run the nest with ``spmd_axis_name``, place the results."""
+        plan, sharding = self.plan, self.sharding
+        mesh = sharding.mesh_for_call()
+        sharding.check_divisible(mesh, bindings)
+        explicit = sharding.explicit(mesh)
+        values = list(values)
+        for index in plan.array_arguments:
+            placement = plan.arguments[index].placement
+            values[index] = jax.tree.map(
+                lambda leaf, placement=placement: sharding.place(
+                    leaf, mesh, sharding.partition_spec(placement, leaf.shape, bindings), explicit
+                ),
+                values[index],
+            )
+        with sharding.context(mesh, explicit):
+            out_specs = self.result_specs(values, expansion, bindings, inner)
+            output = self.run(
+                values,
+                expansion.levels,
+                expansion.squeeze,
+                inner,
+                wrap_nest=lambda nest: sharding.run_nest(nest, explicit, out_specs),
+            )
+            return jax.tree.map(
+                lambda spec, result: jax.tree.map(lambda leaf: sharding.place(leaf, mesh, spec, explicit), result),
+                out_specs,
+                output,
+                is_leaf=lambda node: isinstance(node, jax.sharding.PartitionSpec),
+            )
+
+    def result_specs(
+        self, values: list[Any], expansion: Expansion, bindings: Bindings, inner: Callable[..., Any]
+    ) -> Any:
+        """One ``PartitionSpec`` per result (a tuple for a tuple result), from the output layouts."""
+        plan, sharding = self.plan, self.sharding
+        specs = []
+        for result in plan.results:
+            layout = result.placement.batched
+            variadic = layout.variadic_index
+            sharded = [i for i, name in result.placement.batch if name in sharding.axes]
+            if variadic is not None and any(i > variadic for i in sharded):
+                # A sharded batch dim after a variadic: its axis depends on the rank, so trace for it.
+                shapes = jax.eval_shape(
+                    lambda *v: self.run(list(v), expansion.levels, expansion.squeeze, inner), *values
+                )
+                leaf = jax.tree.leaves(shapes if not plan.returns_tuple else shapes[len(specs)])[0]
+                specs.append(sharding.partition_spec(result.placement, leaf.shape, bindings))
+                continue
+            stop = max(sharded, default=-1) + 1
+            specs.append(
+                jax.sharding.PartitionSpec(
+                    *(sharding.spmd_axis_name(dict(result.placement.batch).get(i, "")) for i in range(stop))
+                )
+            )
+        return tuple(specs) if plan.returns_tuple else specs[0]
+
+    def result_shapes(self, values: list[Any], expansion: Expansion) -> Any:
+        """The results' shapes and dtypes for a call, traced without running or placing anything."""
+        return jax.eval_shape(
+            lambda *v: self.run(list(v), expansion.levels, expansion.squeeze, self.fn, sharded=False), *values
+        )
+
+    def partition_specs(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """``{parameter: PartitionSpec (a PyTree of them for a PyTree), ..., "return": ...}`` for a call."""
+        plan = self.resolve()
+        if self.sharding is None:
+            raise SpecError(f"{plan.function}: partition_specs needs shard= (this function is not sharded)")
+        values = self.bind(args, kwargs)
+        bindings, values = check_arguments(plan, values)
+        specs: dict[str, Any] = {}
+        for index in plan.array_arguments:
+            argument = plan.arguments[index]
+            specs[argument.name] = jax.tree.map(
+                lambda leaf, placement=argument.placement: self.sharding.partition_spec(
+                    placement, leaf.shape, bindings
+                ),
+                values[index],
+            )
+        shapes = self.result_shapes(values, self.expansion(values, bindings))
+        outputs = shapes if plan.returns_tuple else (shapes,)
+        returned = tuple(
+            jax.tree.map(lambda leaf, r=result: self.sharding.partition_spec(r.placement, leaf.shape, bindings), value)
+            for result, value in zip(plan.results, outputs, strict=True)
+        )
+        specs["return"] = returned if plan.returns_tuple else returned[0]
+        return specs
 
 
 def _inside(plan: Plan, levels: tuple[Level, ...], mapped: list[Any]) -> str:
@@ -417,6 +531,7 @@ def _make_wrapper(fn: Callable[..., Any], runner: _PerCall) -> Any:
 
     wrapper.__shapedmap__ = runner
     wrapper.fn = fn
+    wrapper.partition_specs = lambda *args, **kwargs: runner.partition_specs(args, kwargs)
     # Filled in by _describe once the plan exists (at once, or at the first call for forward refs).
     wrapper.signature = wrapper.in_axes = wrapper.out_axes = None
     return wrapper

@@ -1,0 +1,222 @@
+"""Batch names onto a device mesh, on JAX's own sharding machinery.
+
+``shard={"graph": "data"}`` says that the batch dim ``graph`` is split over the mesh axis
+``data`` (or a tuple of mesh axes). For a call, shapedmap then
+
+* places every argument: its sharded batch dims partitioned over their mesh axes, every
+  other dim replicated (``jax.device_put`` eagerly; ``with_sharding_constraint`` or
+  ``jax.reshard`` under ``jit``);
+* gives the ``vmap`` of each sharded name ``spmd_axis_name=`` its mesh axes, so the
+  per-example work stays on its device and ``jax.lax.psum(x, "graph")`` is an all-reduce;
+* returns results with their batch dims partitioned the same way.
+
+On mesh axes of type ``Explicit`` the nest runs under ``jax.sharding.auto_axes``: that is
+what lets collectives over a sharded batch name work there (plain ``jit(vmap(...))`` fails
+inside JAX), at the same compiled cost.
+
+Example:
+    >>> mesh = jax.make_mesh((8,), ("data",))
+    >>> @batched("graph", shard={"graph": "data"}, mesh=mesh)
+    ... def message_passing(a: Float[Array, "node node"], f: Float[Array, "node feat"]) -> Float[Array, "node feat"]:
+    ...     return a @ f
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+from jax.sharding import AbstractMesh, AxisType, Mesh, NamedSharding, PartitionSpec
+
+from .check import Bindings, split_shape
+from .errors import ShapeError, SpecError, describe_value
+from .plan import Placement, Plan
+
+__all__ = ["Sharding", "make_sharding"]
+
+
+@dataclass(frozen=True)
+class Sharding:
+    """Which batch names are split over which mesh axes, and on which mesh.
+
+    ``mesh`` is None when the mesh comes from ``jax.set_mesh`` at call time.
+    """
+
+    function: str
+    axes: dict[str, tuple[str, ...]]
+    mesh: Mesh | None
+
+    def spmd_axis_name(self, level_key: str) -> str | tuple[str, ...] | None:
+        """The ``spmd_axis_name`` for the ``vmap`` over ``level_key`` (None: not sharded)."""
+        axes = self.axes.get(level_key)
+        if axes is None:
+            return None
+        return axes[0] if len(axes) == 1 else axes
+
+    def mesh_for_call(self) -> Mesh | AbstractMesh:
+        """The mesh of this call: the one given, else the one set with ``jax.set_mesh``."""
+        if self.mesh is not None:
+            return self.mesh
+        try:
+            mesh = jax.sharding.get_mesh()
+        except ValueError:  # under jit JAX shows only the abstract mesh; constraints accept it
+            mesh = jax.sharding.get_abstract_mesh()
+        if mesh.empty:
+            raise SpecError(
+                f"{self.function}: shard={_shard_text(self.axes)} needs a mesh: pass mesh= to batched, "
+                "or call it inside `with jax.set_mesh(mesh):`"
+            )
+        _check_mesh_axes(self.function, self.axes, mesh)
+        return mesh
+
+    def check_divisible(self, mesh: Mesh, bindings: Bindings) -> None:
+        """Every sharded batch size must be a multiple of its mesh axes' size (before JAX says so)."""
+        for name, axes in self.axes.items():
+            size = bindings.size_of(name)
+            devices = math.prod(mesh.shape[axis] for axis in axes)
+            if size is not None and size % devices:
+                where = bindings.sizes[name][1]
+                described = " x ".join(f"'{axis}' (size {mesh.shape[axis]})" for axis in axes)
+                mesh_axes = "mesh axis" if len(axes) == 1 else "mesh axes"
+                raise ShapeError(
+                    f"{self.function}: the batch dim '{name}' has size {size} ({where}), which the {mesh_axes} "
+                    f"{described} cannot split evenly: make the batch a multiple of {devices}, or shard "
+                    f"'{name}' over mesh axes whose size divides {size}"
+                )
+
+    def partition_spec(self, placement: Placement, shape: tuple[int, ...], bindings: Bindings) -> PartitionSpec:
+        """The ``PartitionSpec`` of one array with ``placement``: sharded batch dims, else replicated.
+
+        A size-1 broadcast batch dim (``#graph``) is shared, not split: it stays replicated.
+        """
+        entries: list[Any] = []
+        batch_at = dict(placement.batch)
+        for index, size in enumerate(split_shape(placement.batched, shape)):
+            if isinstance(size, tuple):
+                entries.extend([None] * len(size))
+                continue
+            axes = self.axes.get(batch_at.get(index, ""))
+            shared = size == 1 and bindings.size_of(batch_at[index]) not in (None, 1) if axes else False
+            entries.append(None if axes is None or shared else (axes[0] if len(axes) == 1 else axes))
+        return PartitionSpec(*entries)
+
+    def explicit(self, mesh: Mesh) -> bool:
+        """Are any of the mesh axes used here of type ``Explicit``?"""
+        used = {axis for axes in self.axes.values() for axis in axes}
+        return any(
+            kind == AxisType.Explicit
+            for name, kind in zip(mesh.axis_names, mesh.axis_types, strict=True)
+            if name in used
+        )
+
+    def place(self, value: Any, mesh: Mesh, spec: PartitionSpec, explicit: bool) -> Any:
+        """Put one array on the mesh with ``spec`` (eagerly) or constrain it to it (under ``jit``)."""
+        sharding = NamedSharding(mesh, spec)
+        if not isinstance(value, jax.core.Tracer):
+            return jax.device_put(value, sharding)
+        if explicit:
+            return jax.reshard(value, sharding)
+        return jax.lax.with_sharding_constraint(value, sharding)
+
+    @contextlib.contextmanager
+    def context(self, mesh: Mesh, explicit: bool) -> Iterator[None]:
+        """Enter the mesh for ``Explicit`` axes, as JAX requires; under ``jit`` only the caller can."""
+        if not explicit or not jax.sharding.get_abstract_mesh().empty:
+            yield
+            return
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(jax.set_mesh(mesh))
+            except ValueError:  # JAX: "`set_mesh` can only be used outside of `jax.jit`"
+                raise ShapeError(
+                    f"{self.function}: shard={_shard_text(self.axes)} uses mesh axes of type Explicit, and JAX "
+                    "needs a traced call (jax.jit, jax.grad, ...) over such arrays to run inside "
+                    "`with jax.set_mesh(mesh):`, which only the caller can enter. Call it inside that block, "
+                    "or make the mesh with axis_types=(jax.sharding.AxisType.Auto, ...)"
+                ) from None
+            yield
+
+    def run_nest(self, nest: Callable[..., Any], explicit: bool, out_specs: Any) -> Callable[..., Any]:
+        """On ``Explicit`` axes run the nest with them as ``Auto`` (collectives then work), else as is."""
+        if not explicit:
+            return nest
+        axes = tuple(dict.fromkeys(axis for axes in self.axes.values() for axis in axes))
+        return jax.sharding.auto_axes(nest, axes=axes, out_sharding=out_specs)
+
+
+def make_sharding(plan: Plan, shard: Any, mesh: Any) -> Sharding | None:
+    """Validate ``shard=`` and ``mesh=`` against the plan (at decoration).
+
+    Raises:
+        SpecError: a key that is not a batch name, a mesh axis the mesh lacks, a mesh axis used
+            for two batch names, ``mesh=`` without ``shard=``, or a value of the wrong type.
+    """
+    name = plan.function
+    if shard is None:
+        if mesh is not None:
+            raise SpecError(
+                f"{name}: mesh= is given but shard= is not: say which batch dims to split, e.g. shard={{'batch': 'data'}}"
+            )
+        return None
+    if not isinstance(shard, dict) or not shard:
+        raise SpecError(
+            f"{name}: shard= must be a non-empty dict from batch name to mesh axis, got {describe_value(shard)}"
+        )
+    if mesh is not None and not isinstance(mesh, Mesh):
+        raise SpecError(
+            f"{name}: mesh= must be a jax.sharding.Mesh (e.g. jax.make_mesh((8,), ('data',))), got {describe_value(mesh)}"
+        )
+    batch_names = [key for key in plan.order if key != plan.variadic_batch]
+    axes: dict[str, tuple[str, ...]] = {}
+    for key, value in shard.items():
+        if key == plan.variadic_batch:
+            raise SpecError(
+                f"{name}: shard= names '*{key}', whose number of dims varies per call; shard named batch dims only"
+            )
+        if key not in batch_names:
+            raise SpecError(
+                f"{name}: shard= names {key!r}, which is not a batch dim of this function "
+                f"(batch dims: {', '.join(batch_names) or 'none'})"
+            )
+        value = (value,) if isinstance(value, str) else value
+        if not isinstance(value, tuple | list) or not value or not all(isinstance(a, str) for a in value):
+            raise SpecError(
+                f"{name}: shard={{{key!r}: ...}} must be a mesh axis name or a tuple of them, got {describe_value(value)}"
+            )
+        axes[key] = tuple(value)
+    used: dict[str, str] = {}
+    for key, mesh_axes in axes.items():
+        for axis in mesh_axes:
+            if axis in used:
+                raise SpecError(
+                    f"{name}: the mesh axis {axis!r} is given to both '{used[axis]}' and '{key}'; a mesh axis splits one dim"
+                )
+            used[axis] = key
+    if mesh is not None:
+        _check_mesh_axes(name, axes, mesh)
+        for key in axes:
+            size = plan.fixed_sizes.get(key)
+            devices = math.prod(mesh.shape[axis] for axis in axes[key])
+            if size is not None and size % devices:
+                raise SpecError(
+                    f"{name}: the batch dim '{key}' has size {size}, which {devices} devices cannot split evenly"
+                )
+    return Sharding(name, axes, mesh)
+
+
+def _check_mesh_axes(function: str, axes: dict[str, tuple[str, ...]], mesh: Mesh) -> None:
+    for key, mesh_axes in axes.items():
+        for axis in mesh_axes:
+            if axis not in mesh.axis_names:
+                raise SpecError(
+                    f"{function}: shard={{{key!r}: {axis!r}}} names a mesh axis the mesh lacks "
+                    f"(mesh axes: {', '.join(map(repr, mesh.axis_names))})"
+                )
+
+
+def _shard_text(axes: dict[str, tuple[str, ...]]) -> str:
+    return "{" + ", ".join(f"{k!r}: {v[0]!r}" if len(v) == 1 else f"{k!r}: {v!r}" for k, v in axes.items()) + "}"
