@@ -29,6 +29,8 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax
 
+import shapedmap
+
 from .report import ROOT, chart, render, update_docs
 from .suites import SCALING, Settings, run_scaling, run_workload
 from .workloads import CUSTOM_DOT_SIZES, WORKLOADS
@@ -65,12 +67,20 @@ def _memory_gib() -> float:
     return float("nan")
 
 
-def _commit() -> str:
+def _git(*args: str) -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-        return out.stdout.strip() or "unknown"
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     except OSError:
-        return "unknown"
+        return ""
+
+
+def _commit() -> str:
+    """The commit of the shapedmap measured (``+dirty`` with uncommitted changes, ``snapshot`` if imported elsewhere)."""
+    commit = _git("rev-parse", "--short", "HEAD") or "unknown"
+    source = Path(shapedmap.__file__).resolve().parent
+    if source != ROOT / "shapedmap":
+        return f"{commit} (imported from {source})"
+    return commit + ("+dirty" if _git("status", "--porcelain", "--", "shapedmap") else "")
 
 
 def machine(settings: Settings) -> dict[str, Any]:

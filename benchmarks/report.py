@@ -191,7 +191,7 @@ def chart(results: dict[str, Any], path: Path = CHART) -> Path | None:
         "jit(batched)": dict(color="tab:orange", marker="x", markersize=9),
         "jit(jnp.vectorize)": dict(color="tab:green", marker="^", linestyle=":"),
     }
-    figure, axes = plt.subplots(figsize=(7.5, 5), dpi=120)
+    figure, (axes, ratios) = plt.subplots(1, 2, figsize=(12, 5), dpi=110, gridspec_kw={"width_ratios": [3, 2]})
     for label, get in series.items():
         points = [(n, get(entry)) for n, entry in entries if get(entry) is not None]
         if not points:
@@ -204,10 +204,32 @@ def chart(results: dict[str, Any], path: Path = CHART) -> Path | None:
     axes.set_yscale("log")
     axes.set_xlabel("n (two (n, n) float32 matrices; custom_dot over n rows)")
     axes.set_ylabel("seconds per call (median, IQR bars)")
-    machine = results["machine"]
-    axes.set_title(f"seed 001: custom_dot, loop vs vmap vs batched\n{machine['cpu']}, {machine['cores']} cores, CPU")
+    axes.set_title("time per call")
     axes.grid(True, which="both", alpha=0.3)
     axes.legend(fontsize=8)
+
+    for mode, label, style in (
+        ("jit", "jit: batched / vmap", dict(color="tab:orange", marker="x", markersize=9)),
+        ("eager", "eager: batched / vmap", dict(color="tab:purple", marker="x", linestyle="--", markersize=9)),
+    ):
+        points = [(n, entry[mode]["ratios"]["batched"]) for n, entry in entries]
+        spread = [[s["median"] - s["q1"] for _, s in points], [s["q3"] - s["median"] for _, s in points]]
+        ratios.errorbar(
+            [n for n, _ in points], [s["median"] for _, s in points], yerr=spread, label=label, capsize=3, **style
+        )
+    ratios.axhline(1.0, color="black", linewidth=0.8)
+    ratios.axhline(GOALS["eager"][1], color="grey", linestyle=":", linewidth=0.8, label="eager goal (1.10)")
+    ratios.set_xscale("log")
+    ratios.set_xlabel("n")
+    ratios.set_ylabel("ratio (median of paired repeats, IQR bars)")
+    ratios.set_title("batched / hand-written jax.vmap")
+    ratios.grid(True, which="both", alpha=0.3)
+    ratios.legend(fontsize=8)
+    machine = results["machine"]
+    figure.suptitle(
+        f"seed 001: custom_dot, loop vs vmap vs batched — {machine['cpu']}, {machine['cores']} cores, "
+        f"CPU, jax {machine['jax']}, {machine['date']}"
+    )
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)

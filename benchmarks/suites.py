@@ -51,7 +51,7 @@ class Settings:
     first_repeat: int = 7
     target: float = 0.02
     budget: float = 30.0
-    loop_max: int = 5000
+    loop_max: int = 10000
 
 
 def _bound(fn: Fn, args: tuple[Any, ...]) -> Callable[[], Any]:
