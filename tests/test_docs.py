@@ -7,6 +7,7 @@ import re
 import sys
 import textwrap
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -467,3 +468,31 @@ def test_describe_works_under_jit_and_does_not_call_the_function():
     assert calls == []
     assert jax.jit(g)(jnp.ones((2, 3))).shape == (2,)
     assert re.search(r"vmap over ``b``", g.__doc__)
+
+
+def test_the_readme_shows_the_generated_section():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    assert textwrap.indent(MESSAGE_PASSING_SECTION, "    ") in readme
+
+
+def test_griffe_extension_documents_batched_functions_as_they_run():
+    griffe = pytest.importorskip("griffe")
+    from shapedmap.griffe_extension import BatchedFunctions
+
+    for inspection in (False, True):  # mkdocstrings' static analysis, and its dynamic one
+        module = griffe.load(
+            "shapedmap.examples",
+            extensions=griffe.load_extensions(BatchedFunctions),
+            force_inspection=inspection,
+            resolve_aliases=False,
+        )
+        pairwise_doc = module.members["pairwise"]  # an assignment in the source
+        assert pairwise_doc.is_function
+        assert [(p.name, p.annotation) for p in pairwise_doc.parameters] == [
+            ("u", "Float[Array, 'i f']"),
+            ("v", "Float[Array, 'j f']"),
+        ]
+        assert pairwise_doc.returns == "Float[Array, 'i j 2*f']"
+        assert pairwise_doc.docstring.value == pairwise.__doc__
+        assert module.members["message_passing"].docstring.value.endswith(MESSAGE_PASSING_SECTION)
+        assert module.members["concat"].docstring.value == "Two feature vectors side by side."  # untouched

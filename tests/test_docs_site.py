@@ -1,0 +1,147 @@
+"""The docs site: its build hooks, and a real ``mkdocs build --strict`` (warnings are errors)."""
+
+import html
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _load_hooks():
+    pytest.importorskip("mkdocs", reason="building the docs needs the docs extra: pip install '.[docs]'")
+    spec = importlib.util.spec_from_file_location("shapedmap_docs_hooks", ROOT / "docs" / "hooks" / "shapedmap_docs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_Page = SimpleNamespace(file=SimpleNamespace(src_uri="guide/page.md"))  # what the hook reads of a page
+
+
+# -- the hooks -----------------------------------------------------------------------------------
+
+
+def test_exec_blocks_run_in_order_and_show_what_they_print():
+    hooks = _load_hooks()
+    page = "Intro\n\n```python exec\nx = 40 + 2\nprint(x)\n```\n\nThen\n\n```python exec\nprint(x * 2)\n```\n"
+    out = hooks.on_page_markdown(page, _Page, None, None)
+    assert out == (
+        "Intro\n\n```python\nx = 40 + 2\nprint(x)\n```\n\n```text\n42\n```\n\n\n"
+        "Then\n\n```python\nprint(x * 2)\n```\n\n```text\n84\n```\n\n"
+    )
+
+
+def test_error_blocks_show_the_error_raised():
+    hooks = _load_hooks()
+    page = "```python exec error\nraise ValueError('the message\\nline two')\n```\n"
+    out = hooks.on_page_markdown(page, _Page, None, None)
+    assert '!!! failure "ValueError"' in out
+    assert "    ValueError: the message\n    line two\n" in out
+    assert out.startswith("```python\nraise ValueError")
+
+
+def test_an_error_block_that_does_not_raise_fails_the_build():
+    hooks = _load_hooks()
+    from mkdocs.exceptions import PluginError
+
+    with pytest.raises(PluginError, match=r"guide/page\.md.*must raise"):
+        hooks.on_page_markdown("```python exec error\nx = 1\n```\n", _Page, None, None)
+
+
+def test_a_block_that_raises_fails_the_build_with_the_traceback():
+    hooks = _load_hooks()
+    from mkdocs.exceptions import PluginError
+
+    with pytest.raises(PluginError, match=r"(?s)starting 'y = 1'.*ZeroDivisionError"):
+        hooks.on_page_markdown("```python exec\ny = 1\n1 / 0\n```\n", _Page, None, None)
+    with pytest.raises(PluginError, match=r"unknown flag\(s\) \['hidden'\]"):
+        hooks.on_page_markdown("```python exec hidden\nx = 1\n```\n", _Page, None, None)
+
+
+def test_markdown_blocks_insert_their_output():
+    hooks = _load_hooks()
+    out = hooks.on_page_markdown("```python exec markdown\nprint('| a |\\n| - |')\n```\n", _Page, None, None)
+    assert out == "| a |\n| - |\n\n"
+
+
+def test_other_code_blocks_are_left_alone():
+    hooks = _load_hooks()
+    page = "```python\nraise SystemExit\n```\n\n    ```python exec\n    indented: not run\n    ```\n"
+    assert hooks.on_page_markdown(page, _Page, None, None) == page
+
+
+# -- the real build ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    for package in ("mkdocs", "material", "mkdocstrings"):
+        pytest.importorskip(package, reason="building the docs needs the docs extra: pip install '.[docs]'")
+    target = tmp_path_factory.mktemp("site")
+    environment = {**os.environ, "NO_MKDOCS_2_WARNING": "1", "JAX_PLATFORMS": "cpu"}
+    run = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file", "mkdocs.yml", "--site-dir", str(target)],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert run.returncode == 0, f"mkdocs build --strict failed:\n{run.stdout}\n{run.stderr}"
+    return target
+
+
+def _text(site: Path, page: str) -> str:
+    """The visible text of a built page."""
+    raw = (site / page / "index.html").read_text(encoding="utf-8") if page else (site / "index.html").read_text()
+    return html.unescape(re.sub(r"<[^>]+>", "", raw))
+
+
+def test_the_site_builds_strict(site):
+    for page in ["getting-started", "layouts", "documenting", "errors", "reference/shapes", "reference/api"]:
+        assert (site / page / "index.html").is_file()
+
+
+def test_the_error_catalogue_shows_the_errors_raised_at_build_time(site):
+    from shapedmap.examples import message_passing
+
+    text = _text(site, "errors")
+    try:
+        message_passing(__import__("jax").numpy.ones((5, 7, 7)), __import__("jax").numpy.ones((4, 7, 11)))
+    except TypeError as error:
+        first_line = str(error).splitlines()[0]
+    assert first_line in text
+    assert "SpecError: linear: the layout 'out feat' of parameter 'w' has the core dims in the order" in text
+    assert text.count("ShapeError: ") >= 9 and text.count("SpecError: ") >= 7
+
+
+def test_the_shape_reference_has_every_example(site):
+    from shapedmap.examples import EXAMPLES
+
+    raw = (site / "reference" / "shapes" / "index.html").read_text(encoding="utf-8")
+    assert raw.count('role="img" aria-label="Shapes of ') == len(EXAMPLES)  # one picture each
+    text = html.unescape(re.sub(r"<[^>]+>", "", raw))
+    assert text.count("equals the naive Python loop: True") == len(EXAMPLES)
+    assert "False" not in re.findall(r"equals the naive Python loop: (\w+)", text)
+    assert 'jax.vmap(concat, in_axes=(None, 0), out_axes=0, axis_name="j")' in text
+
+
+def test_the_api_reference_shows_batched_signatures_and_shapes(site):
+    text = _text(site, "reference/api")
+    assert "vmap over graph: in_axes=(0, 0), out_axes=0" in " ".join(text.split())
+    assert "jaxlib" not in text
+    assert '>>> mv = batched(vv, "b a, a -> b")' in text  # Example sections read as code
+
+
+def test_the_tutorial_ran(site):
+    text = _text(site, "getting-started")
+    assert "{'col': (1,)}" in text  # column_sums.in_axes, printed at build time
+    assert "def batched_vv(x, y):" in text
