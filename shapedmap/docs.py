@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import json
@@ -263,7 +264,8 @@ class Contract:
         for parameter in self.parameters:
             label = f"{quote}{parameter.name}{quote}"
             if parameter.static:
-                rows.append([label, f"static {quote}{parameter.annotation}{quote}", "", "", "not mapped"])
+                annotation = f" {quote}{parameter.annotation}{quote}" if parameter.annotation != "unannotated" else ""
+                rows.append([label, f"static{annotation}", "", "", "not mapped"])
                 continue
             axes = ", ".join(f"{quote}{name}{quote} (axis {axis})" for name, axis in parameter.batch_axes.items())
             rows.append(
@@ -331,10 +333,12 @@ def describe(fn: Any, name: str | None = None) -> Contract:
 
     plan = plan_of(fn)
     per_example = getattr(fn, "fn", fn)
+    while isinstance(per_example, functools.partial):  # document the function it fixes arguments of
+        per_example = per_example.func
     return contract_of(
         plan,
         name=name or getattr(fn, "__name__", plan.function),
-        per_example=getattr(per_example, "__qualname__", plan.function).replace("<locals>.", ""),
+        per_example=_display_name(per_example, plan.function),
         per_example_batched=hasattr(per_example, "__shapedmap__"),
         module=getattr(fn, "__module__", None),
         doc=getattr(per_example, "__doc__", None),
@@ -437,6 +441,14 @@ def _parameter_shape(argument: Any) -> ParameterShape:
         optional=argument.value.optional,
         default=default,
     )
+
+
+def _display_name(fn: Any, default: str) -> str:
+    """``Model.apply`` for a method, ``inner`` for a function local to another."""
+    qualname = getattr(fn, "__qualname__", None)
+    if qualname is None:
+        return default
+    return getattr(fn, "__name__", qualname) if "<locals>" in qualname else qualname
 
 
 def _batch_axes(placement: Placement) -> dict[str, int]:

@@ -201,7 +201,7 @@ class _Writer:
         ]
         for depth, inner in enumerate(self.stages[1:], start=1):
             lines += [f"# whose fn{'.fn' * (depth - 1)} is batched as", f"#     {inner.plan.signature_text()}"]
-        path = "fn" + ".fn" * self.depth
+        path = "fn" + ".fn" * self.depth + (".func" if isinstance(self.innermost, functools.partial) else "")
         lines += [
             f"# written out as plain jax.vmap for {arguments or 'no array arguments'}",
             f"# (sizes: {self.sizes_text()}). `{self.callee}` is the per-example function, {path}.",

@@ -1,5 +1,6 @@
 """describe(fn), its renderers, the docstring "Shapes" section in every renderer, and the picture."""
 
+import functools
 import importlib
 import json
 import pydoc
@@ -496,3 +497,24 @@ def test_griffe_extension_documents_batched_functions_as_they_run():
         assert pairwise_doc.docstring.value == pairwise.__doc__
         assert module.members["message_passing"].docstring.value.endswith(MESSAGE_PASSING_SECTION)
         assert module.members["concat"].docstring.value == "Two feature vectors side by side."  # untouched
+
+
+class Model:
+    @batched("b")
+    def apply(self, x: Float[Array, "n"]) -> Float[Array, ""]:
+        """Apply the model to one example."""
+        return x.sum()
+
+
+def test_describe_a_partial_and_a_method():
+    def scaled(x: Float[Array, "n"], factor: float) -> Float[Array, "n"]:
+        """Scale one vector."""
+        return x * factor
+
+    contract = describe(batched(functools.partial(scaled, factor=2.0), "b"))
+    assert (contract.per_example, contract.summary) == ("scaled", "Scale one vector.")
+
+    contract = describe(Model.apply)
+    assert contract.parameters[0].static and contract.parameters[0].annotation == "unannotated"
+    assert "| `self` | static |  |  | not mapped |" in contract.to_markdown()
+    assert contract.per_example == "Model.apply" and contract.summary == "Apply the model to one example."

@@ -1,6 +1,8 @@
 """explain(fn, *args, **kwargs): the text runs, and computes what the batched function computes."""
 
 import ast
+import functools
+from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
@@ -279,3 +281,32 @@ def test_the_text_is_plain_python_without_shapedmap():
     text = explain(pairwise, jnp.ones((2, 3)), jnp.ones((2, 3)))
     assert "shapedmap" not in "\n".join(line for line in text.splitlines() if not line.startswith("#"))
     assert [node.names[0].name for node in ast.parse(text).body if isinstance(node, ast.Import)] == ["jax"]
+
+
+class Model:
+    def __init__(self, k: int) -> None:
+        self.k = k
+
+    @batched("b")
+    def apply(self, x: Float[Array, "n"]) -> Float[Array, ""]:
+        return x.sum() * self.k
+
+
+def test_a_partial_and_a_method():
+    def scaled(x: Float[Array, "n"], factor: float) -> Float[Array, "n"]:
+        return x * factor
+
+    g = batched(functools.partial(scaled, factor=2.0), "b")
+    x = jnp.arange(6.0).reshape(3, 2)
+    text = explain(g, x)
+    assert "`scaled` is the per-example function, fn.fn.func." in text
+    namespace = {"scaled": scaled}
+    exec(text, namespace)
+    assert_same(namespace["batched_scaled"](x), g(x))
+
+    model = Model(3)
+    text = explain(Model.apply, model, x)
+    assert "        return Model.apply(self, x)" in text
+    namespace = {"Model": SimpleNamespace(apply=Model.apply.fn)}
+    exec(text, namespace)
+    assert_same(namespace["batched_apply"](model, x), model.apply(x))
