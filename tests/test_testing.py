@@ -20,6 +20,7 @@ from hypothesis import Phase, find, given, settings
 from hypothesis import strategies as st
 from jaxtyping import Array, Bool, Complex, Float, Float32, Int, Key, Num, PyTree, Shaped
 
+import shapedmap.testing
 from shapedmap import batched
 from shapedmap.examples import message_passing
 from shapedmap.testing import BatchedCheckError, check_batched, inputs
@@ -28,7 +29,8 @@ from shapedmap.testing import BatchedCheckError, check_batched, inputs
 
 
 def assert_fits(layouts: dict[str, str], example: tuple[tuple[Any, ...], dict[str, Any]], fn: Any) -> None:
-    """Every array of the call fits its layout: sizes agree by name, '#n' may be 1, '*b' broadcasts.
+    """Every array of the call fits its layout: sizes agree by name, '#n' may be 1, '*b' broadcasts,
+    '_', '...' and '?n' (per leaf) take any size.
 
     Written without shapedmap: layouts are plain strings, parsed here by splitting on spaces.
     """
@@ -43,7 +45,7 @@ def assert_fits(layouts: dict[str, str], example: tuple[tuple[Any, ...], dict[st
         tokens = layout.split()
         for leaf in jax.tree_util.tree_leaves(value):
             shape = tuple(leaf.shape)
-            stars = [i for i, token in enumerate(tokens) if token.startswith("*")]
+            stars = [i for i, token in enumerate(tokens) if token.startswith("*") or token == "..."]
             if stars:
                 star, after = stars[0], len(tokens) - stars[0] - 1
                 assert len(shape) >= len(tokens) - 1, (parameter, shape, layout)
@@ -52,6 +54,8 @@ def assert_fits(layouts: dict[str, str], example: tuple[tuple[Any, ...], dict[st
                 assert len(shape) == len(tokens), (parameter, shape, layout)
                 parts = list(shape)
             for token, size in zip(tokens, parts, strict=True):
+                if token in ("_", "...") or token.startswith("?"):
+                    continue  # any size (per leaf for '?n')
                 if token.startswith("*"):
                     variadic.setdefault(token[1:], []).append(size)
                 elif token.isdigit():
@@ -182,6 +186,34 @@ def any_dtype(x: Shaped[Array, "n"], y: Num[Array, "n"]) -> Shaped[Array, "n"]:
 
 batch_any_dtype = batched(any_dtype, "b")
 
+
+def per_leaf(tree: PyTree[Float[Array, "?n"], "S"]) -> Float[Array, ""]:
+    return sum((leaf.sum() for leaf in jax.tree_util.tree_leaves(tree)), start=jnp.float32(0))
+
+
+batch_per_leaf = batched(per_leaf, "b")
+
+
+def add_trees(x: PyTree[Float[Array, "n"], "T"], y: PyTree[Float[Array, "n"], "T"]) -> PyTree[Float[Array, "n"], "T"]:
+    return jax.tree_util.tree_map(jnp.add, x, y)
+
+
+batch_add_trees = batched(add_trees, "b")
+
+
+def add_all(*xs: Float[Array, "n"], **named: Float[Array, "n"]) -> Float[Array, "n"]:
+    return sum(xs, start=jnp.float32(0)) + sum(named.values(), start=jnp.float32(0))
+
+
+batch_add_all = batched(add_all, "b")
+
+
+def anonymous(x: Float[Array, "_ ..."], y: Float[Array, "m"]) -> Float[Array, ""]:
+    return x.sum() * y.sum()
+
+
+batch_anonymous = batched(anonymous, "b")
+
 # Each function with its batched layouts, written out by hand for ``assert_fits``.
 CASES = [
     (message_passing, {"a": "graph node node", "f": "graph node feat"}),
@@ -199,6 +231,10 @@ CASES = [
     (batch_norm, {"x": "b *rest"}),
     (batch_split_sum, {"x": "n col"}),
     (batch_any_dtype, {"x": "b n", "y": "b n"}),
+    (batch_per_leaf, {"tree": "b ?n"}),
+    (batch_add_trees, {"x": "b n", "y": "b n"}),
+    (batch_add_all, {"xs": "b n", "named": "b n"}),
+    (batch_anonymous, {"x": "b _ ...", "y": "b m"}),
 ]
 STATIC = {batch_power: {"exponent": st.integers(1, 3)}}
 IDS = [fn.__name__ for fn, _ in CASES]
@@ -311,6 +347,21 @@ def test_pytree_arguments_are_small_trees():
     assert len({leaf.shape for leaf in jax.tree_util.tree_leaves(two)}) == 1  # sizes shared by every leaf
     fixed = find(inputs(batch_dict_scale), lambda ex: True)
     assert set(arguments(batch_dict_scale, fixed)["params"]) <= {"a", "b", "c"}  # dict[str, ...] keys
+
+
+def test_per_leaf_dims_and_named_structures():
+    leaves = find(inputs(batch_per_leaf), lambda ex: len({leaf.shape for leaf in jax.tree_util.tree_leaves(ex)}) > 1)
+    assert len({leaf.shape[0] for leaf in jax.tree_util.tree_leaves(leaves)}) == 1  # '?n' varies, 'b' does not
+
+    @settings(max_examples=15)
+    @given(inputs(batch_add_trees))
+    def same_structure(example):
+        values = arguments(batch_add_trees, example)
+        assert jax.tree_util.tree_structure(values["x"]) == jax.tree_util.tree_structure(values["y"])
+
+    same_structure()
+    varargs = find(inputs(batch_add_all), lambda ex: len(ex[0]) == 2 and ex[1])
+    assert set(varargs[1]) <= {"extra_a", "extra_b"}
 
 
 def test_static_parameters():
@@ -449,23 +500,48 @@ def test_trees_and_tuples_are_compared_leaf_by_leaf():
         check_batched(batched(halves, "b"), max_examples=5, jit=False)
 
 
+def test_the_loop_indexes_by_name_independently_of_the_core():
+    """A stand-in that claims column_sums' plan but maps over rows: the loop must notice."""
+    from shapedmap.examples import column_sums, sum_vector
+
+    def row_sums_in_disguise(x):
+        return jax.vmap(sum_vector)(x)
+
+    row_sums_in_disguise.__shapedmap__ = column_sums.__shapedmap__
+    row_sums_in_disguise.fn = sum_vector
+    row_sums_in_disguise.signature = column_sums.signature
+    with pytest.raises(BatchedCheckError) as caught:
+        check_batched(row_sums_in_disguise, max_examples=20, n=3, col=3, jit=False)
+    assert caught.value.reason == "mismatch"
+    assert "first differing batch index: col=" in str(caught.value)
+
+
 # -- check_batched: how many examples, and settings ---------------------------------------------------
 
 
-def counted(draws: list[int]) -> dict[str, Any]:
-    return {"exponent": st.integers(1, 2).map(lambda value: draws.append(value) or value)}
+@pytest.fixture
+def examples_run(monkeypatch):
+    """A list that grows by one for every example check_batched checks."""
+    runs: list[int] = []
+    original = shapedmap.testing._Checker.check
+
+    def counting(self, example):
+        runs.append(1)
+        return original(self, example)
+
+    monkeypatch.setattr(shapedmap.testing._Checker, "check", counting)
+    return runs
 
 
-def test_max_examples_and_settings_are_respected():
-    draws: list[int] = []
-    check_batched(batch_power, max_examples=3, static=counted(draws))
-    assert 1 <= len(draws) <= 3
-    draws.clear()
-    check_batched(batch_power, settings=settings(max_examples=2, deadline=None), static=counted(draws))
-    assert 1 <= len(draws) <= 2
-    draws.clear()
-    check_batched(batch_power, static=counted(draws))  # the loaded profile: ci runs 25
-    assert 3 < len(draws) <= settings.default.max_examples
+def test_max_examples_and_settings_are_respected(examples_run):
+    check_batched(message_passing, max_examples=3)
+    assert len(examples_run) == 3
+    examples_run.clear()
+    check_batched(message_passing, settings=settings(max_examples=2, deadline=None))
+    assert len(examples_run) == 2
+    examples_run.clear()
+    check_batched(message_passing)  # the loaded profile (ci: 25)
+    assert len(examples_run) == settings.default.max_examples
 
 
 def test_inside_given_with_data_the_outer_settings_rule():
