@@ -119,7 +119,9 @@ def contract_svg(contract: Contract) -> str:
         _text(_PAD, y_subtitle, per_example, size=12, fill=_MUTED, family=_MONO),
     ]
     # Lines first, so that boxes sit on top of their ends.
+    sizes = {dim.name: dim.size for dim in contract.batch_dims}
     parts += _connectors(inputs, outputs, colours, y_input_boxes + _BOX_HEIGHT, y_output_boxes)
+    parts += _new_dims(inputs, outputs, colours, sizes, y_input_boxes + _BOX_HEIGHT, y_output_boxes)
     parts += _band_labels(inputs, y_input_boxes + _BOX_HEIGHT + 18)
     for group in inputs:
         parts += _draw_group(group, colours, y_inputs, label_first=True)
@@ -298,6 +300,30 @@ def _connectors(
                     f'{x1:.1f} {y_end:.1f}" fill="none" stroke="{colours[box.batch]}" stroke-width="2.5" '
                     f'stroke-opacity="0.8" stroke-linecap="round"/>'
                 )
+    return parts
+
+
+def _new_dims(
+    inputs: list[_Group],
+    outputs: list[_Group],
+    colours: dict[str, str],
+    sizes: dict[str, int | None],
+    y_start: float,
+    y_end: float,
+) -> list[str]:
+    """An output batch dim no input has (``copies=4``): ``vmap`` makes it, with ``axis_size``."""
+    mapped = {box.batch for group in inputs for box in group.boxes if box.batch}
+    parts = []
+    for box in (b for output in outputs for b in output.boxes if b.batch and b.batch not in mapped):
+        x = box.x + box.width / 2
+        top = y_start + (y_end - y_start) * 0.62
+        parts.append(
+            f'<path d="M {x:.1f} {top:.1f} L {x:.1f} {y_end:.1f}" fill="none" stroke="{colours[box.batch]}" '
+            f'stroke-width="2.5" stroke-dasharray="5 4" stroke-linecap="round"/>'
+        )
+        size = sizes.get(box.batch)
+        label = f"new dim, axis_size={size}" if size is not None else "new dim"
+        parts.append(_text(x, top - 8, label, size=11, fill=colours[box.batch], anchor="middle", style="italic"))
     return parts
 
 

@@ -518,3 +518,10 @@ def test_describe_a_partial_and_a_method():
     assert contract.parameters[0].static and contract.parameters[0].annotation == "unannotated"
     assert "| `self` | static |  |  | not mapped |" in contract.to_markdown()
     assert contract.per_example == "Model.apply" and contract.summary == "Apply the model to one example."
+
+
+def test_svg_draws_a_dim_only_the_output_has():
+    _, root = _svg(repeated, "repeated")
+    (path,) = root.iter(f"{SVG}path")
+    assert path.get("stroke-dasharray") and path.get("stroke") == _PALETTE[0]
+    assert "new dim, axis_size=5" in _texts(root)
