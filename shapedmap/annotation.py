@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import collections.abc
 import functools
 import inspect
 import re
@@ -248,7 +249,9 @@ def classify(hint: Any, where: str, *, in_tree: bool = False) -> ValueType:
         return ValueType("array", array, hint=hint)
     if hint is jax.Array or hint is np.ndarray:
         return ValueType("array", ArrayType(_ANY_SHAPE, array_type=hint), hint=hint)
-    if origin in (list, tuple, dict) or (origin is not None and origin.__module__ == "collections.abc"):
+    is_container = origin in (list, tuple, dict) or getattr(origin, "__module__", None) == "collections.abc"
+    # A Callable's arguments are its parameter and return types, not contents: it is static.
+    if is_container and origin is not collections.abc.Callable:
         items = [classify(arg, where) for arg in typing.get_args(hint) if arg is not Ellipsis]
         arrays = [item for item in items if item.is_array]
         if arrays:
