@@ -301,7 +301,13 @@ def as_array(value: Any, function: str, place: str, expected: str) -> Any:
     if isinstance(value, np.ndarray | np.generic) and value.dtype.kind in "biufc":
         return jnp.asarray(value)
     if isinstance(value, _SCALARS):
-        return jnp.asarray(value)
+        try:
+            return jnp.asarray(value)
+        except OverflowError as error:  # a Python int beyond every JAX integer dtype
+            raise ShapeError(
+                f"{function}: {place} must be an array {expected}, got {describe_value(value)}, "
+                f"which no JAX dtype can hold ({error})"
+            ) from None
     if is_array_like(value) and not isinstance(value, np.ndarray | np.generic):
         return value  # another array-like with shape and dtype (e.g. a ShapeDtypeStruct)
     raise ShapeError(f"{function}: {place} must be an array {expected}, got {describe_value(value)}")

@@ -4,9 +4,10 @@ from collections.abc import Callable
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from jaxtyping import Array, Float
 
-from shapedmap import batched
+from shapedmap import ShapeError, batched
 
 
 # Bug: a parameter annotated ``Callable[[Array], Array]`` was read as a PyTree of arrays (Callable's
@@ -18,3 +19,14 @@ def test_callable_annotation_is_static():
     applied = batched(apply_op, "b")
     assert applied.in_axes == {"b": (0, None)}
     np.testing.assert_allclose(applied(jnp.zeros((2, 3)), jnp.cos), [3.0, 3.0])
+
+
+# Bug: a Python int too large for any JAX dtype leaked an OverflowError from jnp.asarray.
+def test_huge_python_int_is_a_named_shape_error():
+    def scale(x: Float[Array, "n"], factor: Float[Array, ""]) -> Float[Array, "n"]:
+        return x * factor
+
+    with pytest.raises(
+        ShapeError, match=r"^scale: argument 'factor' must be an array .* got int 1180591620717411303424"
+    ):
+        batched(scale, "b n, -> b n")(jnp.ones((2, 3)), 2**70)
