@@ -326,8 +326,28 @@ def check_arguments(plan: Plan, values: list[Any]) -> tuple[Bindings, list[Any]]
         values[index] = _check_value(
             bindings, argument.value, argument.placement, values[index], place, broadcast, convert=True
         )
+    _check_batch_dims_have_arrays(plan, values)
     bindings.check_symbolic()
     return bindings, values
+
+
+def _check_batch_dims_have_arrays(plan: Plan, values: list[Any]) -> None:
+    """``vmap`` sizes a batch dim from the arrays mapped over it: some argument must hold one.
+
+    A PyTree without leaves (``None``, ``()``, ``{"w": None}``) maps over nothing.
+    """
+    for name in plan.order:
+        if name in plan.fixed_sizes or name == plan.variadic_batch:
+            continue
+        mapping = [i for i in plan.array_arguments if name in plan.arguments[i].placement.batch_names]
+        if not mapping or any(jax.tree_util.tree_leaves(values[i]) for i in mapping):
+            continue  # sized by an array, or by the bindings (a batch dim only the outputs have)
+        holders = " nor ".join(f"argument '{plan.arguments[i].name}' ({describe_value(values[i])})" for i in mapping)
+        raise ShapeError(
+            f"{plan.function}: nothing gives the size of the batch dim '{name}': neither {holders} holds an array"
+            if len(mapping) > 1
+            else f"{plan.function}: nothing gives the size of the batch dim '{name}': {holders} holds no array"
+        )
 
 
 def check_results(plan: Plan, bindings: Bindings, output: Any) -> None:

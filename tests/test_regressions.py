@@ -2,10 +2,11 @@
 
 from collections.abc import Callable
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jaxtyping import Array, Float
+from jaxtyping import Array, Float, PyTree
 
 from shapedmap import ShapeError, batched
 
@@ -30,3 +31,15 @@ def test_huge_python_int_is_a_named_shape_error():
         ShapeError, match=r"^scale: argument 'factor' must be an array .* got int 1180591620717411303424"
     ):
         batched(scale, "b n, -> b n")(jnp.ones((2, 3)), 2**70)
+
+
+# Bug: when every argument mapped over a batch dim was a PyTree without leaves (None, (None,),
+# {"u": None}), jax.vmap raised a bare ValueError ("must be passed at least one argument containing
+# an array") instead of a ShapeError naming the parameter.
+@pytest.mark.parametrize("tree", [None, {"u": None}, ()])
+def test_batch_dim_with_no_array_is_a_named_shape_error(tree):
+    def double(params: PyTree[Float[Array, "n"]]) -> PyTree[Float[Array, "n"]]:
+        return jax.tree.map(lambda leaf: 2 * leaf, params)
+
+    with pytest.raises(ShapeError, match=r"^double: nothing gives the size of the batch dim 'b': argument 'params'"):
+        batched(double, "b")(tree)
