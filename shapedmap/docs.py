@@ -112,7 +112,7 @@ class BatchDim:
     it (``k=5``); ``variadic`` batch dims (``*batch``) stand for any number of leading dims, one
     ``vmap`` each, and ``broadcastable`` ones let a size-1 argument be shared. For those
     (``per_call``) the axes shown are for one dim without broadcasting: ``explain`` shows a
-    given call's.
+    given call's. ``mesh_axes`` are the mesh axes the dim is split over (``shard=``).
     """
 
     name: str
@@ -124,6 +124,7 @@ class BatchDim:
     variadic: bool
     broadcastable: bool
     per_call: bool
+    mesh_axes: tuple[str, ...] = ()
 
     def vmap_arguments(self) -> str:
         """``in_axes=(0, None), out_axes=0``: what this level gives ``jax.vmap``."""
@@ -132,6 +133,9 @@ class BatchDim:
         text = f"in_axes={_axes_text(in_axes)}, out_axes={_axes_text(outs)}"
         if self.size is not None and all(axis is None for axis in in_axes):
             text += f", axis_size={self.size}"
+        if self.mesh_axes:
+            spmd = self.mesh_axes[0] if len(self.mesh_axes) == 1 else self.mesh_axes
+            text += f", spmd_axis_name={spmd!r}"
         return text
 
 
@@ -304,6 +308,12 @@ class Contract:
                 )
             elif dim.broadcastable:
                 notes.append(f"`#{dim.name}`: an argument with size 1 there is shared rather than mapped.")
+            if dim.mesh_axes:
+                axes = ", ".join(f"`{axis}`" for axis in dim.mesh_axes)
+                notes.append(
+                    f"`{dim.name}` is split over the mesh axis {axes}: arguments are placed with it partitioned "
+                    "(`fn.partition_specs(*args)` gives the specs)."
+                )
         return notes
 
 
@@ -341,6 +351,7 @@ def describe(fn: Any, name: str | None = None) -> Contract:
         per_example=_display_name(per_example, plan.function),
         per_example_batched=hasattr(per_example, "__shapedmap__"),
         module=getattr(fn, "__module__", None),
+        mesh_axes=_mesh_axes(fn),
         doc=getattr(per_example, "__doc__", None),
     )
 
@@ -352,6 +363,7 @@ def contract_of(
     per_example_batched: bool = False,
     module: str | None = None,
     doc: str | None = None,
+    mesh_axes: dict[str, tuple[str, ...]] | None = None,
 ) -> Contract:
     """The contract of ``plan`` (``describe`` fills the names in from the function)."""
     levels, per_call = _nominal_levels(plan)
@@ -385,6 +397,7 @@ def contract_of(
                 variadic=dim_name == variadic,
                 broadcastable=dim_name == variadic or dim_name in plan.broadcastable_batch,
                 per_call=per_call,
+                mesh_axes=tuple((mesh_axes or {}).get(dim_name, ())),
             )
         )
     return Contract(
@@ -441,6 +454,12 @@ def _parameter_shape(argument: Any) -> ParameterShape:
         optional=argument.value.optional,
         default=default,
     )
+
+
+def _mesh_axes(fn: Any) -> dict[str, tuple[str, ...]]:
+    """The mesh axes each batch dim is split over (``batched(..., shard=...)``)."""
+    sharding = getattr(getattr(fn, "__shapedmap__", None), "sharding", None)
+    return dict(getattr(sharding, "axes", None) or {})
 
 
 def _display_name(fn: Any, default: str) -> str:
@@ -505,9 +524,12 @@ def _rst_table(header: list[str], rows: list[list[str]]) -> list[str]:
 _GENERATED_SECTION = re.compile(r"(?:\A|\n\n)Shapes\n------\n(?:- [^\n]*(?:\n|\Z))+\Z")
 
 
-def shapes_section(plan: Plan) -> str:
-    """The "Shapes" section for ``plan``: each parameter's and result's layouts, and the axes."""
-    return contract_of(plan).shapes_section()
+def shapes_section(plan: Plan, mesh_axes: dict[str, tuple[str, ...]] | None = None) -> str:
+    """The "Shapes" section for ``plan``: each parameter's and result's layouts, and the axes.
+
+    ``mesh_axes`` (batch name -> mesh axes, from ``shard=``) adds each ``vmap``'s ``spmd_axis_name``.
+    """
+    return contract_of(plan, mesh_axes=mesh_axes).shapes_section()
 
 
 def strip_shapes_section(doc: str) -> str:
@@ -515,13 +537,13 @@ def strip_shapes_section(doc: str) -> str:
     return _GENERATED_SECTION.sub("", doc.rstrip() + "\n").rstrip()
 
 
-def with_shapes_section(doc: str | None, plan: Plan) -> str:
+def with_shapes_section(doc: str | None, plan: Plan, mesh_axes: dict[str, tuple[str, ...]] | None = None) -> str:
     """The user's docstring (kept as written) followed by the "Shapes" section.
 
     When the per-example function is itself batched, its generated section is replaced,
     not repeated.
     """
-    section = shapes_section(plan)
+    section = shapes_section(plan, mesh_axes)
     user = strip_shapes_section(inspect.cleandoc(doc)) if doc else ""
     if not user:
         return section

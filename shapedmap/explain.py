@@ -52,6 +52,7 @@ class _Stage:
     levels: tuple[Level, ...]
     squeeze: tuple[tuple[int, ...], ...]
     values: list[Any]
+    sharding: Any = None  # shapedmap.sharding.Sharding, for batched(..., shard=...)
 
 
 def explain(fn: Any, /, *args: Any, **kwargs: Any) -> str:
@@ -95,7 +96,7 @@ def _stages(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[_Sta
     values = runner.bind(args, kwargs)
     bindings, values = check_arguments(plan, values)
     expansion = runner.expansion(values, bindings)
-    stages = [_Stage(plan, bindings, expansion.levels, expansion.squeeze, values)]
+    stages = [_Stage(plan, bindings, expansion.levels, expansion.squeeze, values, getattr(runner, "sharding", None))]
     inner = getattr(fn, "fn", None)
     while inner is not None and hasattr(inner, "__shapedmap__") and _same_parameters(plan, plan_of(inner)):
         outer = stages[-1]
@@ -103,7 +104,8 @@ def _stages(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[_Sta
         values = _per_example_values(outer)
         bindings, values = check_arguments(inner_plan, values)
         expansion = inner.__shapedmap__.expansion(values, bindings)
-        stages.append(_Stage(inner_plan, bindings, expansion.levels, expansion.squeeze, values))
+        sharding = getattr(inner.__shapedmap__, "sharding", None)
+        stages.append(_Stage(inner_plan, bindings, expansion.levels, expansion.squeeze, values, sharding))
         plan, inner = inner_plan, getattr(inner, "fn", None)
     return stages
 
@@ -206,6 +208,11 @@ class _Writer:
             f"# written out as plain jax.vmap for {arguments or 'no array arguments'}",
             f"# (sizes: {self.sizes_text()}). `{self.callee}` is the per-example function, {path}.",
         ]
+        if any(stage.sharding is not None for stage in self.stages):
+            lines += [
+                "# With shard=, the batched call also places arguments and results on the mesh",
+                "# (fn.partition_specs(*args) gives the specs); the values are the same.",
+            ]
         return lines
 
     def sizes_text(self) -> str:
@@ -318,6 +325,9 @@ class _Writer:
             parts.append(f'axis_name="{level.axis_name}"')
         if all(axis is None for axis in level.in_axes):
             parts.append(f"axis_size={_level_size(stage, level)}")
+        spmd = stage.sharding.spmd_axis_name(level.key) if stage.sharding is not None else None
+        if spmd is not None:
+            parts.append(f"spmd_axis_name={spmd!r}")
         return f"{self.jax}.vmap({', '.join(parts)})"
 
     def level_comment(self, stage: _Stage, level: Level) -> str:

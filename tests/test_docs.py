@@ -18,7 +18,7 @@ from jaxtyping import Array, Float, Int
 from shapedmap import batched, describe
 from shapedmap.batched import plan_of
 from shapedmap.diagram import _PALETTE
-from shapedmap.docs import batched_functions, document_module, strip_shapes_section
+from shapedmap.docs import batched_functions, document_module, strip_shapes_section, with_shapes_section
 from shapedmap.examples import EXAMPLES, message_passing, mm, mv, pairwise
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -525,3 +525,14 @@ def test_svg_draws_a_dim_only_the_output_has():
     (path,) = root.iter(f"{SVG}path")
     assert path.get("stroke-dasharray") and path.get("stroke") == _PALETTE[0]
     assert "new dim, axis_size=5" in _texts(root)
+
+
+def test_describe_a_sharded_function():
+    sharded = batched(mp, "graph", shard={"graph": "data"})  # the mesh comes at call time
+    contract = describe(sharded)
+    assert contract.batch_dims[0].mesh_axes == ("data",)
+    assert contract.batch_dims[0].vmap_arguments() == "in_axes=(0, 0), out_axes=0, spmd_axis_name='data'"
+    assert "`graph` is split over the mesh axis `data`" in contract.to_markdown()
+    section = with_shapes_section(None, plan_of(sharded), {"graph": ("data",)})
+    assert section.endswith("- vmap over ``graph``: ``in_axes=(0, 0), out_axes=0, spmd_axis_name='data'``")
+    assert describe(message_passing).batch_dims[0].mesh_axes == ()

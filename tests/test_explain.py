@@ -310,3 +310,11 @@ def test_a_partial_and_a_method():
     namespace = {"Model": SimpleNamespace(apply=Model.apply.fn)}
     exec(text, namespace)
     assert_same(namespace["batched_apply"](model, x), model.apply(x))
+
+
+def test_a_sharded_function_keeps_its_spmd_axis_name():
+    mesh = jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    sharded = batched(mp, "graph", shard={"graph": "data"}, mesh=mesh)
+    text = check(sharded, jnp.ones((4, 3, 3)), jnp.arange(24.0).reshape(4, 3, 2))
+    assert "jax.vmap(mp, in_axes=(0, 0), out_axes=0, axis_name=\"graph\", spmd_axis_name='data')" in text
+    assert "fn.partition_specs(*args) gives the specs" in text
