@@ -8,6 +8,11 @@ docs/images/seed001.png and the generated block of docs/performance.md.
 Example:
     $ .venv/bin/python -m benchmarks --quick          # about a minute, small sizes
     $ nice .venv/bin/python -m benchmarks --docs      # the full run behind docs/performance.md
+
+The shapedmap measured is the one imported; to measure a clean commit while the checkout has
+work in progress, run from an export of it (``git archive HEAD shapedmap | tar -x -C DIR``,
+then in DIR ``PYTHONPATH=DIR:REPO SHAPEDMAP_BENCH_COMMIT=$(git rev-parse --short HEAD) python -m
+benchmarks``).
 """
 
 from __future__ import annotations
@@ -76,11 +81,13 @@ def _git(*args: str) -> str:
 
 def _commit() -> str:
     """The commit of the shapedmap measured (``+dirty`` with uncommitted changes, ``snapshot`` if imported elsewhere)."""
+    if os.environ.get("SHAPEDMAP_BENCH_COMMIT"):  # measuring a clean export of a commit elsewhere
+        return os.environ["SHAPEDMAP_BENCH_COMMIT"]
     commit = _git("rev-parse", "--short", "HEAD") or "unknown"
     source = Path(shapedmap.__file__).resolve().parent
     if source != ROOT / "shapedmap":
         return f"{commit} (imported from {source})"
-    return commit + ("+dirty" if _git("status", "--porcelain", "--", "shapedmap") else "")
+    return commit + ("+dirty" if _git("status", "--porcelain", "--untracked-files=no", "--", "shapedmap") else "")
 
 
 def machine(settings: Settings) -> dict[str, Any]:
