@@ -226,15 +226,15 @@ class Contract:
         for parameter in self.parameters:
             if parameter.static:
                 lines.append(f"- ``{parameter.name}``: static, not mapped")
-            elif parameter.shared:
-                lines.append(f"- ``{parameter.name}``: {_literal(parameter.batched)}, shared (not mapped)")
+                continue
+            layout = _literal(parameter.batched) + _kind_note(parameter.pytree, parameter.optional)
+            if parameter.shared:
+                lines.append(f"- ``{parameter.name}``: {layout}, shared (not mapped)")
             else:
-                lines.append(
-                    f"- ``{parameter.name}``: {_literal(parameter.batched)} "
-                    f"(per example {_literal(parameter.per_example)})"
-                )
+                lines.append(f"- ``{parameter.name}``: {layout} (per example {_literal(parameter.per_example)})")
         for output in self.outputs:
-            lines.append(f"- {output.name}: {_literal(output.batched)} (per example {_literal(output.per_example)})")
+            layout = _literal(output.batched) + _kind_note(output.pytree, False)
+            lines.append(f"- {output.name}: {layout} (per example {_literal(output.per_example)})")
         nested = len(self.batch_dims) > 1
         for dim in self.batch_dims:
             position = ""
@@ -275,7 +275,7 @@ class Contract:
             rows.append(
                 [
                     label,
-                    code(parameter.batched),
+                    code(parameter.batched) + _kind_note(parameter.pytree, parameter.optional),
                     code(parameter.per_example),
                     parameter.dtype or "any",
                     axes or "none: shared",
@@ -283,7 +283,8 @@ class Contract:
             )
         for output in self.outputs:
             axes = ", ".join(f"{quote}{name}{quote} (axis {axis})" for name, axis in output.batch_axes.items())
-            rows.append([output.name, code(output.batched), code(output.per_example), output.dtype or "any", axes])
+            batched = code(output.batched) + _kind_note(output.pytree, False)
+            rows.append([output.name, batched, code(output.per_example), output.dtype or "any", axes])
         return rows
 
     def _vmap_rows(self, quote: str) -> list[list[str]]:
@@ -493,6 +494,11 @@ def _summary(doc: str | None) -> str:
         return ""
     text = strip_shapes_section(inspect.cleandoc(doc))
     return " ".join(text.split("\n\n", 1)[0].split())
+
+
+def _kind_note(pytree: bool, optional: bool) -> str:
+    """`` on every leaf``, `` or None``: what a layout applies to, beyond one array."""
+    return (" on every leaf" if pytree else "") + (" or None" if optional else "")
 
 
 def _literal(layout: str | None) -> str:

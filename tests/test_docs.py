@@ -13,7 +13,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import pytest
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, Float, Int, PyTree
 
 from shapedmap import batched, describe
 from shapedmap.batched import plan_of
@@ -536,3 +536,18 @@ def test_describe_a_sharded_function():
     section = with_shapes_section(None, plan_of(sharded), {"graph": ("data",)})
     assert section.endswith("- vmap over ``graph``: ``in_axes=(0, 0), out_axes=0, spmd_axis_name='data'``")
     assert describe(message_passing).batch_dims[0].mesh_axes == ()
+
+
+def test_pytrees_and_optional_arrays_say_so():
+    def tree(p: PyTree[Float[Array, "n"]], bias: Float[Array, "n"] | None = None) -> PyTree[Float[Array, "n"]]:
+        return p
+
+    documented = batched(tree, "batch")
+    assert documented.__doc__.splitlines()[2:5] == [
+        "- ``p``: ``batch n`` on every leaf (per example ``n``)",
+        "- ``bias``: ``batch n`` or None (per example ``n``)",
+        "- return: ``batch n`` on every leaf (per example ``n``)",
+    ]
+    p, bias = describe(documented).parameters
+    assert (p.pytree, p.annotation) == (True, "PyTree[Float[Array, 'n']]")
+    assert (bias.optional, bias.default, bias.annotation) == (True, "None", "Float[Array, 'n'] | None")
