@@ -160,6 +160,7 @@ class _ParameterSpec:
     dtypes: tuple[str, ...] = ()
     elements: st.SearchStrategy[Any] | None = None
     static: st.SearchStrategy[Any] | None = None
+    bound: bool = False  # the ``self``/``cls`` of a bound method: never passed
 
     @property
     def name(self) -> str:
@@ -211,7 +212,11 @@ class _InputSpec:
                     kind = "a static (non-array) parameter" if is_static else "an array parameter"
                     use = "static=" if is_static else "elements= (or a size)"
                     raise ValueError(f"{where}: {option}= names {name!r}, which is {kind}; use {use} for it")
-        parameters = tuple(_parameter_spec(argument, static, elements, where) for argument in plan.arguments)
+        arguments = list(plan.arguments)
+        parameters: list[_ParameterSpec] = []
+        if inspect.ismethod(fn) and arguments:  # obj.method: its first parameter is bound already
+            parameters.append(_ParameterSpec(arguments.pop(0), static=st.just(fn.__self__), bound=True))
+        parameters += [_parameter_spec(argument, static, elements, where) for argument in arguments]
         names: dict[str, None] = {}
         core_variadics: dict[str, None] = {}
         for argument in plan.arguments:
@@ -226,7 +231,7 @@ class _InputSpec:
         return cls(
             function=plan.function,
             plan=plan,
-            parameters=parameters,
+            parameters=tuple(parameters),
             names=tuple(names),
             core_variadics=tuple(core_variadics),
             fixed=fixed,
@@ -568,7 +573,7 @@ def _fill(structure: Any, leaf: Callable[[], Any]) -> Any:
 
 def _arrange(draw: st.DrawFn, spec: _InputSpec, values: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """Positional and keyword arguments; trailing positional-or-keyword ones sometimes by keyword."""
-    parameters = [p.argument for p in spec.parameters]
+    parameters = [p.argument for p in spec.parameters if not p.bound]
     positional = [a for a in parameters if a.kind in _POSITIONAL]
     var_positional = next((a for a in parameters if a.kind is inspect.Parameter.VAR_POSITIONAL), None)
     needs_all = var_positional is not None and values.get(var_positional.name, _OMIT) not in (_OMIT, ())
@@ -683,7 +688,7 @@ def check_batched(
     property_test = hypothesis.settings(settings)(hypothesis.given(strategy)(test))
     # Keep each function's failing examples apart in the example database.
     property_test.hypothesis.inner_test._hypothesis_internal_add_digest = (
-        f"shapedmap.check_batched:{getattr(fn, '__module__', '')}.{checker.function}:{fn.signature}"
+        f"shapedmap.check_batched:{getattr(fn, '__module__', '')}.{checker.function}:{getattr(fn, 'signature', '')}"
     ).encode()
     property_test()
 
@@ -698,11 +703,14 @@ class _Checker:
         self.jit = jit
         self.rtol = rtol
         self.atol = atol
-        self.signature = inspect.signature(fn)
+        # A bound method (obj.method) is called through its function, with obj first.
+        self.call_fn = fn.__func__ if inspect.ismethod(fn) else fn
+        self.bound_first = (fn.__self__,) if inspect.ismethod(fn) else ()
+        self.signature = inspect.signature(self.call_fn)
 
     def check(self, example: tuple[tuple[Any, ...], dict[str, Any]]) -> None:
         args, kwargs = example
-        bound = self.signature.bind(*args, **kwargs)
+        bound = self.signature.bind(*self.bound_first, *args, **kwargs)
         bound.apply_defaults()
         described = self.describe(bound)
         try:
@@ -723,7 +731,7 @@ class _Checker:
 
             def call(values: dict[str, Any]) -> Any:
                 rebound = inspect.BoundArguments(self.signature, {**bound.arguments, **values})
-                return self.fn(*rebound.args, **rebound.kwargs)
+                return self.call_fn(*rebound.args, **rebound.kwargs)
 
             try:
                 jitted = jax.jit(call)(dynamic)

@@ -414,6 +414,23 @@ def test_plain_functions_are_refused():
         inputs(matmat)
 
 
+class Scaler:
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    @batched("b")
+    def apply(self, x: Float[Array, "{self.size}"]) -> Float[Array, ""]:
+        return self.size * x.sum()
+
+
+def test_methods_bound_and_unbound():
+    scaler = Scaler(3)
+    example = find(inputs(scaler.apply), lambda ex: True)
+    assert [a.shape for a in example[0]] == [(1, 3)]  # 'self' is bound; '{self.size}' read from it
+    check_batched(scaler.apply, max_examples=5)
+    check_batched(Scaler.apply, max_examples=5, static={"self": st.builds(Scaler, st.integers(1, 3))})
+
+
 # -- check_batched: failures and their reports -----------------------------------------------------
 
 
