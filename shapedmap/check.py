@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -288,6 +289,7 @@ class Bindings:
 # -- checking a whole call against a plan ----------------------------------------------------
 
 _SCALARS = (bool, int, float, complex)
+_VARIADIC_KINDS = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
 
 def as_array(value: Any, function: str, place: str, expected: str) -> Any:
@@ -323,12 +325,62 @@ def check_arguments(plan: Plan, values: list[Any]) -> tuple[Bindings, list[Any]]
     for index in plan.array_arguments:
         argument = plan.arguments[index]
         place = f"argument '{argument.name}'"
+        one_array_each = argument.kind in _VARIADIC_KINDS and _is_array_hint(argument.value.hint)
         values[index] = _check_value(
-            bindings, argument.value, argument.placement, values[index], place, broadcast, convert=True
+            bindings,
+            argument.value,
+            argument.placement,
+            values[index],
+            place,
+            broadcast,
+            convert=True,
+            one_array_each=one_array_each,
         )
     _check_batch_dims_have_arrays(plan, values)
+    _check_static_values(plan, values)
     bindings.check_symbolic()
     return bindings, values
+
+
+def _is_array_hint(hint: Any) -> bool:
+    from jaxtyping import AbstractArray
+
+    return hint is jax.Array or hint is np.ndarray or (isinstance(hint, type) and issubclass(hint, AbstractArray))
+
+
+def _check_static_values(plan: Plan, values: list[Any]) -> None:
+    """Check static values against their annotations where beartype does not: under ``python -O``.
+
+    Normally ``jaxtyped(typechecker=beartype)`` checks them inside the map, and its message names the
+    parameter. ``python -O`` switches beartype off, so shapedmap checks them here, with beartype's rule.
+    """
+    if __debug__:
+        return
+    from beartype.door import is_bearable
+    from beartype.roar import BeartypeException
+
+    from .annotation import hint_text
+
+    for argument, value in zip(plan.arguments, values, strict=True):
+        hint = argument.value.hint
+        if argument.placement is not None or hint is None:
+            continue
+        if argument.kind is inspect.Parameter.VAR_POSITIONAL:
+            entries = value
+        elif argument.kind is inspect.Parameter.VAR_KEYWORD:
+            entries = value.values()
+        else:
+            entries = (value,)
+        for entry in entries:
+            try:
+                admitted = is_bearable(entry, hint)
+            except BeartypeException:
+                admitted = True  # a hint beartype cannot check: nor could the per-example check
+            if not admitted:
+                raise ShapeError(
+                    f"{plan.function}: argument '{argument.name}' is annotated {hint_text(hint)}, "
+                    f"got {describe_value(entry)}"
+                )
 
 
 def _check_batch_dims_have_arrays(plan: Plan, values: list[Any]) -> None:
@@ -371,8 +423,13 @@ def _check_value(
     broadcast: frozenset[str],
     *,
     convert: bool,
+    one_array_each: bool = False,
 ) -> Any:
-    """Check one argument or result (every leaf of a PyTree) against its placement."""
+    """Check one argument or result (every leaf of a PyTree) against its placement.
+
+    ``one_array_each``: the value is ``*args``' tuple or ``**kwargs``' dict of an array annotation,
+    so each entry must be one array (``None`` or a list there is not an empty or a bigger PyTree).
+    """
     function = bindings.function
     parameter = place.removeprefix("argument '").removesuffix("'") if convert else None
     if value is None and value_type.optional:
@@ -400,7 +457,8 @@ def _check_value(
         return check_leaf(value, place)
     if value_type.structure is not None:
         bindings.unify_structure(value_type.structure, value, place)
-    paths_and_leaves, treedef = jax.tree_util.tree_flatten_with_path(value)
+    is_leaf = (lambda node: node is not value) if one_array_each else None
+    paths_and_leaves, treedef = jax.tree_util.tree_flatten_with_path(value, is_leaf=is_leaf)
     checked = [
         check_leaf(leaf, f"{place} at {jax.tree_util.keystr(path)}", jax.tree_util.keystr(path))
         for path, leaf in paths_and_leaves

@@ -1,5 +1,8 @@
 """One test per bug the fuzzers (tests/test_fuzz_*.py, tests/test_threads.py) found, each named in a comment."""
 
+import subprocess
+import sys
+import textwrap
 from collections.abc import Callable
 
 import jax
@@ -43,3 +46,57 @@ def test_batch_dim_with_no_array_is_a_named_shape_error(tree):
 
     with pytest.raises(ShapeError, match=r"^double: nothing gives the size of the batch dim 'b': argument 'params'"):
         batched(double, "b")(tree)
+
+
+def run_optimized(code: str) -> str:
+    """Run ``code`` under ``python -O`` (beartype off) and return what it printed."""
+    header = "import jax.numpy as jnp\nfrom jaxtyping import Array, Float\nfrom shapedmap import ShapeError, batched\n"
+    completed = subprocess.run(
+        [sys.executable, "-O", "-c", header + textwrap.dedent(code)], capture_output=True, text=True, timeout=300
+    )
+    assert completed.returncode == 0, completed.stderr
+    return completed.stdout
+
+
+# Bug: under ``python -O`` beartype switches itself off, so a bad static value ("three" for
+# ``factor: int``) reached the function body and came out as a bare JAX TypeError that did not name
+# the parameter. shapedmap now checks static values itself where beartype does not run.
+def test_bad_static_value_is_named_under_python_O():
+    printed = run_optimized("""
+        def scale(x: Float[Array, "n"], factor: int) -> Float[Array, "n"]:
+            return x * factor
+
+        try:
+            batched(scale, "b")(jnp.ones((2, 3)), "three")
+        except ShapeError as error:
+            print(error)
+        print(batched(scale, "b")(jnp.ones((2, 3)), 2).shape)
+    """)
+    assert printed.splitlines() == ["scale: argument 'factor' is annotated int, got str 'three'", "(2, 3)"]
+
+
+def total(*xs: Float[Array, "n"]) -> Float[Array, ""]:
+    return sum((x.sum() for x in xs), start=jnp.float32(0))
+
+
+# Bug: an annotated ``*xs`` was checked as one PyTree, so an entry that was None or a list passed
+# shapedmap's check (None is an empty PyTree) and, under ``python -O``, reached the body as an
+# AttributeError. Each entry of an array-annotated ``*args``/``**kwargs`` must be one array.
+@pytest.mark.parametrize("entry", [None, [jnp.ones((2, 3))], {"a": jnp.ones((2, 3))}])
+def test_each_star_args_entry_must_be_an_array(entry):
+    with pytest.raises(ShapeError, match=r"^total: argument 'xs' at \[1\] must be an array matching"):
+        batched(total, "b")(jnp.ones((2, 3)), entry)
+    np.testing.assert_allclose(batched(total, "b")(jnp.ones((2, 3)), jnp.ones((2, 3))), [6.0, 6.0])
+
+
+def test_each_star_args_entry_must_be_an_array_under_python_O():
+    printed = run_optimized("""
+        def total(*xs: Float[Array, "n"]) -> Float[Array, ""]:
+            return sum(x.sum() for x in xs)
+
+        try:
+            batched(total, "b")(jnp.ones((2, 3)), None)
+        except ShapeError as error:
+            print(str(error).split(" matching")[0])
+    """)
+    assert printed.strip() == "total: argument 'xs' at [1] must be an array"
