@@ -471,8 +471,11 @@ def test_describe_works_under_jit_and_does_not_call_the_function():
     assert re.search(r"vmap over ``b``", g.__doc__)
 
 
-def test_the_readme_shows_the_generated_section():
+def test_the_readme_shows_what_help_shows():
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    shown = pydoc.render_doc(message_passing, renderer=pydoc.plaintext).splitlines()
+    signature = next(line for line in shown if line.startswith("message_passing("))
+    assert f"{signature}\n" in readme
     assert textwrap.indent(MESSAGE_PASSING_SECTION, "    ") in readme
 
 
