@@ -301,7 +301,7 @@ def test_sphinx_napoleon_renders_the_section_without_warnings(tmp_path, custom_s
     )
     (tmp_path / "index.rst").write_text(
         "API\n===\n\n.. autofunction:: shapedmap.examples.message_passing\n\n"
-        ".. autofunction:: shapedmap.examples.mm\n\n.. autofunction:: test_docs.layer\n"
+        ".. autofunction:: shapedmap.examples.mm\n\n.. autofunction:: " + __name__ + ".layer\n"
     )
     app = application.Sphinx(
         str(tmp_path),
