@@ -25,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import collections.abc
+import contextlib
 import functools
 import inspect
 import itertools
@@ -707,6 +708,7 @@ class _Checker:
         self.call_fn = fn.__func__ if inspect.ismethod(fn) else fn
         self.bound_first = (fn.__self__,) if inspect.ismethod(fn) else ()
         self.signature = inspect.signature(self.call_fn)
+        self._jitted: dict[Any, Callable[[dict[str, Any]], Any]] = {}
 
     def check(self, example: tuple[tuple[Any, ...], dict[str, Any]]) -> None:
         args, kwargs = example
@@ -728,13 +730,8 @@ class _Checker:
         self.compare(output, loop, described, "eager")
         if self.jit:
             dynamic = {a.name: bound.arguments[a.name] for a in self.plan.arguments if a.placement is not None}
-
-            def call(values: dict[str, Any]) -> Any:
-                rebound = inspect.BoundArguments(self.signature, {**bound.arguments, **values})
-                return self.call_fn(*rebound.args, **rebound.kwargs)
-
             try:
-                jitted = jax.jit(call)(dynamic)
+                jitted = self.jitted(bound)(dynamic)
             except Exception as error:
                 self.fail(
                     "raised",
@@ -748,6 +745,28 @@ class _Checker:
             self.compare(jitted, loop, described, "jit")
 
     # -- pieces --------------------------------------------------------------------------
+
+    def jitted(self, bound: inspect.BoundArguments) -> Callable[[dict[str, Any]], Any]:
+        """``jax.jit`` of the call with the static arguments closed over; one per static values
+        (when hashable), so examples of shapes seen before reuse the compiled program."""
+        statics = tuple(
+            (a.name, type(bound.arguments[a.name]), bound.arguments[a.name])
+            for a in self.plan.arguments
+            if a.placement is None
+        )
+        try:
+            return self._jitted[statics]
+        except (KeyError, TypeError):
+            pass
+
+        def call(values: dict[str, Any]) -> Any:
+            rebound = inspect.BoundArguments(self.signature, {**bound.arguments, **values})
+            return self.call_fn(*rebound.args, **rebound.kwargs)
+
+        compiled = jax.jit(call)
+        with contextlib.suppress(TypeError):  # unhashable static values: not cached
+            self._jitted[statics] = compiled
+        return compiled
 
     def describe(self, bound: inspect.BoundArguments) -> str:
         parts = []
