@@ -40,7 +40,7 @@ from .docs import with_shapes_section
 from .errors import ShapeError, SpecError, describe_value
 from .layout import Layout, SymbolicDim
 from .plan import Expansion, Level, Placement, Plan, make_plan, variadic_key
-from .sharding import make_sharding
+from .sharding import Sharding, make_sharding
 
 __all__ = ["batched", "plan_of"]
 
@@ -155,7 +155,7 @@ class _PerCall:
             self.dynamic = plan.levels is None or bool(plan.unsized_levels) or self.sharding is not None
             # Validated abstract signatures; f-string dims read argument values: no caching then.
             self.passed = BoundedCache(maxsize=512) if not _has_fstring_dims(plan) else None
-            _describe(self.wrapper, plan)
+            _describe(self.wrapper, plan, self.sharding)
             self.plan = plan  # published last: other threads see a complete runner
 
     # -- 1. binding ----------------------------------------------------------------------
@@ -537,12 +537,13 @@ def _make_wrapper(fn: Callable[..., Any], runner: _PerCall) -> Any:
     return wrapper
 
 
-def _describe(wrapper: Any, plan: Plan) -> None:
+def _describe(wrapper: Any, plan: Plan, sharding: Sharding | None) -> None:
     """Give the wrapper the batched signature, annotations, docstring and derived axes."""
     annotations, signature = _signature_for(plan, batched=True)
     wrapper.__signature__ = signature
     wrapper.__annotations__ = annotations
-    wrapper.__doc__ = with_shapes_section(_unwrap_partial(wrapper.fn).__doc__, plan)
+    mesh_axes = None if sharding is None else sharding.axes
+    wrapper.__doc__ = with_shapes_section(_unwrap_partial(wrapper.fn).__doc__, plan, mesh_axes)
     wrapper.signature = plan.signature_text()
     wrapper.in_axes, wrapper.out_axes = _axes_by_name(plan)
 
