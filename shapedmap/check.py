@@ -58,8 +58,14 @@ class Origin:
 
 
 def is_array_like(value: Any) -> bool:
-    """Arrays, tracers and NumPy arrays/scalars: anything with a tuple shape and a dtype."""
-    return isinstance(getattr(value, "shape", None), tuple) and hasattr(value, "dtype")
+    """Arrays, tracers and NumPy arrays/scalars: anything with a tuple shape and a dtype.
+
+    An object whose ``shape`` or ``dtype`` raises is not array-like (never an error of ours).
+    """
+    try:
+        return isinstance(getattr(value, "shape", None), tuple) and hasattr(value, "dtype")
+    except Exception:
+        return False
 
 
 def split_shape(layout: Layout, shape: tuple[int, ...]) -> list[tuple[int, ...] | int]:
@@ -292,11 +298,13 @@ _SCALARS = (bool, int, float, complex)
 _VARIADIC_KINDS = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
 
-def as_array(value: Any, function: str, place: str, expected: str) -> Any:
+def as_array(value: Any, function: str, place: str, expected: str, *, abstract: bool = True) -> Any:
     """``value`` as a JAX array (NumPy arrays and scalars are converted), else a ``ShapeError``.
 
     Lists, strings, dicts and other objects are refused: a list may be meant as a PyTree,
-    so guessing would hide bugs.
+    so guessing would hide bugs. Other array types (anything with a shape and a dtype) are
+    converted with ``jnp.asarray``; a ``jax.ShapeDtypeStruct`` (a shape without data) is kept
+    when ``abstract`` (``explain``, ``partition_specs``), refused otherwise (a real call).
     """
     if isinstance(value, jax.Array):
         return value
@@ -310,13 +318,30 @@ def as_array(value: Any, function: str, place: str, expected: str) -> Any:
                 f"{function}: {place} must be an array {expected}, got {describe_value(value)}, "
                 f"which no JAX dtype can hold ({error})"
             ) from None
+    if isinstance(value, jax.ShapeDtypeStruct):
+        if abstract:
+            return value
+        raise ShapeError(
+            f"{function}: {place} must be an array {expected}, got jax.ShapeDtypeStruct {describe_value(value)}: "
+            "a shape without data can be traced (jax.eval_shape), not called with"
+        )
     if is_array_like(value) and not isinstance(value, np.ndarray | np.generic):
-        return value  # another array-like with shape and dtype (e.g. a ShapeDtypeStruct)
+        try:
+            return jnp.asarray(value)  # another array type, with __jax_array__ or __array__
+        except Exception as error:
+            raise ShapeError(
+                f"{function}: {place} must be an array {expected}, got {type(value).__name__} "
+                f"{describe_value(value)}, which JAX cannot convert to one ({type(error).__name__}: {error})"
+            ) from None
     raise ShapeError(f"{function}: {place} must be an array {expected}, got {describe_value(value)}")
 
 
-def check_arguments(plan: Plan, values: list[Any]) -> tuple[Bindings, list[Any]]:
-    """Check every array argument of a call; returns the bindings and the converted values."""
+def check_arguments(plan: Plan, values: list[Any], *, abstract: bool = True) -> tuple[Bindings, list[Any]]:
+    """Check every array argument of a call; returns the bindings and the converted values.
+
+    ``abstract``: ``jax.ShapeDtypeStruct`` arguments are accepted (explaining or planning a call,
+    not making it); a call itself passes ``abstract=False``.
+    """
     arguments = {argument.name: value for argument, value in zip(plan.arguments, values, strict=True)}
     bindings = Bindings(plan.function, arguments)
     values = list(values)
@@ -335,6 +360,7 @@ def check_arguments(plan: Plan, values: list[Any]) -> tuple[Bindings, list[Any]]
             broadcast,
             convert=True,
             one_array_each=one_array_each,
+            abstract=abstract,
         )
     _check_batch_dims_have_arrays(plan, values)
     _check_static_values(plan, values)
@@ -424,6 +450,7 @@ def _check_value(
     *,
     convert: bool,
     one_array_each: bool = False,
+    abstract: bool = True,
 ) -> Any:
     """Check one argument or result (every leaf of a PyTree) against its placement.
 
@@ -437,7 +464,7 @@ def _check_value(
 
     def check_leaf(leaf: Any, where: str, path: str | None = None) -> Any:
         if convert:
-            leaf = as_array(leaf, function, where, _expected_text(value_type, placement.batched))
+            leaf = as_array(leaf, function, where, _expected_text(value_type, placement.batched), abstract=abstract)
         elif not is_array_like(leaf):
             raise ShapeError(f"{function}: {where} should be an array, got {describe_value(leaf)}")
         _check_dtype(function, value_type.array, leaf, where)
@@ -455,10 +482,16 @@ def _check_value(
 
     if value_type.kind == "array":
         return check_leaf(value, place)
+    is_leaf = (lambda node: node is not value) if one_array_each else None
+    try:
+        paths_and_leaves, treedef = jax.tree_util.tree_flatten_with_path(value, is_leaf=is_leaf)
+    except Exception as error:  # e.g. a dict whose keys cannot be sorted ({1: x, "a": y})
+        raise ShapeError(
+            f"{function}: {place} is not a PyTree JAX can flatten ({type(error).__name__}: {error}): "
+            f"{describe_value(value)}"
+        ) from None
     if value_type.structure is not None:
         bindings.unify_structure(value_type.structure, value, place)
-    is_leaf = (lambda node: node is not value) if one_array_each else None
-    paths_and_leaves, treedef = jax.tree_util.tree_flatten_with_path(value, is_leaf=is_leaf)
     checked = [
         check_leaf(leaf, f"{place} at {jax.tree_util.keystr(path)}", jax.tree_util.keystr(path))
         for path, leaf in paths_and_leaves

@@ -43,7 +43,17 @@ def short_dtype(dtype: Any) -> str:
 
 
 def describe_value(value: Any) -> str:
-    """A short description of a value for error messages: ``f32[5,7,7]``, ``tuple (f32[], f32[3])``, ``None``."""
+    """A short description of a value for error messages: ``f32[5,7,7]``, ``tuple (f32[], f32[3])``, ``None``.
+
+    It never raises: an object whose ``shape``, ``dtype`` or ``repr`` fails is described by its type.
+    """
+    try:
+        return _describe(value)
+    except Exception:
+        return f"{type(value).__name__} object"
+
+
+def _describe(value: Any) -> str:
     shape = getattr(value, "shape", None)
     dtype = getattr(value, "dtype", None)
     if isinstance(shape, tuple) and dtype is not None:
