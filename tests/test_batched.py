@@ -388,3 +388,21 @@ def test_scalar_layouts_in_a_full_signature():
 
     total = batched(offset, "b n, -> ")
     np.testing.assert_allclose(total(X, jnp.float32(1.0)), X.sum() + 1.0)
+
+
+def test_package_import_is_light_and_names_stay_functions():
+    code = textwrap.dedent(
+        """
+        import sys
+        import shapedmap
+        light = 'jax' not in sys.modules
+        import shapedmap.explain, shapedmap.batched, shapedmap.docs  # the submodules first...
+        from shapedmap import batched, describe, explain  # ...the names are still the functions
+        print(light, callable(batched) and not hasattr(batched, '__path__'), explain.__module__, describe.__name__)
+        shapedmap.config.checks = False
+        from shapedmap.config import config
+        print(config.checks, shapedmap.config is config)
+        """
+    )
+    result = run_python(code)
+    assert result.stdout.split() == ["True", "True", "shapedmap.explain", "describe", "False", "True"], result.stderr

@@ -178,11 +178,6 @@ def test_the_plugin_module_itself_imports_neither_jax_nor_shapedmap():
     assert output.strip() == "[]"
 
 
-@pytest.mark.xfail(
-    reason="shapedmap/__init__.py imports jax eagerly, so loading the entry point shapedmap.pytest_plugin "
-    "imports jax at every pytest start; needs a lazy package __init__ (reported, core file)",
-    strict=False,
-)
 def test_pytest_start_up_does_not_import_jax():
     spec = importlib.util.find_spec("shapedmap.pytest_plugin")
     assert spec is not None
