@@ -197,7 +197,7 @@ class _PerCall:
             return self.run(values, plan.levels, (), self.fn)
         bindings: Bindings | None = None
         if checking or self.dynamic:
-            bindings, values = check_arguments(plan, values)
+            bindings, values = check_arguments(plan, values, abstract=False)
         expansion = self.expansion(values, bindings)
         fresh = checking and (key is None or key not in self.passed)
         inner = self.checked_fn if fresh else self.fn
@@ -212,22 +212,26 @@ class _PerCall:
         return output
 
     def abstract_key(self, values: list[Any]) -> Any:
-        """Shapes and dtypes of the arrays, types and values of the rest; None if unhashable."""
+        """Shapes and dtypes of the arrays, types and values of the rest; None if unhashable.
+
+        None too for anything unreadable (a ``shape`` that raises, a dict JAX cannot flatten):
+        the checks then run and name the argument.
+        """
         parts = []
-        for argument, value in zip(self.plan.arguments, values, strict=True):
-            if argument.placement is None:
-                parts.append((type(value), value))
-            elif argument.value.kind == "array":
-                parts.append((getattr(value, "shape", _MISSING), getattr(value, "dtype", _MISSING), type(value)))
-            else:
-                leaves, treedef = jax.tree_util.tree_flatten(value)
-                parts.append(
-                    (treedef, tuple((getattr(x, "shape", x), getattr(x, "dtype", None), type(x)) for x in leaves))
-                )
-        key = tuple(parts)
         try:
+            for argument, value in zip(self.plan.arguments, values, strict=True):
+                if argument.placement is None:
+                    parts.append((type(value), value))
+                elif argument.value.kind == "array":
+                    parts.append((getattr(value, "shape", _MISSING), getattr(value, "dtype", _MISSING), type(value)))
+                else:
+                    leaves, treedef = jax.tree_util.tree_flatten(value)
+                    parts.append(
+                        (treedef, tuple((getattr(x, "shape", x), getattr(x, "dtype", None), type(x)) for x in leaves))
+                    )
+            key = tuple(parts)
             hash(key)
-        except TypeError:
+        except Exception:
             return None
         return key
 

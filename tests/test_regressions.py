@@ -142,7 +142,6 @@ class RaisingShape:
 # every PyTree before any check, so an object whose ``shape`` raises, or a dict whose keys cannot be
 # sorted, escapes as a RuntimeError/ValueError. check.py already names both once they reach it.
 # Proposed fix: wrap the body of abstract_key in ``try: ... except Exception: return None``.
-@pytest.mark.xfail(strict=True, reason="abstract_key in batched.py lets the error out before the checks")
 @pytest.mark.parametrize(
     ("make_call", "message"),
     [
@@ -167,7 +166,6 @@ def tree_double(params: PyTree[Float[Array, "n"]]) -> PyTree[Float[Array, "n"]]:
 # check (explain() and partition_specs() need it) and dies inside vmap with "Argument 'args[0]' ... is
 # not a valid JAX type". check_arguments now takes abstract=False to refuse it by name; proposed fix:
 # _PerCall.__call__ calls ``check_arguments(plan, values, abstract=False)``.
-@pytest.mark.xfail(strict=True, reason="batched.py's call path does not pass abstract=False yet")
 def test_shape_dtype_struct_in_a_call_is_a_named_shape_error():
     with pytest.raises(ShapeError, match=r"^double: argument 'x' must be an array .* jax.ShapeDtypeStruct f32\[2,3\]"):
         batched(double, "b")(jax.ShapeDtypeStruct((2, 3), jnp.float32))
