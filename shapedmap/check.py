@@ -46,10 +46,12 @@ class Origin:
     """Where a size was seen: ``argument 'a' (axis 0 of f32[5,7,7])``."""
 
     place: str
-    axis: int | tuple[int, int]
+    axis: int | tuple[int, int] | None
     value: str
 
     def __str__(self) -> str:
+        if self.axis is None:  # a size the layout itself gives: ``rep=3``
+            return f"{self.place}, which fixes it"
         if isinstance(self.axis, tuple):
             start, stop = self.axis
             axes = f"axes {start}..{stop - 1}" if stop - start != 1 else f"axis {start}"
@@ -347,6 +349,7 @@ def check_arguments(plan: Plan, values: list[Any], *, abstract: bool = True) -> 
     values = list(values)
     variadic = plan.variadic_batch
     broadcast = frozenset() if variadic is None else frozenset({variadic})
+    _bind_result_sizes(plan, bindings)
     for index in plan.array_arguments:
         argument = plan.arguments[index]
         place = f"argument '{argument.name}'"
@@ -366,6 +369,17 @@ def check_arguments(plan: Plan, values: list[Any], *, abstract: bool = True) -> 
     _check_static_values(plan, values)
     bindings.check_symbolic()
     return bindings, values
+
+
+def _bind_result_sizes(plan: Plan, bindings: Bindings) -> None:
+    """Batch dims a result's layout sizes (``"b=3 n"``) are bound first, so an argument that disagrees is named."""
+    for number, result in enumerate(plan.results):
+        for index, name in result.placement.batch:
+            dim = result.placement.batched.dims[index]
+            if isinstance(dim, FixedDim) and name not in bindings.sizes:
+                where = f"result {number}" if plan.returns_tuple else "the return value"
+                layout = str(result.placement.batched)
+                bindings.sizes[name] = (dim.size, Origin(f"the layout {layout!r} of {where}", None, dim_text(dim)))
 
 
 def _is_array_hint(hint: Any) -> bool:

@@ -169,3 +169,17 @@ def tree_double(params: PyTree[Float[Array, "n"]]) -> PyTree[Float[Array, "n"]]:
 def test_shape_dtype_struct_in_a_call_is_a_named_shape_error():
     with pytest.raises(ShapeError, match=r"^double: argument 'x' must be an array .* jax.ShapeDtypeStruct f32\[2,3\]"):
         batched(double, "b")(jax.ShapeDtypeStruct((2, 3), jnp.float32))
+
+
+# Bug: a batch dim sized only by the output layout (``out="b=3 n"``) was checked against the
+# arguments only at the very end, so an argument with another size got an error blaming
+# "the return value" instead of naming the argument. Result layouts' sizes now bind first.
+def test_batch_size_fixed_by_the_output_layout_names_the_argument():
+    fixed = batched(double, "b", out="b=3 n")
+    assert fixed(jnp.ones((3, 2))).shape == (3, 2)
+    with pytest.raises(ShapeError) as info:
+        fixed(jnp.ones((2, 2)))
+    assert str(info.value).startswith(
+        "double: dimension 'b' has size 3 in the layout 'b=3 n' of the return value, which fixes it\n"
+        "but size 2 in argument 'x' (axis 0 of f32[2,2])"
+    )
