@@ -183,3 +183,22 @@ def test_batch_size_fixed_by_the_output_layout_names_the_argument():
         "double: dimension 'b' has size 3 in the layout 'b=3 n' of the return value, which fixes it\n"
         "but size 2 in argument 'x' (axis 0 of f32[2,2])"
     )
+
+
+def add(x: Float[Array, ""], y: Float[Array, ""]) -> Float[Array, ""]:
+    return x + y
+
+
+# Bug (fix belongs in batched.py, spec fuzzer): with "*batch" and an output layout without it
+# (out=""), the result varies over the broadcast dims, which have no axis name; jax.vmap then says
+# "at vmap out_axes, got axis spec None but output was batched on axis 0", a bare ValueError that
+# _PerCall.run does not translate (it matches only the named-axis wording "but out_axes is None").
+@pytest.mark.xfail(strict=True, reason="batched.py translates only the named-axis out_axes=None error")
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+def test_result_varying_over_star_batch_without_it_in_the_layout_is_a_shape_error(jit):
+    broadcast = batched(add, "*batch", out="")
+    call = jax.jit(broadcast) if jit else broadcast
+    with pytest.raises(
+        ShapeError, match=r"^add: the result varies over the batch dim '\*batch', but the output layout"
+    ):
+        call(jnp.ones(2), jnp.arange(2.0))
