@@ -277,6 +277,7 @@ CORPUS: tuple[Entry, ...] = (
     Entry("ellipsis", batched(norm, "b"), (_a("x", "b ..."),), ("b",), ("b",)),
     Entry("PRNG keys", batched(noise, "b"), (_a("key", "b", dtype="key"), _a("x", "b n")), ("b n",), ("b",)),
     Entry("output-only batch dim", batched(twice, "n -> rep=3 n"), (_a("x", "n"),), ("rep=3 n",), ("rep",)),
+    Entry("batch size fixed by out=", batched(twice, "b", out="b=3 n"), (_a("x", "b n"),), ("b=3 n",), ("b",)),
     Entry("tuple result", batched(center, "b"), (_a("x", "b n"),), ("b", "b n"), ("b",), tuple_output=True),
     Entry("unannotated return", batched(unannotated_return, "b"), (_a("x", "b n"),), ("b n",), ("b",)),
     Entry("np.ndarray hint", batched(generic, "b"), (_a("x", "b *rest"), _a("y", "b *rest")), ("b *rest",), ("b",)),
@@ -328,7 +329,8 @@ def token_size(token: str, sizes: dict[str, int]) -> int:
         return int(body)
     if body.isidentifier():
         return sizes[body]
-    return int(eval(body, {}, dict(sizes)))
+    functions = {"min": min, "max": max, "abs": abs}
+    return int(eval(body, functions, {k: v for k, v in sizes.items() if k not in functions}))
 
 
 @dataclass
@@ -390,11 +392,8 @@ VALUE_CORRUPTIONS = (
     "numpy", "numpy float64", "numpy str", "int32", "bool", "complex64", "uint8", "float16",
     "extra dim", "missing dim", "resize axis", "zero axis", "swap axes", "nan", "inf",
 )  # fmt: skip
-# Corruptions whose fix belongs in shapedmap/batched.py (its owner is changing it): each has an
-# xfail(strict=True) regression test in tests/test_regressions.py. Drawn only with
-# ``python -m tests.fuzz inputs --all-corruptions``; drop one from here once its test passes.
-AWAITING_BATCHED_PY = ("mixed-key dict", "raising shape", "ShapeDtypeStruct")
-VALUE_CORRUPTIONS += ("fake array", "raising repr", "generator", "numpy object", *AWAITING_BATCHED_PY)
+VALUE_CORRUPTIONS += ("fake array", "raising repr", "raising shape", "generator", "numpy object", "mixed-key dict")
+VALUE_CORRUPTIONS += ("ShapeDtypeStruct",)
 GLOBAL_CORRUPTIONS = ("valid", "size-0 batch", "unknown keyword", "missing argument", "extra positional")
 STATIC_CORRUPTIONS = ("bad static", "none", "str", "object", "array for static")
 
@@ -499,6 +498,10 @@ class Invalid(Exception):
         self.raised = raised
 
 
+class Varies(Invalid):
+    """The result changes along a batch dim its layout lacks: the call must be refused."""
+
+
 def to_array(leaf: Any) -> Any:
     """What shapedmap promises to accept as an array: JAX arrays, NumPy numbers, Python numbers."""
     if isinstance(leaf, jax.Array):
@@ -544,6 +547,11 @@ class Loop:
                     self.broadcast = tuple(np.broadcast_shapes(self.broadcast or (), sizes))
                 except ValueError:
                     raise Invalid(f"*batch {self.broadcast} vs {sizes}") from None
+            elif token.endswith("__core") and base_name(token[: -len("__core")]) in entry.batch:
+                name, (size,) = base_name(token[: -len("__core")]), sizes  # a core dim sizing a batch dim
+                if self.sizes.get(name) not in (None, size):
+                    raise Invalid(f"{name}: {self.sizes[name]} vs {size}")
+                self.sizes[name] = size
             elif base_name(token) in entry.batch:
                 name, (size,) = base_name(token), sizes
                 if "=" in token and size != int(token.split("=")[1]):
@@ -568,6 +576,8 @@ class Loop:
                 continue
             if name not in self.sizes and name not in fixed:
                 raise Invalid(f"no array gives the size of '{name}'")
+            if name in fixed and self.sizes.get(name) not in (None, fixed[name]):
+                raise Invalid(f"{name}: {self.sizes[name]} in the arguments, {fixed[name]} in the outputs")
             size = self.sizes.get(name)
             keys.append((name, fixed.get(name, 1 if size is None else size)))
         return keys
@@ -596,8 +606,21 @@ def type_hints(fn: Any) -> dict[str, Any]:
 
 
 def place_output(tokens: list[str], entry: Entry, stacked: np.ndarray, axes: list[tuple[str, int]]) -> np.ndarray:
-    """Move the loop axes (leading in ``stacked``) to where ``tokens`` puts the batch dims."""
+    """Move the loop axes (leading in ``stacked``) to where ``tokens`` puts the batch dims.
+
+    A loop axis the layout lacks must not change the result (``out_axes=None``): it is dropped,
+    or the call is ``Invalid`` (``Varies``).
+    """
     keys = [key for key, _ in axes]
+    named = {base_name(t) for t in tokens} | ({"*"} if "*batch" in tokens else set())
+    for position in reversed(range(len(keys))):
+        if (keys[position].lstrip("*").isdigit() and "*" in named) or keys[position] in named:
+            continue
+        first = np.take(stacked, [0], axis=position)
+        if not np.allclose(stacked, first, equal_nan=True, rtol=1e-5, atol=1e-5):
+            raise Varies(f"the result varies over '{keys[position]}', which its layout {' '.join(tokens)!r} lacks")
+        stacked = np.squeeze(first, axis=position)
+        del keys[position]
     core_rank = stacked.ndim - len(keys)
     core_tokens = [t for t in tokens if not (is_batch(t, entry) or base_name(t) in entry.batch)]
     widths = [core_rank - (len(core_tokens) - 1) if is_variadic(t) else 1 for t in core_tokens]
@@ -754,6 +777,17 @@ def stack_results(entry: Entry, results: list[Any], axes: list[tuple[str, int]],
 # -- one case -----------------------------------------------------------------------------------
 
 
+# Known bugs whose fix belongs in shapedmap/batched.py (another engineer's file): (error type, words
+# of its message, the xfail(strict=True) test in tests/test_regressions.py). Such an outcome is
+# counted apart, not as an internal error, unless STRICT (python -m tests.fuzz --strict); drop the
+# entry once its test passes.
+AWAITING_BATCHED_PY = (
+    ("ValueError", "got axis spec None but output was batched",
+     "test_result_varying_over_star_batch_without_it_in_the_layout_is_a_shape_error"),
+)  # fmt: skip
+STRICT = False
+
+
 class InternalError(AssertionError):
     """shapedmap broke a promise of DESIGN §7 on this case."""
 
@@ -866,6 +900,15 @@ def run_case(case: Case) -> str:
         args, kwargs, target = miscall(entry, values, case.corruption)
         expected, invalid = None, Invalid(case.corruption)
     function = jitted(entry) if case.jit else entry.fn
+    return judge(case, entry, function, (args, kwargs), target, expected, invalid)
+
+
+def judge(
+    case: Any, entry: Entry, function: Any, call: tuple[list[Any], dict[str, Any]], target: str | None,
+    expected: Any, invalid: Invalid | None,
+) -> str:  # fmt: skip
+    """Call ``function`` and hold the outcome to the oracle's verdict (``case`` has ``describe()`` and ``jit``)."""
+    args, kwargs = call
     try:
         result = function(*args, **kwargs)
     except Exception as error:
@@ -891,7 +934,7 @@ def miscall(entry: Entry, values: dict[str, Any], kind: str) -> tuple[list[Any],
     return args, kwargs, required
 
 
-def check_error(case: Case, entry: Entry, target: str | None, invalid: Invalid | None, error: Exception) -> str:
+def check_error(case: Any, entry: Entry, target: str | None, invalid: Invalid | None, error: Exception) -> str:
     """An error is right if the loop refuses the call too and the error names the function and parameter.
 
     Two errors are not shapedmap's to name: one the per-example function itself raises on values its
@@ -900,6 +943,9 @@ def check_error(case: Case, entry: Entry, target: str | None, invalid: Invalid |
     """
     text, kind, name = str(error), type(error).__name__, entry_name(entry)
     found = f"{case.describe()}: {kind}"
+    awaiting = next((test for kind_, words, test in AWAITING_BATCHED_PY if kind == kind_ and words in text), None)
+    if awaiting is not None and not STRICT:
+        return f"awaiting a batched.py fix ({awaiting})"
     if invalid is None:
         raise InternalError(f"{found} on a valid call: {text[:600]}") from error
     if invalid.raised is not None and isinstance(error, invalid.raised):
@@ -928,7 +974,7 @@ def raised_in_shapedmap(error: BaseException) -> bool:
     return False
 
 
-def compare(case: Case, result: Any, expected: Any) -> None:
+def compare(case: Any, result: Any, expected: Any) -> None:
     got, got_tree = jax.tree.flatten(result)
     want, want_tree = jax.tree.flatten(expected)
     if got_tree != want_tree:
@@ -948,14 +994,17 @@ def compare(case: Case, result: Any, expected: Any) -> None:
 
 # -- the strategy -------------------------------------------------------------------------------
 
-ALL_CORRUPTIONS = False  # python -m tests.fuzz inputs --all-corruptions sets it
-
 
 def has_varargs(entry: Entry) -> bool:
     return any(p.kind == "varargs" for p in entry.params)
 
 
 _NAME = re.compile(r"[A-Za-z_]\w*")
+
+
+def output_sizes(entry: Entry) -> dict[str, int]:
+    """Batch sizes the output layouts fix (``b=3``)."""
+    return {base_name(t): int(t.split("=")[1]) for out in entry.outputs for t in out.split() if "=" in t}
 
 
 def dim_names(entry: Entry) -> set[str]:
@@ -970,6 +1019,7 @@ def cases(draw: st.DrawFn, entries: tuple[int, ...] | None = None) -> Case:
     index = draw(st.sampled_from(entries or range(len(CORPUS))))
     entry = CORPUS[index]
     sizes = {name: draw(st.integers(1, 3)) for name in sorted(dim_names(entry))}
+    sizes |= {name: size for name, size in output_sizes(entry).items() if draw(st.booleans())}
     variadic = {"*rest": tuple(draw(st.lists(st.integers(1, 3), max_size=2)))}
     variadic |= {f"...{p.name}": tuple(draw(st.lists(st.integers(1, 3), max_size=2))) for p in entry.params}
     full = tuple(draw(st.lists(st.integers(1, 3), max_size=2)))
@@ -991,8 +1041,7 @@ def cases(draw: st.DrawFn, entries: tuple[int, ...] | None = None) -> Case:
     else:
         param = draw(st.sampled_from(corruptible))
         target = param.name
-        drawn = [c for c in VALUE_CORRUPTIONS if c not in AWAITING_BATCHED_PY or ALL_CORRUPTIONS]
-        corruption = draw(st.sampled_from(STATIC_CORRUPTIONS if param.kind == "static" else drawn))
+        corruption = draw(st.sampled_from(STATIC_CORRUPTIONS if param.kind == "static" else VALUE_CORRUPTIONS))
     use_jit = draw(st.booleans())
     if use_jit and target in entry.statics and corruption in ("array for static",):
         use_jit = False  # jax.jit itself refuses unhashable static arguments, before shapedmap sees them
@@ -1027,7 +1076,7 @@ def test_the_oracle_agrees_with_every_valid_entry():
     """Every entry, called with valid arguments, gives the loop's answer (the oracle itself is sound)."""
     draw = Draw({}, {"*rest": (2,)}, {}, {}, ("u", "v"), {"u": 2, "v": 3})
     for index, entry in enumerate(CORPUS):
-        draw.sizes = dict.fromkeys(dim_names(entry), 2)
+        draw.sizes = dict.fromkeys(dim_names(entry), 2) | output_sizes(entry)
         draw.variadic |= {f"...{p.name}": (3,) for p in entry.params}
         draw.broadcast = {p.name: (2,) for p in entry.params}
         for use_jit in (False, True):
