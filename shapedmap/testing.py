@@ -747,10 +747,14 @@ class _Checker:
     # -- pieces --------------------------------------------------------------------------
 
     def jitted(self, bound: inspect.BoundArguments) -> Callable[[dict[str, Any]], Any]:
-        """``jax.jit`` of the call with the static arguments closed over; one per static values
-        (when hashable), so examples of shapes seen before reuse the compiled program."""
+        """``jax.jit`` of the call with the static arguments closed over; one per static values,
+        so examples of shapes seen before reuse the compiled program.
+
+        Static values are told apart by type and ``repr``, not ``==``: ``0.0`` and ``-0.0``, or
+        ``(1, 2)`` and ``(1, 2.0)``, compare equal but compute differently.
+        """
         statics = tuple(
-            (a.name, type(bound.arguments[a.name]), bound.arguments[a.name])
+            (a.name, type(bound.arguments[a.name]), repr(bound.arguments[a.name]))
             for a in self.plan.arguments
             if a.placement is None
         )

@@ -592,3 +592,15 @@ def test_failure_inside_given_with_data_shrinks_too():
 
     with pytest.raises(BatchedCheckError, match=r"inputs: x: f32\[1,1\]"):
         outer()
+
+
+def test_static_values_equal_but_different_are_not_confused_under_jit():
+    """Regression: the jitted call was reused for a static value equal to an earlier one."""
+
+    @batched("b")
+    def signed(x: Float[Array, "n"], s: float) -> Float[Array, "n"]:
+        return x * jnp.copysign(1.0, s)
+
+    from hypothesis import strategies as st
+
+    check_batched(signed, static={"s": st.sampled_from([0.0, -0.0])}, max_examples=20)
