@@ -26,10 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         from .demo import main as demo
 
         return demo()
-    if arguments.command == "docs":
-        return _docs(arguments.module, arguments.format, arguments.output)
-    parser.error(f"unknown command {arguments.command!r}")
-    return 2
+    return _docs(arguments.module, arguments.format, arguments.output)  # argparse allows only these two
 
 
 def _docs(module_name: str, format: str, output: str | None) -> int:

@@ -35,6 +35,8 @@ class Config:
         checks: run the shape checks (default ``True``; env ``SHAPEDMAP_CHECKS``).
     """
 
+    __slots__ = ("checks",)  # a misspelt setting (``config.check = False``) is an error, not a no-op
+
     def __init__(self) -> None:
         self.checks: bool = _read_flag("SHAPEDMAP_CHECKS", True)
 

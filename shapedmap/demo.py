@@ -34,12 +34,12 @@ def _format_time(seconds: float) -> str:
     return f"{seconds * 1e6:8.1f} us"
 
 
-def _show(example: Example, out: TextIO) -> None:
+def _show(example: Example, out: TextIO) -> bool:
+    """Print one example; returns whether it equals its naive loop."""
     function = example.function
     args = example.make_inputs(jax.random.key(0))
     result = function(*args)
-    expected = example.naive(*args)
-    same = bool(jnp.allclose(result, expected, rtol=1e-5, atol=1e-5))
+    same = bool(jnp.allclose(result, example.naive(*args), rtol=1e-5, atol=1e-5))
     jitted = jax.jit(function)
     batched_time = _median_seconds(lambda: jitted(*args), number=50)
     loop_time = _median_seconds(lambda: example.naive(*args), number=1, repeat=3)
@@ -54,16 +54,13 @@ def _show(example: Example, out: TextIO) -> None:
         f"   ({loop_time / batched_time:,.0f}x faster)",
         file=out,
     )
+    return same
 
 
 def main(out: TextIO = sys.stdout) -> int:
     """Run every seed example, then show the error a shape bug gets. Returns the exit code."""
     print(f"shapedmap demo on {jax.devices()[0].platform} (jax {jax.__version__})\n", file=out)
-    all_equal = True
-    for example in EXAMPLES.values():
-        _show(example, out)
-        args = example.make_inputs(jax.random.key(0))
-        all_equal &= bool(jnp.allclose(example.function(*args), example.naive(*args), rtol=1e-5, atol=1e-5))
+    all_equal = all([_show(example, out) for example in EXAMPLES.values()])
     print("\nA deliberate shape bug: 5 adjacency matrices but 4 feature matrices.", file=out)
     print("    message_passing(jnp.ones((5, 7, 7)), jnp.ones((4, 7, 11)))", file=out)
     try:

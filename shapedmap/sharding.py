@@ -132,7 +132,7 @@ class Sharding:
             try:
                 stack.enter_context(jax.set_mesh(mesh))
             except ValueError:  # JAX: "`set_mesh` can only be used outside of `jax.jit`"
-                raise ShapeError(
+                raise SpecError(
                     f"{self.function}: shard={_shard_text(self.axes)} uses mesh axes of type Explicit, and JAX "
                     "needs a traced call (jax.jit, jax.grad, ...) over such arrays to run inside "
                     "`with jax.set_mesh(mesh):`, which only the caller can enter. Call it inside that block, "

@@ -406,3 +406,8 @@ def test_package_import_is_light_and_names_stay_functions():
     )
     result = run_python(code)
     assert result.stdout.split() == ["True", "True", "shapedmap.explain", "describe", "False", "True"], result.stderr
+
+
+def test_misspelt_config_setting_is_refused():
+    with pytest.raises(AttributeError, match="'Config' object has no attribute 'check'"):
+        shapedmap.config.check = False
