@@ -178,7 +178,7 @@ def test_explicit_mesh_under_jit_outside_set_mesh_says_what_to_do():
     mesh = mesh_1d("explicit")
     sharded = batched(mp, "graph", shard={"graph": "data"}, mesh=mesh)
     with pytest.raises(
-        ShapeError, match=r"needs a traced call \(jax.jit, jax.grad, ...\) over such arrays to run inside"
+        SpecError, match=r"needs a traced call \(jax.jit, jax.grad, ...\) over such arrays to run inside"
     ):
         jax.jit(sharded)(A, F)
 
