@@ -120,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loop-max", type=int, default=None, help="largest batch the naive loop runs at")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "latest.json")
     parser.add_argument("--docs", action="store_true", help="also redraw the chart and docs/performance.md")
+    parser.add_argument(
+        "--merge", type=Path, default=None, help="start from these results: re-measure only what --only names"
+    )
     options = parser.parse_args(argv)
 
     settings = QUICK if options.quick else Settings()
@@ -133,7 +136,11 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown workloads {unknown}; choose from {list(WORKLOADS)}")
 
-    results: dict[str, Any] = {"machine": machine(settings), "workloads": {}, "scaling": {}}
+    results: dict[str, Any] = {"workloads": {}, "scaling": {}}
+    if options.merge is not None:
+        results = json.loads(options.merge.read_text())
+        results.setdefault("earlier_machines", []).append(results["machine"])
+    results["machine"] = machine(settings)
     started = time.perf_counter()
     if "workloads" in sections:
         for name in names:

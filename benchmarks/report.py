@@ -154,6 +154,8 @@ def machine_text(machine: dict[str, Any]) -> str:
 def render(results: dict[str, Any]) -> str:
     """Every table, in markdown."""
     parts = [machine_text(results["machine"])]
+    for earlier in results.get("earlier_machines", []):
+        parts.append(f"Tables not re-measured in that run (merged with `--merge`) come from: {machine_text(earlier)}")
     if results.get("workloads"):
         parts += [
             "#### Goals: `batched` vs hand-written `jax.vmap` (ratio median, interquartile range in brackets)",
