@@ -14,7 +14,9 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -300,7 +302,7 @@ _SCALARS = (bool, int, float, complex)
 _VARIADIC_KINDS = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
 
-def as_array(value: Any, function: str, place: str, expected: str, *, abstract: bool = True) -> Any:
+def as_array(value: Any, function: str, place: str, expected: str | Callable[[], str], *, abstract: bool = True) -> Any:
     """``value`` as a JAX array (NumPy arrays and scalars are converted), else a ``ShapeError``.
 
     Lists, strings, dicts and other objects are refused: a list may be meant as a PyTree,
@@ -310,6 +312,8 @@ def as_array(value: Any, function: str, place: str, expected: str, *, abstract: 
     """
     if isinstance(value, jax.Array):
         return value
+    if callable(expected):  # the message text, built only when a message may be written
+        expected = expected()
     if isinstance(value, np.ndarray | np.generic) and value.dtype.kind in "biufc":
         return jnp.asarray(value)
     if isinstance(value, _SCALARS):
@@ -478,7 +482,8 @@ def _check_value(
 
     def check_leaf(leaf: Any, where: str, path: str | None = None) -> Any:
         if convert:
-            leaf = as_array(leaf, function, where, _expected_text(value_type, placement.batched), abstract=abstract)
+            expected = functools.partial(_expected_text, value_type, placement.batched)
+            leaf = as_array(leaf, function, where, expected, abstract=abstract)
         elif not is_array_like(leaf):
             raise ShapeError(f"{function}: {where} should be an array, got {describe_value(leaf)}")
         _check_dtype(function, value_type.array, leaf, where)
