@@ -34,6 +34,7 @@ from .layout import (
     VariadicDim,
     dim_text,
     evaluate_symbolic,
+    symbolic_names,
 )
 
 if TYPE_CHECKING:
@@ -372,7 +373,29 @@ def check_arguments(plan: Plan, values: list[Any], *, abstract: bool = True) -> 
     _check_batch_dims_have_arrays(plan, values)
     _check_static_values(plan, values)
     bindings.check_symbolic()
+    _check_result_expressions(plan, bindings)
     return bindings, values
+
+
+def _check_result_expressions(plan: Plan, bindings: Bindings) -> None:
+    """Evaluate the results' expressions the arguments already determine (``n**2``), before mapping.
+
+    One that cannot be a size (``n**(10**9)``, ``n // 0``) is refused here, by name, rather than
+    left to the per-example check, which would compute it without bound or fail without context.
+    """
+    sizes = {name: size for name, (size, _) in bindings.sizes.items()}
+    for number, result in enumerate(plan.results):
+        for dim in result.placement.batched.dims:
+            if not isinstance(dim, SymbolicDim) or "{" in dim.expression or not symbolic_names(dim) <= sizes.keys():
+                continue
+            try:
+                evaluate_symbolic(dim, sizes, bindings.arguments)
+            except (ValueError, ArithmeticError) as error:
+                where = f"result {number}" if plan.returns_tuple else "the return value"
+                raise ShapeError(
+                    f"{plan.function}: the dimension {dim.expression!r} of {where} cannot be a size for these "
+                    f"arguments ({', '.join(f'{n}={sizes[n]}' for n in sorted(symbolic_names(dim)))}): {error}"
+                ) from None
 
 
 def _bind_result_sizes(plan: Plan, bindings: Bindings) -> None:

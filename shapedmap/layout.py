@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -215,7 +216,12 @@ def parse_dim(token: str) -> Dim:
         if flag in flags:
             raise SpecError(f"an expression cannot be {flag} ({example}): {token!r}")
     _validate_expression(body, token)
-    return SymbolicDim(body, broadcastable, label)
+    dim = SymbolicDim(body, broadcastable, label)
+    try:
+        constant_value(dim)
+    except ValueError as error:
+        raise SpecError(f"the dimension expression {token!r} can never be a size: {error}") from None
+    return dim
 
 
 def parse_layout(text: str) -> Layout:
@@ -307,8 +313,15 @@ def symbolic_arguments(dim: SymbolicDim) -> frozenset[str]:
 def evaluate_symbolic(dim: SymbolicDim, sizes: dict[str, int], arguments: dict[str, object]) -> int:
     """Evaluate ``dim`` given the bound sizes (and argument values for ``{...}`` fields).
 
-    The expression was validated at parse time, so only arithmetic on names, integers and
-    min/max/abs runs here; f-string fields are the user's own code, evaluated like jaxtyping does.
+    The arithmetic (names, integers, ``+ - * // % **``, min/max/abs) is interpreted here, not
+    ``eval``'d, and refuses any value beyond ``2**63`` (no dimension is that big), so ``9**9**9``
+    is an error, not a computation that never ends. f-string fields are the user's own code,
+    evaluated like jaxtyping does.
+
+    Raises:
+        NameError: for a name no size is given for.
+        ValueError: for a value no dimension can have, or syntax an expression cannot hold.
+        ZeroDivisionError: for ``// 0`` or ``% 0``.
     """
 
     def field_value(match: re.Match[str]) -> str:
@@ -316,9 +329,78 @@ def evaluate_symbolic(dim: SymbolicDim, sizes: dict[str, int], arguments: dict[s
         return str(value)
 
     expression = _FSTRING_FIELD.sub(field_value, dim.expression)
-    value = eval(expression, {"__builtins__": _FUNCTIONS}, dict(sizes))
-    if not isinstance(value, int):
-        raise TypeError(f"{dim.expression} evaluated to {value!r}, not an integer")
+    try:
+        tree = _parsed(expression)
+    except SyntaxError:
+        raise ValueError(f"{dim.expression} became {expression!r}, which is not an expression") from None
+    return _interpret(tree.body, sizes, dim.expression)
+
+
+_LIMIT = 2**63  # larger than any dimension an array can have
+_OPERATORS = {
+    ast.Add: lambda a, b: a + b,
+    ast.Sub: lambda a, b: a - b,
+    ast.Mult: lambda a, b: a * b,
+    ast.FloorDiv: lambda a, b: a // b,
+    ast.Mod: lambda a, b: a % b,
+}
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed(expression: str) -> ast.Expression:
+    return ast.parse(expression, mode="eval")
+
+
+def _interpret(node: ast.AST, sizes: dict[str, int], text: str) -> int:
+    """The integer value of a validated expression's node, every step within ``±2**63``."""
+    if isinstance(node, ast.Constant) and type(node.value) is int:
+        value = node.value
+    elif isinstance(node, ast.Name):
+        if node.id not in sizes:
+            raise NameError(f"name {node.id!r} is not defined")
+        value = sizes[node.id]
+    elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        operand = _interpret(node.operand, sizes, text)
+        value = -operand if isinstance(node.op, ast.USub) else operand
+    elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
+        base, exponent = _interpret(node.left, sizes, text), _interpret(node.right, sizes, text)
+        if exponent < 0:
+            raise ValueError(f"{text} raises to a negative power, which gives no integer")
+        if abs(base) > 1 and exponent * (abs(base).bit_length() - 1) > 63:
+            raise ValueError(f"{text} is larger than 2**63, which no dimension can be")
+        value = base**exponent
+    elif isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
+        left, right = _interpret(node.left, sizes, text), _interpret(node.right, sizes, text)
+        value = _OPERATORS[type(node.op)](left, right)
+    elif (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in _FUNCTIONS
+        and node.args
+        and not node.keywords
+    ):
+        value = _FUNCTIONS[node.func.id](*(_interpret(arg, sizes, text) for arg in node.args))
+    else:
+        raise ValueError(f"{text} holds {ast.unparse(node)!r}, which is not integer arithmetic on sizes")
+    if not -_LIMIT <= value <= _LIMIT:
+        raise ValueError(f"{text} is larger than 2**63, which no dimension can be")
+    return value
+
+
+def constant_value(dim: SymbolicDim) -> int | None:
+    """The value of an expression without names or f-string fields (``2*3``), else None.
+
+    Raises:
+        ValueError: if it has a value no dimension can have (negative, or beyond ``2**63``).
+    """
+    if "{" in dim.expression or symbolic_names(dim):
+        return None
+    try:
+        value = _interpret(_parsed(dim.expression).body, {}, dim.expression)
+    except ZeroDivisionError:
+        raise ValueError(f"{dim.expression} divides by zero") from None
+    if value < 0:
+        raise ValueError(f"{dim.expression} is {value}: a dimension cannot be negative")
     return value
 
 

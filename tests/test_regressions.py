@@ -202,3 +202,54 @@ def test_result_varying_over_star_batch_without_it_in_the_layout_is_a_shape_erro
         ShapeError, match=r"^add: the result varies over the batch dim '\*batch', but the output layout"
     ):
         call(jnp.ones(2), jnp.arange(2.0))
+
+
+def run_briefly(code: str) -> str:
+    """Run ``code`` in a fresh interpreter that must finish within a minute; return what it printed."""
+    header = "import jax.numpy as jnp\nfrom jaxtyping import Array, Float\nfrom shapedmap import ShapeError, SpecError, batched\n"
+    completed = subprocess.run(
+        [sys.executable, "-c", header + textwrap.dedent(code)], capture_output=True, text=True, timeout=60
+    )
+    assert completed.returncode == 0, completed.stderr
+    return completed.stdout
+
+
+# Bug (spec fuzzer): symbolic dims were eval()'d without bound, so an annotation like '9**9**9'
+# decorated fine and the first call never finished (Python computing 9**387420489). Expressions are
+# now interpreted with every step within 2**63, and a constant one that can never be a size
+# (too large, negative, a division by zero) is a SpecError at decoration.
+@pytest.mark.parametrize(
+    ("dims", "reason"),
+    [("9**9**9", "is larger than 2**63"), ("0-5", "a dimension cannot be negative"), ("1//0", "divides by zero")],
+)
+def test_constant_expression_that_can_never_be_a_size_is_a_spec_error(dims, reason):
+    printed = run_briefly(f"""
+        def f(x: Float[Array, "n"]) -> Float[Array, {dims!r}]:
+            return x
+
+        try:
+            batched(f, "b")
+        except SpecError as error:
+            print(error)
+    """)
+    assert printed.startswith(f"f: the return annotation Float[Array, {dims!r}]: the dimension expression {dims!r}")
+    assert reason in printed
+
+
+# Same bug, with names: 'n**(10**9)' can only be evaluated at the call, and jaxtyping's per-example
+# check would compute it without bound inside the map; shapedmap now evaluates result expressions
+# as soon as the arguments bind their names, and refuses this one by name.
+def test_result_expression_too_large_for_the_arguments_is_a_shape_error_not_a_hang():
+    printed = run_briefly("""
+        def f(x: Float[Array, "n"]) -> Float[Array, "n**(10**9)"]:
+            return x
+
+        try:
+            batched(f, "b")(jnp.ones((2, 3)))
+        except ShapeError as error:
+            print(error)
+    """)
+    assert printed.strip() == (
+        "f: the dimension 'n**(10**9)' of the return value cannot be a size for these arguments (n=3): "
+        "n**(10**9) is larger than 2**63, which no dimension can be"
+    )
