@@ -50,7 +50,7 @@ VALID_TOKENS = (*CORE, "2", "3", "#n", "_", "_x", "n=3", "*rest", "...", "2*n", 
 NONSENSE_TOKENS = (
     "n#", "*a *b", "...x", "_4", "*4", "#_", "?4", "##n", "**n", "*n+1", "-1", "1.5", "x.y", "a=b=c", "*", "?",
     "n+", "open(n)", "n/2", "{n", "n}", "[n]", "n;m", "lambda: 1", "__import__('os')", "'n'", "n\\m", "é", "Ω",
-    "🙂", "n\x00", "a,b", "->", ",", "b b", "?n",
+    "🙂", "n\x00", "a,b", "->", ",", "b b", "?n", "9**9**9", "n**(10**9)", "0-5", "1//0", "n//0", "n**n**n", "-n",
 )  # fmt: skip
 GARBAGE_SPECS = (
     "b b", "->", ",,", "", " ", "->->", "b ->", "-> b", "b, c", ", -> ,", "b -> b -> b", "b,,c -> b", "🙂",
@@ -133,7 +133,7 @@ def parameter(draw: st.DrawFn, name: str, structure: str | None, clean: bool) ->
 def return_hint(draw: st.DrawFn, parameters: list[Parameter], clean: bool) -> tuple[str, Any, tuple[str, ...]]:
     """(kind, annotation, per-example dims of each result)."""
     names = [t for p in parameters if p.kind in ("array", "optional") for t in p.dims.split() if t in CORE]
-    pool = [*names, *names, "2", "n+1", "2*n", "*rest", "k"] if names else ["2", "3", "k"]
+    pool = [*names, *names, "2", "n+1", "2*n", "*rest", "k", "n**(10**9)"] if names else ["2", "3", "k", "9**9**9"]
     kind = draw(st.sampled_from(["array"] * 5 + ["tuple", "tree", "none", *([] if clean else ["float", "nonsense"])]))
     dims = " ".join(draw(st.lists(st.sampled_from(pool), max_size=2, unique=True)))
     dtype = draw(st.sampled_from(["float", "float", "int"]))
