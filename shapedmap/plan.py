@@ -581,10 +581,22 @@ def _check_symbolic(arguments: list[Argument], results: list[Result], fail: Any)
                         "jaxtyping checks parameters left to right, so put the parameter that binds "
                         "it first (or use the expression only in the return annotation)"
                     )
+    # The per-example check (jaxtyping) sees one example: only names the per-example annotations
+    # bind have a size there, not batch names.
+    per_example = seen_in_order | {
+        dim.name for result in results for dim in result.placement.per_example.dims if isinstance(dim, NamedDim)
+    }
     for index, result in enumerate(results):
         for dim in result.placement.batched.dims:
             if isinstance(dim, SymbolicDim):
                 _check_expression(dim, f"result {index}", bound, parameter_names, fail)
+                batch_only = symbolic_names(dim) - per_example
+                if batch_only:
+                    raise fail(
+                        f"the dimension {dim.expression!r} of result {index} uses "
+                        f"{', '.join(map(repr, sorted(batch_only)))}, which only a batched layout binds: the "
+                        "per-example annotation is checked on one example, where a batch dim has no size"
+                    )
 
 
 def _check_expression(dim: SymbolicDim, where: str, bound: set[str], parameters: set[str], fail: Any) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from jaxtyping import Array, Float, PyTree
 
-from shapedmap import ShapeError, batched
+from shapedmap import ShapeError, SpecError, batched
 
 
 # Bug: a parameter annotated ``Callable[[Array], Array]`` was read as a PyTree of arrays (Callable's
@@ -253,3 +253,15 @@ def test_result_expression_too_large_for_the_arguments_is_a_shape_error_not_a_ha
         "f: the dimension 'n**(10**9)' of the return value cannot be a size for these arguments (n=3): "
         "n**(10**9) is larger than 2**63, which no dimension can be"
     )
+
+
+# Bug (spec fuzzer): a per-example result dim computed from a batch name ('2*n' where n is only a
+# batch dim, "n k -> n 2*n") decorated, then every call died inside the map with jaxtyping's
+# AnnotationError (not a TypeError, naming nothing): per example, a batch dim has no size. It is now
+# a SpecError at decoration.
+def test_result_expression_over_a_batch_name_is_a_spec_error():
+    def f(x: Float[Array, "k"]) -> Float[Array, "2*n"]:
+        return jnp.zeros(4)
+
+    with pytest.raises(SpecError, match=r"^f: the dimension '2\*n' of result 0 uses 'n', which only a batched layout"):
+        batched(f, "n k -> n 2*n")
