@@ -14,6 +14,7 @@ function that decorates is read independently from the spec (DESIGN §2), called
 ``python -m tests.fuzz specs --cases 2000`` runs the long campaign and counts internal errors.
 """
 
+import ast
 import inspect
 import re
 import typing
@@ -508,11 +509,21 @@ def dropped_batch_names(entry: Entry) -> list[str]:
     return sorted(n for n in mapped for out in entry.outputs if n not in {base_name(t) for t in out.split()})
 
 
+def token_names(text: str) -> set[str]:
+    """The names in one token (``n``, ``मनीष``, ``2*n`` -> ``n``), as Python reads identifiers."""
+    if text.isidentifier():
+        return {text}
+    try:
+        return {node.id for node in ast.walk(ast.parse(text, mode="eval")) if isinstance(node, ast.Name)}
+    except SyntaxError:
+        return set()
+
+
 def draw_values(entry: Entry, parameters: tuple[Parameter, ...], seed: int) -> dict[str, Any]:
     """Valid arguments for the layouts: every name size 2, ``*rest`` (2,), ``*batch`` (2,)."""
     rng = np.random.default_rng(seed)
     tokens = [t for layout in (*(p.layout for p in entry.params), *entry.outputs) for t in layout.split()]
-    names = {m for t in tokens for m in re.findall(r"(?!\d)\w+", base_name(t))}
+    names = {name for t in tokens for name in token_names(base_name(t))}
     sizes = dict.fromkeys(names, 2) | {base_name(t): int(t.split("=")[1]) for t in tokens if "=" in t}
     variadic = {"*rest": (2,), "*batch": (2,)} | {f"...{p.name}": (2,) for p in entry.params}
     variadic |= {t: (2,) for p in entry.params for t in p.layout.split() if is_variadic(t)}
