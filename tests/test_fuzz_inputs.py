@@ -212,7 +212,6 @@ class Entry:
     batch: tuple[str, ...]
     name: str = ""
     tuple_output: bool = False
-    tree_output: bool = False
     prefix: tuple[Any, ...] = ()
 
     @property
@@ -258,14 +257,12 @@ CORPUS: tuple[Entry, ...] = (
     Entry("*batch, scalar result", batched(vecvec, "*batch"), (_a("x", "*batch m"), _a("y", "*batch m")),
           ("*batch",), ("*batch",)),
     Entry("#name", batched(add, "#graph"), (_a("x", "#graph n"), _a("y", "#graph n")), ("graph n",), ("graph",)),
-    Entry("PyTree", batched(double_tree, "b"), (_a("params", "b n", kind="tree"),), ("b n",), ("b",),
-          tree_output=True),
+    Entry("PyTree", batched(double_tree, "b"), (_a("params", "b n", kind="tree"),), ("b n",), ("b",)),
     Entry("PyTree 'T'", batched(add_trees, "b"),
-          (_a("x", "b n", kind="tree", structure="T"), _a("y", "b n", kind="tree", structure="T")), ("b n",), ("b",),
-          tree_output=True),
+          (_a("x", "b n", kind="tree", structure="T"), _a("y", "b n", kind="tree", structure="T")), ("b n",), ("b",)),
     Entry("treepath '?n'", batched(per_leaf, "b"),
           (_a("x", "b ?n", kind="tree", structure="T"), _a("y", "b ?n", kind="tree", structure="T")), ("b ?n",),
-          ("b",), tree_output=True),
+          ("b",)),
     Entry("symbolic argument", batched(pad_add, "b"), (_a("x", "b n"), _a("y", "b n+1")), ("b n+1",), ("b",)),
     Entry("repeated dims", batched(diag_plus, "b"), (_a("m", "b n n"), _a("v", "b n")), ("b n",), ("b",)),
     Entry("Optional", batched(shift, "b"), (_a("x", "b n"), _a("bias", "b n", optional=True)), ("b n",), ("b",)),
@@ -303,8 +300,6 @@ def entry_name(entry: Entry) -> str:
 
 
 # -- drawing valid arguments --------------------------------------------------------------------
-
-_SYMBOLIC = re.compile(r"[0-9+*/()-]")
 
 
 def is_batch(token: str, entry: Entry) -> bool:

@@ -423,7 +423,7 @@ def interpret(case: SpecCase) -> Entry:
     ]
     return Entry(
         "spec", None, tuple(params), tuple(result_layouts), batch, name="spec_case",
-        tuple_output=kind == "tuple", tree_output=kind == "tree",
+        tuple_output=kind == "tuple",
     )  # fmt: skip
 
 
@@ -473,7 +473,7 @@ def run_case(case: SpecCase) -> str:
         raise InternalError(f"{case.describe()}: unresolved annotations, yet the call ran")
     entry = interpret(case)
     entry = Entry(entry.label, function, entry.params, entry.outputs, entry.batch, entry.name,
-                  entry.tuple_output, entry.tree_output)  # fmt: skip
+                  entry.tuple_output)  # fmt: skip
     try:
         values = draw_values(entry, case.parameters, case.seed)
     except Exception as error:
