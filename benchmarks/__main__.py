@@ -141,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
         results = json.loads(options.merge.read_text())
         results.setdefault("earlier_machines", []).append(results["machine"])
     results["machine"] = machine(settings)
+    results["machine"]["sections"] = ", ".join(sorted(sections))
+    if "workloads" in sections:
+        results["workloads_measured"] = results["machine"]["date"]
     started = time.perf_counter()
     if "workloads" in sections:
         for name in names:

@@ -148,6 +148,7 @@ def machine_text(machine: dict[str, Any]) -> str:
         f"einx {machine['einx']}, shapedmap at `{machine['commit']}`. Load average {machine['load_before']:.2f} before "
         f"and {machine['load_after']:.2f} after the run (other work shares these cores). "
         f"Settings: {machine['settings']}."
+        + (f" Sections measured: {machine['sections']}." if "sections" in machine else "")
     )
 
 
@@ -155,7 +156,7 @@ def render(results: dict[str, Any]) -> str:
     """Every table, in markdown."""
     parts = [machine_text(results["machine"])]
     for earlier in results.get("earlier_machines", []):
-        parts.append(f"Tables not re-measured in that run (merged with `--merge`) come from: {machine_text(earlier)}")
+        parts.append(f"The other tables come from an earlier run (merged with `--merge`): {machine_text(earlier)}")
     if results.get("workloads"):
         parts += [
             "#### Goals: `batched` vs hand-written `jax.vmap` (ratio median, interquartile range in brackets)",
@@ -235,7 +236,7 @@ def chart(results: dict[str, Any], path: Path = CHART) -> Path | None:
     machine = results["machine"]
     figure.suptitle(
         f"seed 001: custom_dot, loop vs vmap vs batched — {machine['cpu']}, {machine['cores']} cores, "
-        f"CPU, jax {machine['jax']}, {machine['date']}"
+        f"CPU, jax {machine['jax']}, {results.get('workloads_measured', machine['date'])}"
     )
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
