@@ -29,7 +29,16 @@ from jaxtyping import AbstractArray, PyTree
 from .errors import SpecError
 from .layout import Layout, parse_layout
 
-__all__ = ["ArrayType", "FunctionTypes", "ParameterType", "UnresolvedAnnotation", "ValueType", "read_function"]
+__all__ = [
+    "ArrayType",
+    "FunctionTypes",
+    "ParameterType",
+    "UnresolvedAnnotation",
+    "ValueType",
+    "function_name",
+    "read_function",
+    "unwrap_partial",
+]
 
 _ANY_SHAPE = parse_layout("...")
 
@@ -140,13 +149,19 @@ class FunctionTypes:
     returns_tuple: bool
 
 
+def unwrap_partial(fn: Any) -> Any:
+    """The function a ``functools.partial`` (of a partial…) fixes arguments of; ``fn`` otherwise."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    return fn
+
+
 def function_name(fn: Any) -> str:
     """The name errors use for ``fn``: ``rotate``, or ``Scaler.apply`` for a method.
 
     Enclosing functions (``test_x.<locals>.rotate``) are dropped: they are noise in a message.
     """
-    while isinstance(fn, functools.partial):
-        fn = fn.func
+    fn = unwrap_partial(fn)
     name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
     return name.rsplit("<locals>.", 1)[-1]
 
@@ -186,9 +201,7 @@ class UnresolvedAnnotation(NameError):
 
 
 def _type_hints(fn: Any, name: str) -> dict[str, Any]:
-    target = fn
-    while isinstance(target, functools.partial):
-        target = target.func
+    target = unwrap_partial(fn)
     if not (inspect.isfunction(target) or inspect.ismethod(target)) and callable(target):
         target = type(target).__call__  # a callable object: its __call__ carries the hints
     try:

@@ -36,6 +36,14 @@ class BoundedCache(Generic[Value]):
     def __len__(self) -> int:
         return len(self._entries)
 
+    def get(self, key: Hashable) -> Value | None:
+        """The value for ``key`` (refreshed as most recently used), or None."""
+        with self._lock:
+            value = self._entries.get(key)
+            if value is not None:
+                self._entries.move_to_end(key)
+            return value
+
     def add(self, key: Hashable, value: Value) -> None:
         """Insert (or refresh) ``key``, evicting the least recently used entry if full."""
         with self._lock:

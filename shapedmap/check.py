@@ -41,7 +41,16 @@ if TYPE_CHECKING:
     from .annotation import ArrayType, ValueType
     from .plan import Placement, Plan
 
-__all__ = ["Bindings", "Origin", "as_array", "check_arguments", "check_results", "is_array_like", "split_shape"]
+__all__ = [
+    "Bindings",
+    "Origin",
+    "as_array",
+    "check_arguments",
+    "check_results",
+    "check_static_values",
+    "convert_arguments",
+    "is_array_like",
+]
 
 
 @dataclass(frozen=True)
@@ -73,19 +82,6 @@ def is_array_like(value: Any) -> bool:
         return False
 
 
-def split_shape(layout: Layout, shape: tuple[int, ...]) -> list[tuple[int, ...] | int]:
-    """The size (or, for a variadic token, the sizes) each token of ``layout`` covers.
-
-    The caller has checked that ``len(shape) >= layout.min_rank``.
-    """
-    index = layout.variadic_index
-    if index is None:
-        return list(shape)
-    after = len(layout.dims) - index - 1
-    stop = len(shape) - after
-    return [*shape[:index], tuple(shape[index:stop]), *shape[stop:]]
-
-
 class Bindings:
     """The sizes of one call's named dimensions, each with the place it was first seen.
 
@@ -100,6 +96,21 @@ class Bindings:
         self.variadics: dict[str, tuple[tuple[int, ...], Origin]] = {}
         self.structures: dict[str, tuple[Any, list[str], str]] = {}
         self._symbolic: list[tuple[SymbolicDim, int, Origin, Layout]] = []
+
+    def snapshot(self) -> tuple[Any, ...]:
+        """The bound sizes as immutable tuples: what a call with the same shapes starts from.
+
+        Argument values (for ``{...}`` dims) are not kept: a remembered snapshot keeps nothing alive.
+        """
+        return (tuple(self.sizes.items()), tuple(self.variadics.items()), tuple(self.structures.items()))
+
+    @classmethod
+    def restore(cls, function: str, snapshot: tuple[Any, ...]) -> Bindings:
+        """Fresh bindings holding the sizes of ``snapshot``."""
+        bindings = cls(function)
+        sizes, variadics, structures = snapshot
+        bindings.sizes, bindings.variadics, bindings.structures = dict(sizes), dict(variadics), dict(structures)
+        return bindings
 
     # -- matching one array ------------------------------------------------------------
 
@@ -125,7 +136,7 @@ class Bindings:
         text = describe_value(value)
         self._check_rank(layout, shape, place, text, per_example, parameter)
         start = 0
-        for dim, size in zip(layout.dims, split_shape(layout, shape), strict=True):
+        for dim, size in zip(layout.dims, layout.split(shape), strict=True):
             width = len(size) if isinstance(size, tuple) else 1
             if getattr(dim, "treepath", False) and dim.name is not None:
                 dim = replace(dim, name=f"{dim.name}{leaf or ''}", treepath=False)
@@ -160,7 +171,7 @@ class Bindings:
             message += f". It has the per-example shape {str(per_example)!r}: the {dims} missing."
             if parameter is not None:
                 message += (
-                    " To share one value across the batch, give it a layout without them: "
+                    f" To share one value across the batch, give it a layout without {'it' if len(missing) == 1 else 'them'}: "
                     f"layouts={{{parameter!r}: {str(per_example)!r}}}."
                 )
         raise ShapeError(message)
@@ -281,10 +292,9 @@ class Bindings:
                     f"failed: {type(error).__name__}: {error}"
                 ) from None
             if expected != size:
+                used = symbolic_names(dim)
                 names = ", ".join(
-                    f"{name}={known} from {where}"
-                    for name, (known, where) in self.sizes.items()
-                    if name in dim.expression
+                    f"{name}={known} from {where}" for name, (known, where) in self.sizes.items() if name in used
                 )
                 raise ShapeError(
                     f"{self.function}: dimension {dim.expression!r} of layout {str(layout)!r} should be "
@@ -371,10 +381,31 @@ def check_arguments(plan: Plan, values: list[Any], *, abstract: bool = True) -> 
             abstract=abstract,
         )
     _check_batch_dims_have_arrays(plan, values)
-    _check_static_values(plan, values)
     bindings.check_symbolic()
     _check_result_expressions(plan, bindings)
     return bindings, values
+
+
+def convert_arguments(plan: Plan, values: list[Any]) -> list[Any]:
+    """Every array argument as JAX arrays (``as_array`` on each leaf), without binding sizes.
+
+    For a call whose shapes were checked before: conversion can still fail (``2**40``).
+    """
+    values = list(values)
+    for index in plan.array_arguments:
+        argument = plan.arguments[index]
+        value = values[index]
+        if isinstance(value, jax.Array) or (value is None and argument.value.optional):
+            continue
+        place = f"argument '{argument.name}'"
+        expected = functools.partial(_expected_text, argument.value, argument.placement.batched)
+        if argument.value.kind == "array":
+            values[index] = as_array(value, plan.function, place, expected, abstract=False)
+        else:
+            paths_and_leaves, treedef = _flatten(value, plan.function, place)
+            leaves = [as_array(leaf, plan.function, place, expected, abstract=False) for _, leaf in paths_and_leaves]
+            values[index] = jax.tree_util.tree_unflatten(treedef, leaves)
+    return values
 
 
 def _check_result_expressions(plan: Plan, bindings: Bindings) -> None:
@@ -415,14 +446,12 @@ def _is_array_hint(hint: Any) -> bool:
     return hint is jax.Array or hint is np.ndarray or (isinstance(hint, type) and issubclass(hint, AbstractArray))
 
 
-def _check_static_values(plan: Plan, values: list[Any]) -> None:
-    """Check static values against their annotations where beartype does not: under ``python -O``.
+def check_static_values(plan: Plan, values: list[Any]) -> None:
+    """Check every annotated non-array argument against its annotation, with beartype's rule.
 
-    Normally ``jaxtyped(typechecker=beartype)`` checks them inside the map, and its message names the
-    parameter. ``python -O`` switches beartype off, so shapedmap checks them here, with beartype's rule.
+    Run on every call, before mapping: the per-example check inside the map runs only on the first
+    call with given shapes, and not at all under ``python -O`` (beartype switches itself off there).
     """
-    if __debug__:
-        return
     from beartype.door import is_bearable
     from beartype.roar import BeartypeException
 
@@ -525,13 +554,7 @@ def _check_value(
     if value_type.kind == "array":
         return check_leaf(value, place)
     is_leaf = (lambda node: node is not value) if one_array_each else None
-    try:
-        paths_and_leaves, treedef = jax.tree_util.tree_flatten_with_path(value, is_leaf=is_leaf)
-    except Exception as error:  # e.g. a dict whose keys cannot be sorted ({1: x, "a": y})
-        raise ShapeError(
-            f"{function}: {place} is not a PyTree JAX can flatten ({type(error).__name__}: {error}): "
-            f"{describe_value(value)}"
-        ) from None
+    paths_and_leaves, treedef = _flatten(value, function, place, is_leaf)
     if value_type.structure is not None:
         bindings.unify_structure(value_type.structure, value, place)
     checked = [
@@ -539,6 +562,17 @@ def _check_value(
         for path, leaf in paths_and_leaves
     ]
     return jax.tree_util.tree_unflatten(treedef, checked)
+
+
+def _flatten(value: Any, function: str, place: str, is_leaf: Any = None) -> tuple[list[Any], Any]:
+    """``tree_flatten_with_path``, or a ``ShapeError`` naming the argument JAX cannot flatten."""
+    try:
+        return jax.tree_util.tree_flatten_with_path(value, is_leaf=is_leaf)
+    except Exception as error:  # e.g. a dict whose keys cannot be sorted ({1: x, "a": y})
+        raise ShapeError(
+            f"{function}: {place} is not a PyTree JAX can flatten ({type(error).__name__}: {error}): "
+            f"{describe_value(value)}"
+        ) from None
 
 
 def _check_dtype(function: str, array: ArrayType, value: Any, where: str) -> None:

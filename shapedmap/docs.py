@@ -340,7 +340,7 @@ def describe(fn: Any, name: str | None = None) -> Contract:
         >>> describe(mv).batch_dims[0].in_axes
         {'x': 0, 'y': None}
     """
-    from .batched import plan_of
+    from .plan import plan_of
 
     plan = plan_of(fn)
     per_example = getattr(fn, "fn", fn)

@@ -33,10 +33,9 @@ from typing import Any
 
 import jax
 
-from .batched import plan_of
 from .check import Bindings, check_arguments
 from .errors import describe_value
-from .plan import Level, Plan
+from .plan import Expansion, Level, Plan, plan_of
 
 __all__ = ["explain"]
 
@@ -82,8 +81,9 @@ def explain(fn: Any, /, *args: Any, **kwargs: Any) -> str:
     """
     stages = _stages(fn, args, kwargs)
     innermost = _innermost(fn, len(stages))
-    result = _result_text(fn, args, kwargs)
-    return _Writer(stages, innermost, len(stages)).source(fn, result)
+    outermost = stages[0]
+    shapes = fn.__shapedmap__.result_shapes(outermost.values, Expansion(outermost.levels, outermost.squeeze))
+    return _Writer(stages, innermost, len(stages)).source(fn, _result_text(shapes))
 
 
 # -- the chain of batched functions and their levels -----------------------------------------------
@@ -147,8 +147,8 @@ def _innermost(fn: Any, depth: int) -> Any:
     return current
 
 
-def _result_text(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-    shapes = jax.eval_shape(functools.partial(fn, *args, **kwargs))
+def _result_text(shapes: Any) -> str:
+    """``f32[13,7,11]``, or ``(f32[3], f32[3,4])`` for a tuple result."""
     if isinstance(shapes, tuple):
         return "(" + ", ".join(_tree_text(item) for item in shapes) + ")"
     return _tree_text(shapes)

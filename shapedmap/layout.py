@@ -146,6 +146,17 @@ class Layout:
             return index - len(self.dims)
         return index
 
+    def split(self, shape: tuple[int, ...]) -> list[tuple[int, ...] | int]:
+        """The size (or, for a variadic token, the sizes) each token covers in ``shape``.
+
+        The caller has checked that ``len(shape) >= self.min_rank``.
+        """
+        index = self.variadic_index
+        if index is None:
+            return list(shape)
+        stop = len(shape) - (len(self.dims) - index - 1)
+        return [*shape[:index], tuple(shape[index:stop]), *shape[stop:]]
+
     def without(self, positions: set[int] | frozenset[int]) -> Layout:
         """The layout with the tokens at ``positions`` removed."""
         return Layout(tuple(d for i, d in enumerate(self.dims) if i not in positions))

@@ -20,15 +20,17 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from .annotation import FunctionTypes, ValueType
 from .cache import BoundedCache
-from .errors import SpecError
+from .errors import ShapeError, SpecError, describe_value
 from .layout import (
     FixedDim,
     Layout,
@@ -45,7 +47,7 @@ from .layout import (
     symbolic_names,
 )
 
-__all__ = ["Argument", "Expansion", "Level", "Placement", "Plan", "Result", "make_plan"]
+__all__ = ["Argument", "Expansion", "Level", "Placement", "Plan", "Result", "expansion_for", "make_plan", "plan_of"]
 
 # Slot markers: a token that is not a batch dim, and a variadic token that is not one.
 _CORE = "<core>"
@@ -137,6 +139,8 @@ class Level:
 
     ``size`` is the ``axis_size`` to give ``vmap`` when no argument is mapped at this level
     (a batch dim only the outputs have, sized by ``name=13`` or by another argument).
+    ``batch_name`` is the batch dim it maps; for the dims of a ``*batch`` dim, ``index`` says
+    which (0 is the outermost) and ``key`` reads ``batch[0]``; otherwise ``key == batch_name``.
     """
 
     key: str
@@ -144,6 +148,8 @@ class Level:
     in_axes: tuple[int | None, ...]
     out_axes: tuple[int | None, ...]
     size: int | None = None
+    batch_name: str = ""
+    index: int | None = None
 
 
 @dataclass(frozen=True)
@@ -227,6 +233,79 @@ class Plan:
         return BoundedCache(maxsize=64)
 
 
+def plan_of(fn: Any) -> Plan:
+    """The plan behind a function made by ``shapedmap.batched`` (``TypeError`` for anything else)."""
+    runner = getattr(fn, "__shapedmap__", None)
+    if runner is None:
+        raise TypeError(f"{describe_value(fn)} is not a function made by shapedmap.batched")
+    return runner.resolve()
+
+
+def expansion_for(
+    plan: Plan,
+    leaf_shapes: list[list[tuple[int, ...]]],
+    sizes: Mapping[str, int],
+    variadic_shape: tuple[int, ...],
+) -> Expansion:
+    """The levels of one call whose levels depend on it (``*batch``, ``#graph``, unsized levels).
+
+    ``leaf_shapes`` holds, per array argument, the shapes of its leaves; ``sizes`` the bound batch
+    sizes; ``variadic_shape`` the broadcast shape of the ``*batch`` dims. As in ``jnp.vectorize``, a
+    size-1 dim of a broadcastable batch dim whose bound size is not 1 is squeezed and left unmapped,
+    so the one example is shared.
+    """
+    if plan.levels is not None:
+        levels = plan.levels
+        squeeze: tuple[tuple[int, ...], ...] = ()
+    else:
+        lengths, squeezed = [], []
+        for index, shapes in zip(plan.array_arguments, leaf_shapes, strict=True):
+            argument = plan.arguments[index]
+            per_leaf = {_squeezed_batch_dims(argument.placement, shape, variadic_shape, sizes) for shape in shapes}
+            if len(per_leaf) > 1:
+                raise ShapeError(
+                    f"{plan.function}: the leaves of argument '{argument.name}' disagree on their batch dims "
+                    f"(shapes {', '.join(map(str, shapes))}); one in_axes entry maps the whole PyTree, so every "
+                    "leaf needs the same batch shape"
+                )
+            own, dropped = per_leaf.pop() if per_leaf else (0, frozenset())
+            lengths.append(own)
+            squeezed.append(dropped)
+        expansion = plan.expand(len(variadic_shape), tuple(lengths), tuple(squeezed))
+        levels, squeeze = expansion.levels, expansion.squeeze
+    if plan.unsized_levels:
+        levels = tuple(_sized(level, sizes) for level in levels)
+    return Expansion(levels, squeeze)
+
+
+def _squeezed_batch_dims(
+    placement: Placement, shape: tuple[int, ...], variadic_shape: tuple[int, ...], sizes: Mapping[str, int]
+) -> tuple[int, frozenset[str]]:
+    """How many ``*batch`` dims this array has, and the level keys of its size-1 broadcast dims."""
+    batch_at = dict(placement.batch)
+    own, dropped = 0, set()
+    for token_index, size in enumerate(placement.batched.split(shape)):
+        name = batch_at.get(token_index)
+        if name is None:
+            continue
+        if name == placement.variadic_batch:
+            own = len(size)
+            for j, dim_size in enumerate(size):
+                level_index = len(variadic_shape) - own + j
+                if dim_size == 1 and variadic_shape[level_index] != 1:
+                    dropped.add(variadic_key(name, level_index))
+        elif name in placement.broadcastable_batch and size == 1 and sizes.get(name) not in (None, 1):
+            dropped.add(name)
+    return own, frozenset(dropped)
+
+
+def _sized(level: Level, sizes: Mapping[str, int]) -> Level:
+    """A level no argument maps over gets its ``axis_size`` from the bound sizes."""
+    if level.size is not None or any(axis is not None for axis in level.in_axes):
+        return level
+    return dataclasses.replace(level, size=sizes.get(level.key))
+
+
 def _expand(
     plan: Plan, variadic_length: int, argument_lengths: tuple[int, ...], squeezed: tuple[frozenset[str], ...]
 ) -> Expansion:
@@ -253,13 +332,14 @@ def _shift_key(slot: str, name: str, shift: int) -> str:
     return slot
 
 
-def _expand_order(order: tuple[str, ...], variadic: str | None, length: int) -> tuple[str, ...]:
-    expanded: list[str] = []
+def _expand_order(order: tuple[str, ...], variadic: str | None, length: int) -> tuple[tuple[str, str, int | None], ...]:
+    """``(level key, batch name, index)`` per level, outermost first; ``*batch`` spans ``length`` levels."""
+    expanded: list[tuple[str, str, int | None]] = []
     for name in order:
         if name == variadic:
-            expanded.extend(variadic_key(name, j) for j in range(length))
+            expanded.extend((variadic_key(name, j), name, j) for j in range(length))
         else:
-            expanded.append(name)
+            expanded.append((name, name, None))
     return tuple(expanded)
 
 
@@ -278,21 +358,24 @@ def _axis_at_level(slots: tuple[str, ...], key: str, outer: set[str]) -> int | N
 
 
 def _levels(
-    order: tuple[str, ...], plan: Plan, argument_slots: list[tuple[str, ...]], result_slots: list[tuple[str, ...]]
+    order: tuple[tuple[str, str, int | None], ...],
+    plan: Plan,
+    argument_slots: list[tuple[str, ...]],
+    result_slots: list[tuple[str, ...]],
 ) -> tuple[Level, ...]:
     levels = []
-    for depth, key in enumerate(order):
-        outer = set(order[:depth])
-        in_axes = tuple(_axis_at_level(slots, key, outer) for slots in argument_slots)
-        out_axes = tuple(_axis_at_level(slots, key, outer) for slots in result_slots)
-        is_variadic = key not in plan.order
+    keys = [key for key, _, _ in order]
+    for depth, (key, batch_name, index) in enumerate(order):
+        outer = set(keys[:depth])
         levels.append(
             Level(
                 key=key,
-                axis_name=None if is_variadic else key,
-                in_axes=in_axes,
-                out_axes=out_axes,
+                axis_name=batch_name if index is None else None,  # the dims of '*batch' are unnamed
+                in_axes=tuple(_axis_at_level(slots, key, outer) for slots in argument_slots),
+                out_axes=tuple(_axis_at_level(slots, key, outer) for slots in result_slots),
                 size=plan.fixed_sizes.get(key),
+                batch_name=batch_name,
+                index=index,
             )
         )
     return tuple(levels)
@@ -369,21 +452,8 @@ def make_plan(
     if plan.variadic_batch is None and not plan.broadcastable_batch:
         lengths = tuple(0 for _ in plan.array_arguments)
         unsqueezed = tuple(frozenset() for _ in plan.array_arguments)
-        plan = _replace_levels(plan, _expand(plan, 0, lengths, unsqueezed).levels)
+        plan = dataclasses.replace(plan, levels=_expand(plan, 0, lengths, unsqueezed).levels)
     return plan
-
-
-def _replace_levels(plan: Plan, levels: tuple[Level, ...]) -> Plan:
-    return Plan(
-        plan.function,
-        plan.types,
-        plan.arguments,
-        plan.results,
-        plan.returns_tuple,
-        plan.order,
-        plan.fixed_sizes,
-        levels,
-    )
 
 
 def _parse_spec_for(spec: str | None, fail: Any) -> Spec:

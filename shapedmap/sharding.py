@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from typing import Any
 import jax
 from jax.sharding import AbstractMesh, AxisType, Mesh, NamedSharding, PartitionSpec
 
-from .check import Bindings, split_shape
+from .check import Bindings
 from .errors import ShapeError, SpecError, describe_value
 from .plan import Placement, Plan
 
@@ -89,20 +90,89 @@ class Sharding:
                 )
 
     def partition_spec(self, placement: Placement, shape: tuple[int, ...], bindings: Bindings) -> PartitionSpec:
-        """The ``PartitionSpec`` of one array with ``placement``: sharded batch dims, else replicated.
+        """The ``PartitionSpec`` of one array with ``placement``: one entry per axis.
 
-        A size-1 broadcast batch dim (``#graph``) is shared, not split: it stays replicated.
+        Sharded batch dims get their mesh axes; every other dim, and a size-1 broadcast batch dim
+        (``#graph``: shared, not split), is replicated.
         """
         entries: list[Any] = []
         batch_at = dict(placement.batch)
-        for index, size in enumerate(split_shape(placement.batched, shape)):
-            if isinstance(size, tuple):
+        for index, size in enumerate(placement.batched.split(shape)):
+            if isinstance(size, tuple):  # a variadic token: never sharded
                 entries.extend([None] * len(size))
                 continue
-            axes = self.axes.get(batch_at.get(index, ""))
-            shared = size == 1 and bindings.size_of(batch_at[index]) not in (None, 1) if axes else False
-            entries.append(None if axes is None or shared else (axes[0] if len(axes) == 1 else axes))
+            name = batch_at.get(index)
+            shared = size == 1 and bindings.size_of(name) not in (None, 1)
+            entries.append(None if name not in self.axes or shared else self.spmd_axis_name(name))
         return PartitionSpec(*entries)
+
+    def result_specs(self, plan: Plan, output: Any, bindings: Bindings) -> Any:
+        """The ``PartitionSpec`` of every result leaf, from the results (or their shapes)."""
+        outputs = output if plan.returns_tuple else (output,)
+        specs = tuple(
+            jax.tree.map(lambda leaf, r=result: self.partition_spec(r.placement, tuple(leaf.shape), bindings), value)
+            for result, value in zip(plan.results, outputs, strict=True)
+        )
+        return specs if plan.returns_tuple else specs[0]
+
+    def prefix_result_specs(self, plan: Plan) -> Any:
+        """Result specs read off the layouts alone (trailing dims replicated), or None.
+
+        None when a sharded batch dim follows a variadic in some result: its axis depends on the rank.
+        """
+        specs = []
+        for result in plan.results:
+            layout = result.placement.batched
+            sharded = [index for index, name in result.placement.batch if name in self.axes]
+            if layout.variadic_index is not None and any(index > layout.variadic_index for index in sharded):
+                return None
+            batch_at = dict(result.placement.batch)
+            stop = max(sharded, default=-1) + 1
+            specs.append(PartitionSpec(*(self.spmd_axis_name(batch_at.get(i, "")) for i in range(stop))))
+        return tuple(specs) if plan.returns_tuple else specs[0]
+
+    def call(
+        self,
+        plan: Plan,
+        values: list[Any],
+        bindings: Bindings,
+        run: Callable[[list[Any], Callable[[Callable[..., Any]], Callable[..., Any]] | None], Any],
+        result_shapes: Callable[[], Any],
+    ) -> Any:
+        """Place the arguments on the mesh, run the ``vmap`` nest, place the results.
+
+        ``run(values, wrap)`` runs the nest (its vmaps already carry ``spmd_axis_name``), with
+        ``wrap`` applied to it when not None; ``result_shapes()`` traces the results' shapes.
+        """
+        mesh = self.mesh_for_call()
+        self.check_divisible(mesh, bindings)
+        explicit = self.explicit(mesh)
+        values = list(values)
+        for index in plan.array_arguments:
+            placement = plan.arguments[index].placement
+            values[index] = jax.tree.map(
+                lambda leaf, placement=placement: self.place(
+                    leaf, mesh, self.partition_spec(placement, tuple(leaf.shape), bindings), explicit
+                ),
+                values[index],
+            )
+        with self.context(mesh, explicit):
+            wrap = None
+            if explicit:
+                # Run the nest with these axes as Auto: that is what makes collectives work there.
+                out_specs = self.prefix_result_specs(plan)
+                if out_specs is None:
+                    out_specs = self.result_specs(plan, result_shapes(), bindings)
+                axes = tuple(dict.fromkeys(axis for axes in self.axes.values() for axis in axes))
+                wrap = functools.partial(jax.sharding.auto_axes, axes=axes, out_sharding=out_specs)
+            output = run(values, wrap)
+            specs = self.result_specs(plan, output, bindings)
+            return jax.tree.map(
+                lambda spec, result: jax.tree.map(lambda leaf: self.place(leaf, mesh, spec, explicit), result),
+                specs,
+                output,
+                is_leaf=lambda node: isinstance(node, PartitionSpec),
+            )
 
     def explicit(self, mesh: Mesh) -> bool:
         """Are any of the mesh axes used here of type ``Explicit``?"""
@@ -139,13 +209,6 @@ class Sharding:
                     "or make the mesh with axis_types=(jax.sharding.AxisType.Auto, ...)"
                 ) from None
             yield
-
-    def run_nest(self, nest: Callable[..., Any], explicit: bool, out_specs: Any) -> Callable[..., Any]:
-        """On ``Explicit`` axes run the nest with them as ``Auto`` (collectives then work), else as is."""
-        if not explicit:
-            return nest
-        axes = tuple(dict.fromkeys(axis for axes in self.axes.values() for axis in axes))
-        return jax.sharding.auto_axes(nest, axes=axes, out_sharding=out_specs)
 
 
 def make_sharding(plan: Plan, shard: Any, mesh: Any) -> Sharding | None:

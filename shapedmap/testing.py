@@ -46,11 +46,10 @@ import numpy as np
 from jaxtyping import AbstractArray, PyTree
 
 from .annotation import ArrayType
-from .batched import plan_of
-from .check import check_arguments, check_results, split_shape
+from .check import check_arguments, check_results
 from .errors import ShapeError, describe_value
 from .layout import AnonymousDim, FixedDim, NamedDim, SymbolicDim, VariadicDim, evaluate_symbolic
-from .plan import Argument, Placement, Plan
+from .plan import Argument, Placement, Plan, plan_of
 
 __all__ = ["BatchedCheckError", "check_batched", "inputs"]
 
@@ -946,7 +945,7 @@ def _batch_axes(placement: Placement, shape: tuple[int, ...]) -> list[tuple[str,
     batch_at = dict(placement.batch)
     found = []
     axis = 0
-    for index, size in enumerate(split_shape(placement.batched, tuple(shape))):
+    for index, size in enumerate(placement.batched.split(tuple(shape))):
         sizes = size if isinstance(size, tuple) else (size,)
         if index in batch_at:
             found.append((batch_at[index], tuple(range(axis, axis + len(sizes))), sizes))
@@ -982,7 +981,7 @@ def _index_space(plan: Plan, bound: inspect.BoundArguments) -> list[tuple[str, l
                 elif dims[0] != 1 or name not in sizes:
                     sizes[name] = dims[0]
             layout = argument.placement.batched
-            for dim, size in zip(layout.dims, split_shape(layout, tuple(leaf.shape)), strict=True):
+            for dim, size in zip(layout.dims, layout.split(tuple(leaf.shape)), strict=True):
                 if isinstance(dim, NamedDim) and not (dim.broadcastable and size == 1):
                     core_sizes.setdefault(dim.name, size)
     space = []

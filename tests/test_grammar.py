@@ -71,7 +71,7 @@ def test_star_batch_matches_jnp_vectorize(function, signature, cases):
     for case in cases:
         *shapes, result_shape = case
         keys = jax.random.split(jax.random.key(0), len(shapes))
-        args = [jax.random.normal(key, shape) for key, shape in zip(keys, shapes)]
+        args = [jax.random.normal(key, shape) for key, shape in zip(keys, shapes, strict=True)]
         with jax.numpy_rank_promotion("allow"):
             expected = theirs(*args)
         result = ours(*args)
@@ -178,7 +178,7 @@ def test_pytree_arguments_and_results(tree):
 
     result = double(tree)
     assert jax.tree.structure(result) == jax.tree.structure(tree)
-    for got, leaf in zip(jax.tree.leaves(result), jax.tree.leaves(tree)):
+    for got, leaf in zip(jax.tree.leaves(result), jax.tree.leaves(tree), strict=True):
         np.testing.assert_array_equal(got, 2 * leaf)
 
 
@@ -357,7 +357,7 @@ def test_future_annotations_and_forward_references(tmp_path, monkeypatch):
 
 
 def test_unresolvable_forward_reference_fails_at_the_first_call():
-    def f(x: "Float[Array, 'n']", y: "NoSuchAlias") -> "Float[Array, 'n']":  # noqa: F821
+    def f(x: "Float[Array, 'n']", y: "NoSuchAlias") -> "Float[Array, 'n']":
         return x
 
     lazy = batched(f, "b")  # maybe defined later: not an error yet
@@ -440,7 +440,7 @@ def test_star_args_and_kwargs_static_unless_annotated():
     totals = batched(total, "b")
     x = jnp.ones((2, 3))
     np.testing.assert_allclose(totals(x, x, x, scale=2.0), [18.0, 18.0])
-    assert totals.in_axes == {"b": (0, None)}
+    assert totals.in_axes == {"b": (0,)}
 
 
 def test_generic_array_annotations_and_numpy():

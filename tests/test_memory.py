@@ -18,7 +18,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from shapedmap import batched
-from shapedmap.batched import plan_of
+from shapedmap.plan import plan_of
 
 
 def scale(x: Float[Array, "n"], y: Float[Array, ""]) -> Float[Array, "n"]:
@@ -37,7 +37,7 @@ def trace(function, *shapes):
 
 def test_validated_signature_cache_stays_within_its_bound():
     scaled = batched(scale, "b")
-    cache = scaled.__shapedmap__.passed
+    cache = scaled.__shapedmap__.checked_shapes
     for b, n in shapes(cache.maxsize + 100):
         trace(scaled, (b, n), (b,))
     assert len(cache) == cache.maxsize == 512

@@ -50,7 +50,7 @@ def cases(draw):
     for name in batch_names:  # every batch name is mapped by some argument
         if not any(name in subset for subset in subsets):
             subsets[draw(st.integers(0, count - 1))].append(name)
-    batched_layouts = [insert(draw, tokens, subset) for tokens, subset in zip(per_example, subsets)]
+    batched_layouts = [insert(draw, tokens, subset) for tokens, subset in zip(per_example, subsets, strict=True)]
     output = insert(draw, per_example[0], draw(st.permutations(batch_names)))
     sizes = {name: draw(st.integers(1, 3)) for name in (*batch_names, *CORE_NAMES)}
     variadic = tuple(draw(st.lists(st.integers(1, 3), max_size=2)))
@@ -67,9 +67,7 @@ def body(*arrays):
 
 def make_function(per_example):
     parameters = [
-        inspect.Parameter(
-            f"x{i}", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Float[Array, " ".join(tokens)]
-        )
+        inspect.Parameter(f"x{i}", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Float[Array, " ".join(tokens)])
         for i, tokens in enumerate(per_example)
     ]
 
@@ -110,8 +108,8 @@ def test_batched_equals_the_naive_loop(case, seed):
     batch_names = [t for t in output if t.startswith("b")]
     expected = np.zeros(shape_of(output, sizes, variadic), np.float32)
     for values in itertools.product(*(range(sizes[name]) for name in batch_names)):
-        point = dict(zip(batch_names, values))
-        examples = [array[index_for(tokens, point)] for array, tokens in zip(arrays, batched_layouts)]
+        point = dict(zip(batch_names, values, strict=True))
+        examples = [array[index_for(tokens, point)] for array, tokens in zip(arrays, batched_layouts, strict=True)]
         expected[index_for(output, point)] = np.asarray(body(*map(jnp.asarray, examples)))
     assert result.shape == expected.shape
     np.testing.assert_allclose(result, expected, rtol=1e-5, atol=1e-5)
@@ -125,7 +123,7 @@ def test_axes_point_at_the_batch_dims(case):
     function = batched(make_function(per_example), spec)
     outer: list[str] = []
     for name, axes in function.in_axes.items():
-        for tokens, axis in zip(batched_layouts, axes):
+        for tokens, axis in zip(batched_layouts, axes, strict=True):
             remaining = [t for t in tokens if t not in outer]
             if name not in tokens:
                 assert axis is None

@@ -1,0 +1,88 @@
+"""The signatures a plan implies: batched (for ``help()`` and outer checkers) and per example.
+
+A batched function shows the *batched* jaxtyping annotations, so ``inspect.signature``,
+``help()``, an outer ``@jaxtyped`` and a second ``batched`` all see the truth. Inside the map,
+the per-example parameters are checked by ``jaxtyped(typechecker=beartype)`` against the
+per-example annotations as shapedmap resolved them.
+
+Example:
+    >>> annotations, signature = signature_of(plan_of(mm), batched=True)  # doctest: +SKIP
+    >>> str(signature)
+    "(x: jaxtyping.Float[Array, 'b a'], y: jaxtyping.Float[Array, 'a c']) -> jaxtyping.Float[Array, 'b c']"
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from beartype import beartype
+from jaxtyping import PyTree, jaxtyped
+
+from .annotation import ValueType, unwrap_partial
+from .layout import Layout
+from .plan import Plan
+
+__all__ = ["checked_per_example", "signature_of"]
+
+_VARIADIC_KINDS = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+
+
+def signature_of(plan: Plan, *, batched: bool) -> tuple[dict[str, Any], inspect.Signature]:
+    """The batched (or the per-example) annotations and signature, readable jaxtyping annotations."""
+    annotations: dict[str, Any] = {}
+    parameters = []
+    for argument, parameter in zip(plan.arguments, plan.types.signature.parameters.values(), strict=True):
+        if argument.placement is not None:
+            layout = argument.placement.batched if batched else argument.placement.per_example
+            annotation = _annotation(argument.kind, argument.value, layout)
+        elif argument.value.hint is not None:
+            annotation = argument.value.hint
+        else:
+            annotation = inspect.Parameter.empty
+        parameter = parameter.replace(annotation=annotation)
+        if annotation is not inspect.Parameter.empty:
+            annotations[argument.name] = annotation
+        parameters.append(parameter)
+    results = []
+    for result in plan.results:
+        layout = result.placement.batched if batched else result.placement.per_example
+        results.append(_annotation(None, result.value, layout))
+    returned = tuple[tuple(results)] if plan.returns_tuple else results[0]
+    annotations["return"] = returned
+    return annotations, plan.types.signature.replace(parameters=parameters, return_annotation=returned)
+
+
+def checked_per_example(fn: Callable[..., Any], plan: Plan) -> Callable[..., Any]:
+    """``fn`` under ``jaxtyped(typechecker=beartype)``, its parameters checked per example.
+
+    The check runs on a shim whose signature carries the per-example annotations as shapedmap
+    resolved them (strings resolved, ``np.ndarray`` read as ``jax.Array``, since inside the map
+    every array is a tracer), so partials, callable objects and NumPy-annotated functions are
+    checked alike. The shim has no return annotation: shapedmap checks the results itself after
+    mapping, with messages that name the dimension and hold under ``python -O``.
+    """
+
+    def per_example(*args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+    target = unwrap_partial(fn)
+    per_example.__module__ = getattr(target, "__module__", __name__)
+    per_example.__qualname__ = plan.function
+    per_example.__name__ = getattr(target, "__name__", "per_example")
+    annotations, signature = signature_of(plan, batched=False)
+    del annotations["return"]
+    per_example.__annotations__ = annotations
+    per_example.__signature__ = signature.replace(return_annotation=inspect.Signature.empty)
+    return jaxtyped(typechecker=beartype)(per_example)
+
+
+def _annotation(argument_kind: Any, value: ValueType, layout: Layout) -> Any:
+    """The annotation of a value with ``layout``: ``*args`` annotations stand for each entry."""
+    annotation = value.array.with_layout(layout)
+    if value.kind == "tree" and argument_kind not in _VARIADIC_KINDS:
+        annotation = PyTree[annotation] if value.structure is None else PyTree[annotation, value.structure]
+    if value.optional:
+        annotation = annotation | None
+    return annotation

@@ -1,0 +1,127 @@
+"""A call whose array shapes were seen before is checked exactly as strictly as a fresh call.
+
+shapedmap remembers the argument check of each abstract signature (shapes, dtypes, weak types,
+array types, x64) so eager calls stay cheap. Everything that can differ between two calls with
+that signature is still checked on every call: static values, argument conversion, and the
+results. Each case: a first call that passes, then a second call that must fail as it would on a
+freshly decorated function — eagerly and under ``jax.jit``.
+"""
+
+import gc
+import weakref
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jaxtyping import Array, Float, Float16, Int, Int32
+
+from shapedmap import ShapeError, batched
+
+X = jnp.ones((2, 3))
+
+
+class Model:
+    def __init__(self, width: int) -> None:
+        self.width = width
+        self.weights = np.zeros(1_000_000)  # big: a cache that kept it alive would show
+
+    @batched("b")
+    def apply(self, x: Float[Array, "n"]) -> Float[Array, "n"]:
+        return jnp.zeros(self.width)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_mutated_self_changes_the_result_shape(jit):
+    model = Model(3)
+    call = jax.jit(model.apply) if jit else model.apply
+    assert call(X).shape == (2, 3)
+    model.width = 4
+    call = jax.jit(model.apply) if jit else model.apply
+    with pytest.raises(ShapeError, match="dimension 'n' has size 3 in argument 'x'"):
+        call(X)
+
+
+def test_static_objects_are_not_kept_alive():
+    model = Model(3)
+    model.apply(X)
+    alive = weakref.ref(model)
+    del model
+    gc.collect()
+    assert alive() is None
+
+
+def tile(x: Float[Array, "n"], reps: tuple[int, int]) -> Float[Array, "n"]:
+    return x * reps[0]
+
+
+def test_static_values_equal_but_of_another_type():
+    tiled = batched(tile, "b")
+    tiled(X, (1, 2))
+    with pytest.raises(ShapeError, match="argument 'reps'"):
+        tiled(X, (1, 2.0))
+
+
+def scale(x: Float16[Array, "n"], s: Float[Array, ""]) -> Float16[Array, "n"]:
+    return x * s
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_weak_then_strong_scalar_changes_the_result_dtype(jit):
+    scaled = batched(scale, "b", layouts={"s": ""})
+    call = jax.jit(scaled) if jit else scaled
+    x = jnp.ones((2, 3), jnp.float16)
+    assert call(x, jnp.asarray(2.0)).dtype == jnp.float16  # weakly typed: stays float16
+    with pytest.raises(ShapeError, match="the return value has dtype float32"):
+        call(x, jnp.float32(2.0))  # strongly typed: promotes to float32
+
+
+def count(x: Int[Array, "n"]) -> Int32[Array, ""]:
+    return jnp.sum(x, dtype=jnp.int64 if jax.config.read("jax_enable_x64") else None)
+
+
+def test_x64_toggled_between_calls():
+    counted = batched(count, "b")
+    x = jnp.ones((2, 3), jnp.int32)
+    assert counted(x).dtype == jnp.int32
+    with jax.enable_x64(True), pytest.raises(ShapeError, match="the return value has dtype int64"):
+        counted(x)
+
+
+def add(x: Int[Array, "n"], k: Int[Array, ""]) -> Int[Array, "n"]:
+    return x + k
+
+
+def test_python_scalars_are_converted_on_every_call():
+    added = batched(add, "b", layouts={"k": ""})
+    x = jnp.ones((2, 3), jnp.int32)
+    np.testing.assert_array_equal(added(x, 1), x + 1)
+    with pytest.raises(ShapeError, match=r"add: argument 'k' must be an array .* got int 1099511627776"):
+        added(x, 2**40)
+
+
+def test_config_toggled_between_calls(monkeypatch):
+    import shapedmap
+
+    def wrong(x: Float[Array, "n"]) -> Float[Array, "n"]:
+        return jnp.concatenate([x, x])
+
+    function = batched(wrong, "b")
+    monkeypatch.setattr(shapedmap.config, "checks", False)
+    assert function(X).shape == (2, 6)
+    monkeypatch.setattr(shapedmap.config, "checks", True)
+    with pytest.raises(ShapeError):
+        function(X)
+
+
+def test_second_call_with_a_wrong_result_still_fails():
+    calls = []
+
+    def flaky(x: Float[Array, "n"]) -> Float[Array, "n"]:
+        calls.append(1)
+        return x if len(calls) == 1 else jnp.concatenate([x, x])
+
+    function = batched(flaky, "b")
+    function(X)
+    with pytest.raises(ShapeError, match="but size 6 in the return value"):
+        function(X)
