@@ -78,21 +78,18 @@ class ArrayType:
 
     def admits_dtype(self, dtype: Any) -> bool:
         """Does an array of ``dtype`` satisfy the annotation? (jaxtyping's own rule.)"""
-        if self.dtypes is None:
-            return True
-        name = dtype_name(dtype)
-        for allowed in self.dtypes:
-            if isinstance(allowed, str) and allowed == name:
-                return True
-            if isinstance(allowed, re.Pattern) and allowed.match(name):
-                return True
-        return False
+        return self.dtypes is None or _admits(self.dtypes, dtype_name(dtype))
 
     def dtype_description(self) -> str:
         """``Float`` or ``Float or Int``: how the annotation names its dtypes."""
         if self.dtype is None:
             return "any"
         return " or ".join(dtype.__name__ for dtype in (self.dtype, *self.other_dtypes))
+
+
+@functools.lru_cache(maxsize=1024)
+def _admits(dtypes: tuple[str | re.Pattern[str], ...], name: str) -> bool:
+    return any(allowed == name if isinstance(allowed, str) else bool(allowed.match(name)) for allowed in dtypes)
 
 
 def dtype_name(dtype: Any) -> str:

@@ -23,8 +23,11 @@ from typing import TYPE_CHECKING, Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from beartype.door import is_bearable
+from beartype.roar import BeartypeException
 
-from .errors import ShapeError, describe_value
+from .annotation import hint_text
+from .errors import ShapeError, describe_array, describe_value
 from .layout import (
     AnonymousDim,
     FixedDim,
@@ -55,11 +58,21 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Origin:
-    """Where a size was seen: ``argument 'a' (axis 0 of f32[5,7,7])``."""
+    """Where a size was seen: ``argument 'a' (axis 0 of f32[5,7,7])``.
+
+    ``shape`` and ``dtype`` describe the array; the text is written only when a message needs it.
+    A size the layout itself gives (``rep=3``) has no axis and no array: ``dtype`` holds its token.
+    """
 
     place: str
     axis: int | tuple[int, int] | None
-    value: str
+    shape: tuple[int, ...]
+    dtype: Any
+
+    @property
+    def value(self) -> str:
+        """``f32[5,7,7]``."""
+        return describe_array(self.shape, self.dtype)
 
     def __str__(self) -> str:
         if self.axis is None:  # a size the layout itself gives: ``rep=3``
@@ -133,19 +146,19 @@ class Bindings:
         PyTree path of ``value``: ``?n`` dims are bound once per leaf path.
         """
         shape = tuple(value.shape)
-        text = describe_value(value)
-        self._check_rank(layout, shape, place, text, per_example, parameter)
+        dtype = value.dtype
+        self._check_rank(layout, shape, place, value, per_example, parameter)
         start = 0
         for dim, size in zip(layout.dims, layout.split(shape), strict=True):
             width = len(size) if isinstance(size, tuple) else 1
             if getattr(dim, "treepath", False) and dim.name is not None:
                 dim = replace(dim, name=f"{dim.name}{leaf or ''}", treepath=False)
             if isinstance(dim, VariadicDim):
-                origin = Origin(place, (start, start + width), text)
+                origin = Origin(place, (start, start + width), shape, dtype)
                 if dim.name is not None:
                     self._unify_variadic(dim, size, origin, layout, broadcast)
             else:
-                origin = Origin(place, start, text)
+                origin = Origin(place, start, shape, dtype)
                 self._bind_one(dim, size, origin, layout, labels)
             start += width
 
@@ -154,7 +167,7 @@ class Bindings:
         layout: Layout,
         shape: tuple[int, ...],
         place: str,
-        text: str,
+        value: Any,
         per_example: Layout | None,
         parameter: str | None,
     ) -> None:
@@ -163,7 +176,10 @@ class Bindings:
         if rank == layout.min_rank or (variadic and rank > layout.min_rank):
             return
         need = f"at least {layout.min_rank}" if variadic else f"{layout.min_rank}"
-        message = f"{self.function}: {place} has {rank} dims ({text}) but its layout {str(layout)!r} needs {need}"
+        message = (
+            f"{self.function}: {place} has {rank} dims ({describe_value(value)}) but its layout {str(layout)!r} "
+            f"needs {need}"
+        )
         if per_example is not None and rank == per_example.min_rank and per_example.min_rank < layout.min_rank:
             missing = [dim_text(d) for d in layout.dims if d not in per_example.dims]
             names = ", ".join(map(repr, missing))
@@ -437,7 +453,7 @@ def _bind_result_sizes(plan: Plan, bindings: Bindings) -> None:
             if isinstance(dim, FixedDim) and name not in bindings.sizes:
                 where = f"result {number}" if plan.returns_tuple else "the return value"
                 layout = str(result.placement.batched)
-                bindings.sizes[name] = (dim.size, Origin(f"the layout {layout!r} of {where}", None, dim_text(dim)))
+                bindings.sizes[name] = (dim.size, Origin(f"the layout {layout!r} of {where}", None, (), dim_text(dim)))
 
 
 def _is_array_hint(hint: Any) -> bool:
@@ -452,15 +468,9 @@ def check_static_values(plan: Plan, values: list[Any]) -> None:
     Run on every call, before mapping: the per-example check inside the map runs only on the first
     call with given shapes, and not at all under ``python -O`` (beartype switches itself off there).
     """
-    from beartype.door import is_bearable
-    from beartype.roar import BeartypeException
-
-    from .annotation import hint_text
-
-    for argument, value in zip(plan.arguments, values, strict=True):
+    for index in plan.annotated_statics:
+        argument, value = plan.arguments[index], values[index]
         hint = argument.value.hint
-        if argument.placement is not None or hint is None:
-            continue
         if argument.kind is inspect.Parameter.VAR_POSITIONAL:
             entries = value
         elif argument.kind is inspect.Parameter.VAR_KEYWORD:
@@ -584,6 +594,4 @@ def _check_dtype(function: str, array: ArrayType, value: Any, where: str) -> Non
 
 
 def _expected_text(value: ValueType, layout: Layout) -> str:
-    from .annotation import hint_text
-
     return f"matching {hint_text(value.array.with_layout(layout))}"

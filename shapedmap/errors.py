@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ShapeError", "SpecError", "describe_value"]
+__all__ = ["ShapeError", "SpecError", "describe_array", "describe_value"]
 
 
 class SpecError(ValueError):
@@ -42,6 +42,11 @@ def short_dtype(dtype: Any) -> str:
     return name
 
 
+def describe_array(shape: tuple[int, ...], dtype: Any) -> str:
+    """``f32[5,7,7]``: an array's dtype and shape, the way JAX prints avals."""
+    return f"{short_dtype(dtype)}[{','.join(str(size) for size in shape)}]"
+
+
 def describe_value(value: Any) -> str:
     """A short description of a value for error messages: ``f32[5,7,7]``, ``tuple (f32[], f32[3])``, ``None``.
 
@@ -57,7 +62,7 @@ def _describe(value: Any) -> str:
     shape = getattr(value, "shape", None)
     dtype = getattr(value, "dtype", None)
     if isinstance(shape, tuple) and dtype is not None:
-        return f"{short_dtype(dtype)}[{','.join(str(size) for size in shape)}]"
+        return describe_array(shape, dtype)
     if value is None:
         return "None"
     if isinstance(value, tuple | list) and any(hasattr(item, "shape") for item in value):

@@ -122,7 +122,7 @@ class Layout:
 
     dims: tuple[Dim, ...]
 
-    @property
+    @functools.cached_property
     def variadic_index(self) -> int | None:
         """Position of the ``*name``/``...`` token, or None."""
         for index, dim in enumerate(self.dims):
@@ -130,7 +130,7 @@ class Layout:
                 return index
         return None
 
-    @property
+    @functools.cached_property
     def min_rank(self) -> int:
         """The smallest rank an array with this layout can have."""
         return len(self.dims) - (self.variadic_index is not None)

@@ -185,6 +185,15 @@ class Plan:
         return tuple(i for i, argument in enumerate(self.arguments) if argument.placement is not None)
 
     @functools.cached_property
+    def annotated_statics(self) -> tuple[int, ...]:
+        """Indices of the non-array parameters that carry an annotation to check."""
+        return tuple(
+            i
+            for i, argument in enumerate(self.arguments)
+            if argument.placement is None and argument.value.hint is not None
+        )
+
+    @functools.cached_property
     def variadic_batch(self) -> str | None:
         """The name of the ``*batch`` batch dim, if the plan has one."""
         for placement in self.placements():
