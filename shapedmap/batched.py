@@ -308,11 +308,14 @@ class Batched:
                 + "\n".join("    " + line for line in str(error).splitlines())
             ) from error
         except _UnmappedResultVaries as error:
-            name = error.level.batch_name
+            level = error.level
+            name = level.batch_name if level.index is None else f"*{level.batch_name}"
+            advice = f"Add '{name}' to the output layout"
+            if level.axis_name is not None:  # only a named dim can be reduced by name
+                advice += f", or reduce over it inside (e.g. jax.lax.psum(x, '{name}'))"
             raise ShapeError(
                 f"{plan.function}: the result varies over the batch dim '{name}', but the output layout has no "
-                f"'{name}'. Add '{name}' to the output layout, or reduce over it inside "
-                f"(e.g. jax.lax.psum(x, '{name}'))"
+                f"'{name}'. {advice}"
             ) from None
         except Exception as error:
             note = f"(raised {_inside(plan, expansion.levels, mapped)}; shapes there are per example"
@@ -409,7 +412,8 @@ def _naming_unmapped_results(vmapped: Callable[..., Any], level: Level) -> Calla
         try:
             return vmapped(*args)
         except ValueError as error:
-            if "but out_axes is None" in str(error):  # the innermost such level tags it first
+            # JAX's wording, named and unnamed axes; the innermost such level tags it first.
+            if "but out_axes is None" in str(error) or "got axis spec None but output was batched" in str(error):
                 raise _UnmappedResultVaries(level) from error
             raise
 

@@ -188,11 +188,9 @@ def add(x: Float[Array, ""], y: Float[Array, ""]) -> Float[Array, ""]:
     return x + y
 
 
-# Bug (fix belongs in batched.py, spec fuzzer): with "*batch" and an output layout without it
-# (out=""), the result varies over the broadcast dims, which have no axis name; jax.vmap then says
-# "at vmap out_axes, got axis spec None but output was batched on axis 0", a bare ValueError that
-# _PerCall.run does not translate (it matches only the named-axis wording "but out_axes is None").
-@pytest.mark.xfail(strict=True, reason="batched.py translates only the named-axis out_axes=None error")
+# Bug (spec fuzzer): with "*batch" and an output layout without it (out=""), the result varies over
+# the broadcast dims, which have no axis name; jax.vmap then says "at vmap out_axes, got axis spec
+# None but output was batched on axis 0", a bare ValueError that was not translated.
 @pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
 def test_result_varying_over_star_batch_without_it_in_the_layout_is_a_shape_error(jit):
     broadcast = batched(add, "*batch", out="")
