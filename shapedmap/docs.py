@@ -26,7 +26,6 @@ Example:
 
 from __future__ import annotations
 
-import functools
 import importlib
 import inspect
 import json
@@ -36,7 +35,7 @@ import types
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .annotation import ValueType, hint_text
+from .annotation import ValueType, function_name, hint_text, unwrap_partial
 from .layout import Layout
 from .plan import Level, Placement, Plan
 
@@ -344,12 +343,11 @@ def describe(fn: Any, name: str | None = None) -> Contract:
 
     plan = plan_of(fn)
     per_example = getattr(fn, "fn", fn)
-    while isinstance(per_example, functools.partial):  # document the function it fixes arguments of
-        per_example = per_example.func
+    per_example = unwrap_partial(per_example)  # document the function a partial fixes arguments of
     return contract_of(
         plan,
         name=name or getattr(fn, "__name__", plan.function),
-        per_example=_display_name(per_example, plan.function),
+        per_example=function_name(per_example),
         per_example_batched=hasattr(per_example, "__shapedmap__"),
         module=getattr(fn, "__module__", None),
         mesh_axes=_mesh_axes(fn),
@@ -383,22 +381,20 @@ def contract_of(
         )
         for output_name, result in zip(output_names, plan.results, strict=True)
     )
-    variadic = plan.variadic_batch
     batch_dims = []
     for depth, level in enumerate(levels):
-        dim_name = variadic if level.axis_name is None and variadic is not None else level.key
         batch_dims.append(
             BatchDim(
-                name=dim_name,
+                name=level.batch_name,
                 depth=depth,
                 axis_name=level.axis_name,
                 in_axes=dict(zip(array_names, level.in_axes, strict=True)),
                 out_axes=dict(zip(output_names, level.out_axes, strict=True)),
                 size=level.size,
-                variadic=dim_name == variadic,
-                broadcastable=dim_name == variadic or dim_name in plan.broadcastable_batch,
+                variadic=level.index is not None,
+                broadcastable=level.index is not None or level.batch_name in plan.broadcastable_batch,
                 per_call=per_call,
-                mesh_axes=tuple((mesh_axes or {}).get(dim_name, ())),
+                mesh_axes=tuple((mesh_axes or {}).get(level.batch_name, ())),
             )
         )
     return Contract(
@@ -461,14 +457,6 @@ def _mesh_axes(fn: Any) -> dict[str, tuple[str, ...]]:
     """The mesh axes each batch dim is split over (``batched(..., shard=...)``)."""
     sharding = getattr(getattr(fn, "__shapedmap__", None), "sharding", None)
     return dict(getattr(sharding, "axes", None) or {})
-
-
-def _display_name(fn: Any, default: str) -> str:
-    """``Model.apply`` for a method, ``inner`` for a function local to another."""
-    qualname = getattr(fn, "__qualname__", None)
-    if qualname is None:
-        return default
-    return getattr(fn, "__name__", qualname) if "<locals>" in qualname else qualname
 
 
 def _batch_axes(placement: Placement) -> dict[str, int]:

@@ -33,6 +33,7 @@ from typing import Any
 
 import jax
 
+from .annotation import unwrap_partial
 from .check import Bindings, check_arguments
 from .errors import describe_value
 from .plan import Expansion, Level, Plan, plan_of
@@ -332,11 +333,8 @@ class _Writer:
 
     def level_comment(self, stage: _Stage, level: Level) -> str:
         size = _level_size(stage, level)
-        if level.axis_name is None and "[" in level.key:
-            name, index = level.key[:-1].split("[")
-            text = f"*{name} dim {index} = {size}"
-        else:
-            text = f"{level.key} = {size}"
+        name = f"*{level.batch_name} dim {level.index}" if level.index is not None else level.key
+        text = f"{name} = {size}"
         unmapped = [
             stage.plan.arguments[index].name
             for index, axis in zip(stage.plan.array_arguments, level.in_axes, strict=True)
@@ -374,11 +372,10 @@ def _import(module: str, alias: str) -> str:
 def _level_size(stage: _Stage, level: Level) -> int | str:
     if level.size is not None:
         return level.size
-    if level.axis_name is None and "[" in level.key:
-        name, index = level.key[:-1].split("[")
-        shape = stage.bindings.variadics.get(name)
+    if level.index is not None:
+        shape = stage.bindings.variadics.get(level.batch_name)
         if shape is not None:
-            return shape[0][int(index)]
+            return shape[0][level.index]
     size = stage.bindings.size_of(level.key)
     return "?" if size is None else size
 
@@ -391,8 +388,7 @@ def _value_text(value: Any) -> str:
 
 def _callable_name(fn: Any) -> str:
     """How the text refers to the per-example function: its qualified name where that is a path."""
-    while isinstance(fn, functools.partial):
-        fn = fn.func
+    fn = unwrap_partial(fn)
     qualname = getattr(fn, "__qualname__", None)
     if qualname and "<" not in qualname and all(part.isidentifier() for part in qualname.split(".")):
         return qualname
