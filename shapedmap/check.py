@@ -138,16 +138,18 @@ class Bindings:
         per_example: Layout | None = None,
         parameter: str | None = None,
         leaf: str | None = None,
+        shared_over: tuple[str, ...] = (),
     ) -> None:
         """Match ``value`` (array-like) against ``layout``, binding and checking sizes.
 
         ``labels`` are the ``name=3`` labels that name batch dims (bound like names);
         ``per_example`` and ``parameter`` only improve the wrong-rank message. ``leaf`` is the
-        PyTree path of ``value``: ``?n`` dims are bound once per leaf path.
+        PyTree path of ``value``: ``?n`` dims are bound once per leaf path. ``shared_over`` names the
+        batch dims this argument is not mapped over (for the too-many-dims message).
         """
         shape = tuple(value.shape)
         dtype = value.dtype
-        self._check_rank(layout, shape, place, value, per_example, parameter)
+        self._check_rank(layout, shape, place, value, per_example, parameter, shared_over)
         start = 0
         for dim, size in zip(layout.dims, layout.split(shape), strict=True):
             width = len(size) if isinstance(size, tuple) else 1
@@ -170,6 +172,7 @@ class Bindings:
         value: Any,
         per_example: Layout | None,
         parameter: str | None,
+        shared_over: tuple[str, ...],
     ) -> None:
         rank = len(shape)
         variadic = layout.variadic_index is not None
@@ -190,6 +193,13 @@ class Bindings:
                     f" To share one value across the batch, give it a layout without {'it' if len(missing) == 1 else 'them'}: "
                     f"layouts={{{parameter!r}: {str(per_example)!r}}}."
                 )
+        elif parameter is not None and shared_over and rank == layout.min_rank + len(shared_over):
+            names = ", ".join(map(repr, shared_over))
+            batched = " ".join((*shared_over, str(layout))).strip()
+            message += (
+                f". Its layout has no {names}, so one value of it is shared across the batch: pass one, "
+                f"or map it too with layouts={{{parameter!r}: {batched!r}}}."
+            )
         raise ShapeError(message)
 
     def _bind_one(self, dim: Any, size: int, origin: Origin, layout: Layout, labels: frozenset[str]) -> None:
@@ -366,7 +376,8 @@ def as_array(value: Any, function: str, place: str, expected: str | Callable[[],
                 f"{function}: {place} must be an array {expected}, got {type(value).__name__} "
                 f"{describe_value(value)}, which JAX cannot convert to one ({type(error).__name__}: {error})"
             ) from None
-    raise ShapeError(f"{function}: {place} must be an array {expected}, got {describe_value(value)}")
+    hint = " (jnp.asarray makes one array of it)" if isinstance(value, list | tuple) else ""
+    raise ShapeError(f"{function}: {place} must be an array {expected}, got {describe_value(value)}{hint}")
 
 
 def check_arguments(plan: Plan, values: list[Any], *, abstract: bool = True) -> tuple[Bindings, list[Any]]:
@@ -395,6 +406,7 @@ def check_arguments(plan: Plan, values: list[Any], *, abstract: bool = True) -> 
             convert=True,
             one_array_each=one_array_each,
             abstract=abstract,
+            shared_over=tuple(name for name in plan.order if name not in argument.placement.batch_names),
         )
     _check_batch_dims_have_arrays(plan, values)
     bindings.check_symbolic()
@@ -531,6 +543,7 @@ def _check_value(
     convert: bool,
     one_array_each: bool = False,
     abstract: bool = True,
+    shared_over: tuple[str, ...] = (),
 ) -> Any:
     """Check one argument or result (every leaf of a PyTree) against its placement.
 
@@ -558,6 +571,7 @@ def _check_value(
             per_example=placement.per_example,
             parameter=parameter,
             leaf=path,
+            shared_over=shared_over,
         )
         return leaf
 

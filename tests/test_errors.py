@@ -63,7 +63,7 @@ def test_too_many_dims():
 @pytest.mark.parametrize(
     ("value", "shown"),
     [
-        ([[1.0]], "list [[1.0]]"),
+        ([[1.0]], "list [[1.0]] (jnp.asarray makes one array of it)"),
         (None, "None"),
         ("abc", "str 'abc'"),
         ({"a": 1}, "dict {'a': 1}"),
@@ -74,6 +74,19 @@ def test_non_arrays_are_refused_by_name(value, shown):
     text = message(ShapeError, message_passing, value, jnp.ones((13, 7, 11)))
     assert text == (
         f"message_passing: argument 'a' must be an array matching Float[Array, 'graph node node'], got {shown}"
+    )
+
+
+def test_shared_argument_given_a_batch_dim():
+    def linear(x: Float[Array, "feat"], w: Float[Array, "feat out"]) -> Float[Array, "out"]:
+        return x @ w
+
+    layer = batched(linear, "batch", layouts={"w": "feat out"})
+    text = message(ShapeError, layer, jnp.ones((5, 3)), jnp.ones((5, 3, 2)))
+    assert text == (
+        "linear: argument 'w' has 3 dims (f32[5,3,2]) but its layout 'feat out' needs 2. Its layout has no "
+        "'batch', so one value of it is shared across the batch: pass one, or map it too with "
+        "layouts={'w': 'batch feat out'}."
     )
 
 
