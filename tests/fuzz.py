@@ -5,9 +5,8 @@
 
 Each prints how the cases ended (a loop-equal result, a named error, a SpecError, ...), one line per
 distinct internal error (``-v``: every one as it happens), and last ``<cases> cases, <internal errors>
-internal errors``; it exits with status 1 if there was any. Known bugs whose fix belongs in batched.py
-(``AWAITING_BATCHED_PY`` in tests/test_fuzz_inputs.py, each with an xfail test) are counted apart
-unless ``--strict``. Run from the repository root; ``--seed`` makes a campaign reproducible.
+internal errors``; it exits with status 1 if there was any. Run from the repository root; ``--seed``
+makes a campaign reproducible.
 """
 
 from __future__ import annotations
@@ -68,11 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", type=int, default=None, help="10000 for inputs, 2000 for specs")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("-v", "--verbose", action="store_true", help="print every internal error as it happens")
-    parser.add_argument(
-        "--strict", action="store_true", help="count the known bugs awaiting a batched.py fix as internal errors"
-    )
     options = parser.parse_args(argv)
-    importlib.import_module("test_fuzz_inputs").STRICT = options.strict
     count = options.cases or (10_000 if options.campaign == "inputs" else 2_000)
     ran, errors = campaign(options.campaign, count, options.seed, options.verbose)
     distinct = Counter(re.sub(r"0x[0-9a-f]+", "0x…", error)[:300] for error in errors)

@@ -772,17 +772,6 @@ def stack_results(entry: Entry, results: list[Any], axes: list[tuple[str, int]],
 # -- one case -----------------------------------------------------------------------------------
 
 
-# Known bugs whose fix belongs in shapedmap/batched.py (another engineer's file): (error type, words
-# of its message, the xfail(strict=True) test in tests/test_regressions.py). Such an outcome is
-# counted apart, not as an internal error, unless STRICT (python -m tests.fuzz --strict); drop the
-# entry once its test passes.
-AWAITING_BATCHED_PY = (
-    ("ValueError", "got axis spec None but output was batched",
-     "test_result_varying_over_star_batch_without_it_in_the_layout_is_a_shape_error"),
-)  # fmt: skip
-STRICT = False
-
-
 class InternalError(AssertionError):
     """shapedmap broke a promise of DESIGN §7 on this case."""
 
@@ -938,9 +927,6 @@ def check_error(case: Any, entry: Entry, target: str | None, invalid: Invalid | 
     """
     text, kind, name = str(error), type(error).__name__, entry_name(entry)
     found = f"{case.describe()}: {kind}"
-    awaiting = next((test for kind_, words, test in AWAITING_BATCHED_PY if kind == kind_ and words in text), None)
-    if awaiting is not None and not STRICT:
-        return f"awaiting a batched.py fix ({awaiting})"
     if invalid is None:
         raise InternalError(f"{found} on a valid call: {text[:600]}") from error
     if invalid.raised is not None and isinstance(error, invalid.raised):
