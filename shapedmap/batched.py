@@ -135,7 +135,9 @@ class Batched:
         self.positional_only_call = False
         self.statics_free = False  # every parameter a positional array: no per-example shim needed
         self.levels_vary = False  # the levels depend on the call's sizes (*batch, #graph, unsized)
-        self.checked_shapes: BoundedCache[tuple[Any, ...]] | None = None  # Bindings.snapshot per abstract signature
+        # Per abstract signature: (the arguments' Bindings.snapshot, whether the results passed for good).
+        self.checked_shapes: BoundedCache[tuple[tuple[Any, ...], bool]] | None = None
+        self.has_statics = False
         self.nests: BoundedCache[Callable[..., Any]] = BoundedCache(maxsize=64)
         self._options = options
         self._shard_options = shard_options
@@ -171,6 +173,7 @@ class Batched:
                 and all(a.placement is not None and a.value.kind == "array" for a in plan.arguments)
             )
             self.levels_vary = plan.levels is None or bool(plan.unsized_levels)
+            self.has_statics = any(argument.placement is None for argument in plan.arguments)
             # f-string dims ({self.n}) read argument values: then nothing is remembered.
             self.checked_shapes = None if _has_fstring_dims(plan) else BoundedCache(maxsize=512)
             _describe(self.wrapper, plan, self.sharding)
@@ -220,13 +223,17 @@ class Batched:
         known = self.checked_shapes.get(key) if key is not None else None
         if known is None:
             bindings, values = check_arguments(plan, values, abstract=False)
-            if key is not None:
-                self.checked_shapes.add(key, bindings.snapshot())
             inner = self.checked_fn  # the first call with these shapes: checked per example too
         else:
-            bindings, inner = Bindings.restore(plan.function, known), self.fn
+            bindings, inner = Bindings.restore(plan.function, known[0]), self.fn
         output = self.map(values, bindings, inner)
-        check_results(plan, bindings, output)
+        if known is None or not known[1]:
+            check_results(plan, bindings, output)
+            if key is not None:
+                # With no static argument, the results' shapes follow from the key alone (JAX's own
+                # purity contract, which jit's cache relies on too): checked once. Static values
+                # (an object's state, say) can change them between calls: checked on every call.
+                self.checked_shapes.add(key, (bindings.snapshot(), not self.has_statics))
         return output
 
     def shapes_key(self, values: list[Any]) -> Any:

@@ -114,14 +114,31 @@ def test_config_toggled_between_calls(monkeypatch):
         function(X)
 
 
-def test_second_call_with_a_wrong_result_still_fails():
+def test_results_are_rechecked_when_static_values_may_change_them():
+    """With a static argument the result can change between calls with the same shapes: checked again."""
     calls = []
 
-    def flaky(x: Float[Array, "n"]) -> Float[Array, "n"]:
-        calls.append(1)
+    def flaky(x: Float[Array, "n"], label: str) -> Float[Array, "n"]:
+        calls.append(label)
         return x if len(calls) == 1 else jnp.concatenate([x, x])
 
     function = batched(flaky, "b")
-    function(X)
+    function(X, "first")
     with pytest.raises(ShapeError, match="but size 6 in the return value"):
-        function(X)
+        function(X, "second")
+
+
+def test_without_static_arguments_results_are_checked_once_per_signature():
+    """Without statics, result shapes follow from the argument shapes (JAX's purity contract, as jit's
+    cache assumes): an impure function that changes them is not re-checked, as under jax.jit."""
+    calls = []
+
+    def impure(x: Float[Array, "n"]) -> Float[Array, "n"]:
+        calls.append(1)
+        return x if len(calls) == 1 else jnp.concatenate([x, x])
+
+    function = batched(impure, "b")
+    assert function(X).shape == (2, 3)
+    assert function(X).shape == (2, 6)  # impure: JAX's own caches would not notice either
+    with pytest.raises(ShapeError, match="but size 6 in the return value"):
+        function(jnp.ones((4, 3)))  # new shapes: checked in full
