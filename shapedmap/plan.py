@@ -618,15 +618,24 @@ def _order_and_sizes(
     variadic = {p.variadic_batch for p in placements if p.variadic_batch is not None}
     if len(variadic) > 1:
         raise fail(f"at most one '*name' batch dim is supported, got {', '.join(sorted(variadic))}")
-    bound_anywhere = set()
+    # Only a plain name binds one size an output batch dim can take: not a core dim's label
+    # ('n=3' documents a fixed size), nor a variadic ('*rest' binds several), nor a '?n' per leaf.
+    bound_anywhere, mentioned = set(), set()
     for placement in placements[len(results) :]:
-        bound_anywhere |= placement.batched.names()
+        bound_anywhere |= {d.name for d in placement.batched.dims if isinstance(d, NamedDim) and not d.treepath}
+        bound_anywhere |= placement.labels
+        mentioned |= placement.batched.names()
     for result in results:
         for batch_name in result.placement.batch_names:
             if batch_name not in bound_anywhere and batch_name not in fixed_sizes:
+                where = (
+                    "gets no size from the input layouts (there it is only a variadic or a fixed size's label)"
+                    if batch_name in mentioned
+                    else "appears in no input layout"
+                )
                 raise fail(
-                    f"the output batch dim '{batch_name}' appears in no input layout, so its size is "
-                    f"unknown; give it a size in the output layout ('{batch_name}=5') or map an input over it"
+                    f"the output batch dim '{batch_name}' {where}, so its size is unknown; give it a size "
+                    f"in the output layout ('{batch_name}=5') or map an input over it"
                 )
     for name in variadic:
         if any(p.variadic_batch != name and name in p.batch_names for p in placements):

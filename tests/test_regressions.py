@@ -262,3 +262,19 @@ def test_result_expression_over_a_batch_name_is_a_spec_error():
 
     with pytest.raises(SpecError, match=r"^f: the dimension '2\*n' of result 0 uses 'n', which only a batched layout"):
         batched(f, "n k -> n 2*n")
+
+
+# Bug (spec fuzzer): an output batch dim named like a core dim's label ('n' of 'n=3') or like an
+# input's variadic ('rest' of '*rest') passed the "appears in no input layout" check, though neither
+# gives it one size; every call then died in jax.vmap ("must have at least one non-None value in
+# in_axes"). Only plain names and batch labels size an output batch dim now; the rest is a SpecError.
+@pytest.mark.parametrize(
+    ("dims", "spec"), [("n=3 m", "n=3 m -> n"), ("n *rest", "n *rest -> rest")], ids=["label", "variadic"]
+)
+def test_output_batch_dim_sized_by_no_input_is_a_spec_error(dims, spec):
+    def total(x: Float[Array, dims]) -> Float[Array, ""]:
+        return jnp.sum(x)
+
+    name = spec.split("-> ")[1].split()[0]
+    with pytest.raises(SpecError, match=rf"^total: the output batch dim '{name}' gets no size from the input layouts"):
+        batched(total, spec)
