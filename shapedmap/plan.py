@@ -620,14 +620,16 @@ def _order_and_sizes(
         raise fail(f"at most one '*name' batch dim is supported, got {', '.join(sorted(variadic))}")
     # Only a plain name binds one size an output batch dim can take: not a core dim's label
     # ('n=3' documents a fixed size), nor a variadic ('*rest' binds several), nor a '?n' per leaf.
-    bound_anywhere, mentioned = set(), set()
+    bound_anywhere, variadic_anywhere, mentioned = set(), set(), set()
     for placement in placements[len(results) :]:
         bound_anywhere |= {d.name for d in placement.batched.dims if isinstance(d, NamedDim) and not d.treepath}
         bound_anywhere |= placement.labels
+        variadic_anywhere |= {d.name for d in placement.batched.dims if isinstance(d, VariadicDim)}
         mentioned |= placement.batched.names()
     for result in results:
         for batch_name in result.placement.batch_names:
-            if batch_name not in bound_anywhere and batch_name not in fixed_sizes:
+            binding = variadic_anywhere if batch_name == result.placement.variadic_batch else bound_anywhere
+            if batch_name not in binding and batch_name not in fixed_sizes:
                 where = (
                     "gets no size from the input layouts (there it is only a variadic or a fixed size's label)"
                     if batch_name in mentioned
