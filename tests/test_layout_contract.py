@@ -6,6 +6,7 @@ after a jaxtyping upgrade, our parser (``shapedmap/layout.py``) must follow the 
 
 import jaxtyping
 import pytest
+from dim_strings import INVALID, STRICTER, VALID  # shared with test_grammar's corpus
 from jaxtyping import Array, Float
 from jaxtyping import _array_types as jaxtyping_internals  # private: this test only
 
@@ -42,69 +43,6 @@ def ours(dim):
     if isinstance(dim, SymbolicDim):
         return ("symbolic", dim.expression, dim.broadcastable)
     raise AssertionError(dim)
-
-
-VALID = [
-    "",
-    "n",
-    "batch time feat",
-    "node node",
-    "*batch",
-    "*batch 3",
-    "...",
-    "... c h w",
-    "c ... w",
-    "*_",
-    "*_ c",
-    "_",
-    "_x y",
-    "#n m",
-    "*#b _ ?t",
-    "?n",
-    "*?rest n",
-    "3",
-    "#4",
-    "dim=3",
-    "#a=3",
-    "a=#3",
-    "rows=n",
-    "rows=#n",
-    "n n+1",
-    "2*f",
-    "n-1",
-    "n//2 2*n min(n,m)",
-    "max(a,b) abs(c)",
-    "n**2",
-    "{self.k}+1",
-    "{k}",
-    "N_heads",
-    "é",
-    "  n \t m  ",
-    "graph=13 node",
-    "#graph node feat",
-    "b c h w",
-]
-
-# Strings jaxtyping accepts that shapedmap rejects: they can never check anything useful.
-STRICTER = ["-1", "1.5", "x.y", "a=b=c", "*", "?", "?*"]
-
-INVALID = [
-    "a,b",
-    "n#",
-    "*a *b",
-    "...x",
-    "_4",
-    "*4",
-    "#_",
-    "?4",
-    "##n",
-    "**n",
-    "__n",
-    "*n+1",
-    "_n+1",
-    "?n+1",
-    "... ...",
-]
 
 
 @pytest.mark.parametrize("dim_str", VALID)
