@@ -139,6 +139,7 @@ class Batched:
         self.checked_shapes: BoundedCache[tuple[tuple[Any, ...], bool]] | None = None
         self.has_statics = False
         self.nests: BoundedCache[Callable[..., Any]] = BoundedCache(maxsize=64)
+        self.static_expansion: Expansion | None = None  # the levels, when they do not depend on the call
         self._options = options
         self._shard_options = shard_options
         self._lock = threading.Lock()
@@ -173,6 +174,7 @@ class Batched:
                 and all(a.placement is not None and a.value.kind == "array" for a in plan.arguments)
             )
             self.levels_vary = plan.levels is None or bool(plan.unsized_levels)
+            self.static_expansion = None if self.levels_vary else Expansion(plan.levels, ())
             self.has_statics = any(argument.placement is None for argument in plan.arguments)
             # f-string dims ({self.n}) read argument values: then nothing is remembered.
             self.checked_shapes = None if _has_fstring_dims(plan) else BoundedCache(maxsize=512)
@@ -221,6 +223,8 @@ class Batched:
         check_static_values(plan, values)
         key = self.shapes_key(values) if self.checked_shapes is not None else None
         known = self.checked_shapes.get(key) if key is not None else None
+        if known is not None and known[1] and not self.levels_vary and self.sharding is None:
+            return self.run(values, self.static_expansion, self.fn)  # all checked for these shapes
         if known is None:
             bindings, values = check_arguments(plan, values, abstract=False)
             inner = self.checked_fn  # the first call with these shapes: checked per example too
@@ -273,7 +277,7 @@ class Batched:
         """The levels of this call: the plan's own, or settled by the call's sizes."""
         plan = self.plan
         if not self.levels_vary:
-            return Expansion(plan.levels, ())
+            return self.static_expansion
         leaf_shapes = [[tuple(leaf.shape) for leaf in jax.tree.leaves(values[i])] for i in plan.array_arguments]
         sizes = {name: size for name, (size, _) in bindings.sizes.items()}
         variadic = bindings.variadics.get(plan.variadic_batch)
@@ -300,13 +304,15 @@ class Batched:
                 value if not axes else jax.tree.map(lambda leaf, axes=axes: jax.numpy.squeeze(leaf, axes), value)
                 for value, axes in zip(mapped, expansion.squeeze, strict=True)
             ]
+        # The plan's own levels need no hashing; levels settled per call are keyed by value.
+        levels_key = "plan" if expansion is self.static_expansion else expansion.levels
         nest = self.nests.get_or_compute(
-            (expansion.levels, inner is self.checked_fn, sharded),
+            (levels_key, inner is self.checked_fn, sharded),
             lambda: self.nest(expansion.levels, inner, sharded),
         )
         if wrap is not None:
             nest = wrap(nest)
-        token = _CALL_VALUES.set(values)
+        token = None if self.statics_free else _CALL_VALUES.set(values)
         try:
             return nest(*mapped)
         except TypeCheckError as error:
@@ -332,7 +338,8 @@ class Batched:
             error.add_note(note + ")")
             raise
         finally:
-            _CALL_VALUES.reset(token)
+            if token is not None:
+                _CALL_VALUES.reset(token)
 
     def nest(self, levels: tuple[Level, ...], inner: Callable[..., Any], sharded: bool) -> Callable[..., Any]:
         """The nest of ``jax.vmap`` over ``inner``, outermost level first; built once per levels."""
