@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jax
+from jax.sharding import PartitionSpec
 
 from .annotation import unwrap_partial
 from .check import Bindings, check_arguments
@@ -52,7 +53,12 @@ class _Stage:
     levels: tuple[Level, ...]
     squeeze: tuple[tuple[int, ...], ...]
     values: list[Any]
-    sharding: Any = None  # shapedmap.sharding.Sharding, for batched(..., shard=...)
+    runner: Any  # the function's shapedmap runner (its sharding, its results' shapes)
+
+    @property
+    def sharding(self) -> Any:
+        """The ``shapedmap.sharding.Sharding`` of ``batched(..., shard=...)``, or None."""
+        return getattr(self.runner, "sharding", None)
 
 
 def explain(fn: Any, /, *args: Any, **kwargs: Any) -> str:
@@ -97,7 +103,7 @@ def _stages(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[_Sta
     values = runner.bind(args, kwargs)
     bindings, values = check_arguments(plan, values)
     expansion = runner.expansion(values, bindings)
-    stages = [_Stage(plan, bindings, expansion.levels, expansion.squeeze, values, getattr(runner, "sharding", None))]
+    stages = [_Stage(plan, bindings, expansion.levels, expansion.squeeze, values, runner)]
     inner = getattr(fn, "fn", None)
     while inner is not None and hasattr(inner, "__shapedmap__") and _same_parameters(plan, plan_of(inner)):
         outer = stages[-1]
@@ -105,8 +111,7 @@ def _stages(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[_Sta
         values = _per_example_values(outer)
         bindings, values = check_arguments(inner_plan, values)
         expansion = inner.__shapedmap__.expansion(values, bindings)
-        sharding = getattr(inner.__shapedmap__, "sharding", None)
-        stages.append(_Stage(inner_plan, bindings, expansion.levels, expansion.squeeze, values, sharding))
+        stages.append(_Stage(inner_plan, bindings, expansion.levels, expansion.squeeze, values, inner.__shapedmap__))
         plan, inner = inner_plan, getattr(inner, "fn", None)
     return stages
 
@@ -212,7 +217,8 @@ class _Writer:
         if any(stage.sharding is not None for stage in self.stages):
             lines += [
                 "# With shard=, the batched call also places arguments and results on the mesh",
-                "# (fn.partition_specs(*args) gives the specs); the values are the same.",
+                "# (fn.partition_specs(*args) gives the specs); the values are the same. On mesh",
+                "# axes of type Explicit, call it inside `with jax.set_mesh(mesh):`, as JAX requires.",
             ]
         return lines
 
@@ -285,6 +291,7 @@ class _Writer:
                     f"    {target} = {self.vmap_call(current, stage, level)}  # {self.level_comment(stage, level)}"
                 )
                 current = target
+            lines += self.auto_axes_lines(stage, current)
             if stage.squeeze and any(stage.squeeze) and stage is not outermost:
                 wrapper = self.names.fresh(f"squeezed_{number}")
                 mapped = self.mapped_names()
@@ -295,6 +302,48 @@ class _Writer:
         squeeze = self.squeeze_lines(outermost) if outermost.squeeze and any(outermost.squeeze) else []
         call = f"{current}({', '.join(self.mapped_names())})"
         return [*squeeze, *lines, f"    return {call}  # -> {result}"]
+
+    def auto_axes_lines(self, stage: _Stage, nest: str) -> list[str]:
+        """On ``Explicit`` mesh axes the batched call runs the nest under ``auto_axes``: so does the text."""
+        sharding = stage.sharding
+        if sharding is None:
+            return []
+        mesh = sharding.mesh if sharding.mesh is not None else jax.sharding.get_abstract_mesh()
+        used = [axis for axes in sharding.axes.values() for axis in axes]
+        if mesh.empty or not set(used) <= set(mesh.axis_names) or not sharding.explicit(mesh):
+            return []  # Auto axes (or no mesh to tell): the vmaps' spmd_axis_name is all there is
+        specs = sharding.prefix_result_specs(stage.plan)
+        if specs is None:
+            shapes = stage.runner.result_shapes(stage.values, Expansion(stage.levels, stage.squeeze))
+            specs = sharding.result_specs(stage.plan, shapes, stage.bindings)
+        specs_text = self.specs_text(specs)
+        axes = tuple(dict.fromkeys(used))
+        if specs_text is None:
+            return [
+                f"    # (the batched call runs {nest} under {self.jax}.sharding.auto_axes(axes={axes!r}, "
+                "out_sharding=fn.partition_specs(...)['return']) on these Explicit mesh axes)"
+            ]
+        return [
+            f"    {nest} = {self.jax}.sharding.auto_axes({nest}, axes={axes!r}, out_sharding={specs_text})"
+            "  # Explicit mesh axes: collectives need them Auto inside"
+        ]
+
+    def specs_text(self, specs: Any) -> str | None:
+        """Source for a tree of ``PartitionSpec`` (tuples, lists, dicts); None for other nodes."""
+        if isinstance(specs, PartitionSpec):
+            return f"{self.jax}.sharding.PartitionSpec({', '.join(map(repr, specs))})"
+        if type(specs) in (tuple, list):
+            items = [self.specs_text(item) for item in specs]
+            if None in items:
+                return None
+            text = ", ".join(items) + ("," if type(specs) is tuple and len(items) == 1 else "")
+            return f"({text})" if type(specs) is tuple else f"[{text}]"
+        if type(specs) is dict and all(_is_literal(key) for key in specs):
+            items = {key: self.specs_text(item) for key, item in specs.items()}
+            if None in items.values():
+                return None
+            return "{" + ", ".join(f"{key!r}: {text}" for key, text in items.items()) + "}"
+        return None
 
     def mapped_names(self) -> list[str]:
         return [self.plan.arguments[i].name for i in self.plan.array_arguments]

@@ -189,7 +189,9 @@ class Sharding:
         if not isinstance(value, jax.core.Tracer):
             return jax.device_put(value, sharding)
         if explicit:
-            return jax.reshard(value, sharding)
+            # An abstract mesh: with a concrete one, reshard's eager rule enters `jax.set_mesh`,
+            # which JAX refuses under an eager vmap (a batched function batched again).
+            return jax.reshard(value, NamedSharding(mesh.abstract_mesh, spec))
         return jax.lax.with_sharding_constraint(value, sharding)
 
     @contextlib.contextmanager

@@ -216,3 +216,48 @@ def test_compiled_cost_equals_hand_written_spmd_vmap(kind):
         ours = jax.jit(sharded).lower(a, f).compile().cost_analysis()
         theirs = jax.jit(hand_written).lower(a, f).compile().cost_analysis()
     assert ours == theirs
+
+
+def vv(a: Float[Array, "a"], b: Float[Array, "a"]) -> Float[Array, ""]:
+    return a @ b
+
+
+@pytest.mark.parametrize("kind", ["auto", "explicit"])
+def test_a_sharded_function_batched_again(kind):
+    # An eager vmap around a sharded call: on Explicit axes JAX's reshard refused to enter the mesh there.
+    mesh = mesh_1d(kind)
+    mv = batched(vv, "b a, a -> b", shard={"b": "data"}, mesh=mesh)
+    mm = batched(mv, "b a, a c -> b c")
+    x = jax.random.normal(jax.random.key(2), (8, 3))
+    y = jax.random.normal(jax.random.key(3), (3, 5))
+    with jax.set_mesh(mesh):
+        eager = mm(x, y)
+        jitted = jax.jit(mm)(x, y)
+        grad = jax.grad(lambda y: mm(x, y).sum())(y)
+    loop = jnp.stack([jnp.stack([x[b] @ y[:, c] for c in range(5)]) for b in range(8)])
+    np.testing.assert_allclose(eager, loop, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(jitted, loop, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(grad, jnp.broadcast_to(x.sum(axis=0)[:, None], (3, 5)), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["auto", "explicit"])
+def test_explain_text_runs_like_the_sharded_call(kind):
+    # With a collective over the sharded name: on Explicit axes only the auto_axes wrapper makes it work.
+    from shapedmap import explain
+
+    mesh = mesh_1d(kind)
+
+    @batched("graph", shard={"graph": "data"}, mesh=mesh)
+    def centred(f: Float[Array, "node feat"]) -> Float[Array, "node feat"]:
+        return f - jax.lax.psum(f, "graph") / 16
+
+    text = explain(centred, F)
+    assert ("auto_axes" in text) == (kind == "explicit")
+    namespace = {"centred": centred.fn}
+    exec(text, namespace)
+    placed = jax.device_put(F, NamedSharding(mesh, P("data")))
+    with jax.set_mesh(mesh):
+        written_out = jax.jit(namespace["batched_centred"])(placed)
+        ours = jax.jit(centred)(placed)
+    np.testing.assert_allclose(written_out, ours, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(ours, F - F.mean(axis=0), rtol=1e-5, atol=1e-5)
