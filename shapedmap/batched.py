@@ -392,11 +392,18 @@ class Batched:
         return jax.eval_shape(trace, *(values[i] for i in indices))
 
     def partition_specs(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-        """``{parameter: PartitionSpec (a PyTree of them for a PyTree), ..., "return": ...}`` for a call."""
+        """``{parameter: PartitionSpec (a PyTree of them for a PyTree), ..., "return": ...}`` for a call.
+
+        Raises the call's ``ShapeError`` for arguments that do not fit, or (with a mesh given or set)
+        a sharded batch its mesh axes cannot split evenly.
+        """
         plan = self.resolve()
         if self.sharding is None:
             raise SpecError(f"{plan.function}: partition_specs needs shard= (this function is not sharded)")
         bindings, values = check_arguments(plan, self.bind(args, kwargs))
+        mesh = self.sharding.mesh if self.sharding.mesh is not None else jax.sharding.get_abstract_mesh()
+        if not mesh.empty:  # specs the mesh cannot use get the call's error; without a mesh, specs only
+            self.sharding.check_divisible(self.sharding.mesh_for_call(), bindings)
         specs: dict[str, Any] = {}
         for index in plan.array_arguments:
             argument = plan.arguments[index]

@@ -172,6 +172,12 @@ def test_indivisible_batch_is_a_shape_error_before_jax(kind):
         "'data' (size 8) cannot split evenly: make the batch a multiple of 8, or shard 'graph' over mesh axes "
         "whose size divides 13"
     )
+    with pytest.raises(ShapeError, match="'data' \\(size 8\\) cannot split evenly"):
+        sharded.partition_specs(A[:13], F[:13])  # specs that device_put would refuse are not given
+    from_context = batched(mp, "graph", shard={"graph": "data"})
+    assert from_context.partition_specs(A[:13], F[:13])["a"] == P("data", None, None)  # no mesh: specs only
+    with jax.set_mesh(mesh), pytest.raises(ShapeError, match="cannot split evenly"):
+        from_context.partition_specs(A[:13], F[:13])
 
 
 def test_explicit_mesh_under_jit_outside_set_mesh_says_what_to_do():
