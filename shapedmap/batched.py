@@ -38,7 +38,14 @@ from jaxtyping import TypeCheckError
 
 from .annotation import UnresolvedAnnotation, read_function, unwrap_partial
 from .cache import BoundedCache
-from .check import Bindings, check_arguments, check_results, check_static_values, convert_arguments
+from .check import (
+    Bindings,
+    check_arguments,
+    check_results,
+    check_results_per_example,
+    check_static_values,
+    convert_arguments,
+)
 from .config import config
 from .docs import with_shapes_section
 from .errors import ShapeError, SpecError, describe_value
@@ -130,7 +137,8 @@ class Batched:
         self.check = check
         self.plan: Plan | None = None
         self.sharding: Sharding | None = None
-        self.checked_fn: Callable[..., Any] = fn
+        self.checked_fn: Callable[..., Any] = fn  # parameters and results checked per example
+        self.results_checked_fn: Callable[..., Any] = fn  # results checked per example
         self.signature: inspect.Signature | None = None
         self.positional_only_call = False
         self.statics_free = False  # every parameter a positional array: no per-example shim needed
@@ -165,7 +173,9 @@ class Batched:
                 # Batched again: name the layer, or every layer's errors would read 'vv: ...'.
                 plan = dataclasses.replace(plan, function=f"{plan.function} [{plan.signature_text()}]")
             self.sharding = make_sharding(plan, *self._shard_options)
-            self.checked_fn = self.fn if _already_checked(self.fn) else checked_per_example(self.fn, plan)
+            checked = self.fn if _already_checked(self.fn) else checked_per_example(self.fn, plan)
+            self.checked_fn = _checking_results(checked, plan)
+            self.results_checked_fn = _checking_results(self.fn, plan)
             self.signature = plan.types.signature
             self.positional_only_call = all(a.kind in _POSITIONAL for a in plan.arguments)
             self.statics_free = (
@@ -229,7 +239,9 @@ class Batched:
             bindings, values = check_arguments(plan, values, abstract=False)
             inner = self.checked_fn  # the first call with these shapes: checked per example too
         else:
-            bindings, inner = Bindings.restore(plan.function, known[0]), self.fn
+            # Results not passed for good (static values may change them) are checked again.
+            inner = self.fn if known[1] else self.results_checked_fn
+            bindings = Bindings.restore(plan.function, known[0])
         output = self.map(values, bindings, inner)
         if known is None or not known[1]:
             check_results(plan, bindings, output)
@@ -307,7 +319,7 @@ class Batched:
         # The plan's own levels need no hashing; levels settled per call are keyed by value.
         levels_key = "plan" if expansion is self.static_expansion else expansion.levels
         nest = self.nests.get_or_compute(
-            (levels_key, inner is self.checked_fn, sharded),
+            (levels_key, inner, sharded),
             lambda: self.nest(expansion.levels, inner, sharded),
         )
         if wrap is not None:
@@ -369,13 +381,7 @@ class Batched:
             for index, value in zip(plan.array_arguments, mapped_values, strict=True):
                 values[index] = value
             call_args, call_kwargs = self.recompose(values)
-            output = inner(*call_args, **call_kwargs)
-            if plan.returns_tuple and not (isinstance(output, tuple) and len(output) == len(plan.results)):
-                raise ShapeError(
-                    f"{plan.function}: returned {describe_value(output)}, but its return annotation "
-                    f"is a tuple of {len(plan.results)}"
-                )
-            return output
+            return inner(*call_args, **call_kwargs)
 
         return per_example
 
@@ -416,6 +422,18 @@ class Batched:
         shapes = self.result_shapes(values, self.expansion(values, bindings))
         specs["return"] = self.sharding.result_specs(plan, shapes, bindings)
         return specs
+
+
+def _checking_results(fn: Callable[..., Any], plan: Plan) -> Callable[..., Any]:
+    """``fn`` whose results are checked per example, before ``jax.vmap`` reads them."""
+
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        output = fn(*args, **kwargs)
+        check_results_per_example(plan, output)
+        return output
+
+    checked.__wrapped__ = fn  # type: ignore[attr-defined]
+    return checked
 
 
 class _UnmappedResultVaries(Exception):

@@ -50,6 +50,7 @@ __all__ = [
     "as_array",
     "check_arguments",
     "check_results",
+    "check_results_per_example",
     "check_static_values",
     "convert_arguments",
     "is_array_like",
@@ -183,7 +184,12 @@ class Bindings:
             f"{self.function}: {place} has {rank} dims ({describe_value(value)}) but its layout {str(layout)!r} "
             f"needs {need}"
         )
-        if per_example is not None and rank == per_example.min_rank and per_example.min_rank < layout.min_rank:
+        if (
+            parameter is not None  # results come out of the map: their batch dims are never missing
+            and per_example is not None
+            and rank == per_example.min_rank
+            and per_example.min_rank < layout.min_rank
+        ):
             missing = [dim_text(d) for d in layout.dims if d not in per_example.dims]
             names = ", ".join(map(repr, missing))
             dims = f"batch dim {names} is" if len(missing) == 1 else f"batch dims {names} are"
@@ -530,6 +536,46 @@ def check_results(plan: Plan, bindings: Bindings, output: Any) -> None:
         place = f"result {index}" if plan.returns_tuple else "the return value"
         _check_value(bindings, result.value, result.placement, value, place, frozenset(), convert=False)
     bindings.check_symbolic()
+
+
+def check_results_per_example(plan: Plan, output: Any) -> None:
+    """Inside the map: each result is an array (or a PyTree of them) with its per-example rank.
+
+    That is what ``jax.vmap`` needs to put the batch dims back; without this check a wrong
+    result is JAX's error about ``out_axes`` or an invalid JAX type, naming nothing of ours.
+    Sizes and dtypes are checked after the map, against the batched layouts.
+    """
+    function = plan.function
+    if plan.returns_tuple and not (isinstance(output, tuple) and len(output) == len(plan.results)):
+        raise ShapeError(
+            f"{function}: returned {describe_value(output)}, but its return annotation is a tuple of {len(plan.results)}"
+        )
+    outputs = output if plan.returns_tuple else (output,)
+    for index, (result, value) in enumerate(zip(plan.results, outputs, strict=True)):
+        place = f"result {index}" if plan.returns_tuple else "the return value"
+        if value is None and result.value.optional:
+            continue
+        if result.value.kind == "array":
+            leaves = [(place, value)]
+        else:
+            paths_and_leaves = _flatten(value, function, place)[0]
+            leaves = [(f"{place} at {jax.tree_util.keystr(path)}", leaf) for path, leaf in paths_and_leaves]
+        layout = result.placement.per_example
+        for where, leaf in leaves:
+            if isinstance(leaf, bool | int | float | complex):
+                rank = 0  # a Python scalar: vmap broadcasts it like a 0-d array
+            elif is_array_like(leaf):
+                rank = len(leaf.shape)
+            else:
+                raise ShapeError(f"{function}: {where} should be an array, got {describe_value(leaf)}")
+            variadic = layout.variadic_index is not None
+            if rank == layout.min_rank or (variadic and rank > layout.min_rank):
+                continue
+            need = f"at least {layout.min_rank}" if variadic else f"{layout.min_rank}"
+            raise ShapeError(
+                f"{function}: {where} of one example is {describe_value(leaf)} ({rank} dims), but its per-example "
+                f"layout {str(layout)!r} needs {need} (the map adds the batch dims to it)"
+            )
 
 
 def _check_value(

@@ -393,7 +393,7 @@ def test_already_jaxtyped_function_is_not_checked_twice():
         return 2 * x
 
     runner = double.__shapedmap__
-    assert runner.checked_fn is runner.fn  # the user's jaxtyped is the per-example check
+    assert runner.checked_fn.__wrapped__ is runner.fn  # the user's jaxtyped is the per-example check
     np.testing.assert_array_equal(double(jnp.ones((2, 3))), 2 * jnp.ones((2, 3)))
 
     @batched("b")
@@ -428,7 +428,7 @@ def test_import_hook_functions_are_not_checked_twice(tmp_path, monkeypatch):
     try:
         runner = module.double.__shapedmap__
         runner.resolve()
-        assert runner.checked_fn is runner.fn  # the hook's jaxtyped is the per-example check
+        assert runner.checked_fn.__wrapped__ is runner.fn  # the hook's jaxtyped is the per-example check
         np.testing.assert_array_equal(module.double(jnp.ones((2, 3))), 2 * jnp.ones((2, 3)))
     finally:
         sys.modules.pop("hooked_module", None)

@@ -278,3 +278,56 @@ def test_output_batch_dim_sized_by_no_input_is_a_spec_error(dims, spec):
     name = spec.split("-> ")[1].split()[0]
     with pytest.raises(SpecError, match=rf"^total: the output batch dim '{name}' gets no size from the input layouts"):
         batched(total, spec)
+
+
+# Bug (found in review): a per-example result of the wrong rank reached jax.vmap's out_axes first
+# (bare "ValueError: axis 1 is out of bounds" for a non-leading output batch dim; for a leading one,
+# a message blaming a missing batch dim); a non-array result was JAX's "not a valid JAX type".
+@pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.parametrize("spec, shape", [("n b -> n b", (3, 4)), ("b n -> b n", (4, 3)), ("b", (4, 3))])
+def test_wrong_rank_result_is_named_inside_the_map(jit, spec, shape):
+    def total(x: Float[Array, "n"]) -> Float[Array, "n"]:
+        return x.sum()  # the bug: one number per example, not a vector
+
+    function = batched(total, spec)
+    with pytest.raises(ShapeError) as info:
+        (jax.jit(function) if jit else function)(jnp.ones(shape))
+    assert str(info.value) == (
+        "total: the return value of one example is f32[] (0 dims), but its per-example layout 'n' needs 1 "
+        "(the map adds the batch dims to it)"
+    )
+    assert "raised inside the map of total over 'b' (size 4)" in "".join(info.value.__notes__)
+
+
+def test_non_array_results_are_named_inside_the_map():
+    def label(x: Float[Array, "n"]) -> Float[Array, "n"]:
+        return "s"
+
+    def pair(x: Float[Array, "n"]) -> PyTree[Float[Array, "n"]]:
+        return {"a": x, "b": object()}
+
+    def first(x: Float[Array, "n"]) -> tuple[Float[Array, "n"], Float[Array, ""]]:
+        return x
+
+    with pytest.raises(ShapeError, match=r"^label: the return value should be an array, got str 's'"):
+        batched(label, "b")(jnp.ones((4, 3)))
+    with pytest.raises(ShapeError, match=r"^pair: the return value at \['b'\] should be an array, got object"):
+        batched(pair, "b")(jnp.ones((4, 3)))
+    with pytest.raises(ShapeError, match=r"^first: returned f32\[3\], but its return annotation is a tuple of 2"):
+        batched(first, "b")(jnp.ones((4, 3)))
+
+
+def test_results_of_a_function_with_statics_are_checked_inside_the_map_on_every_call():
+    class Model:
+        def __init__(self) -> None:
+            self.reduce = False
+
+        def apply(self, x: Float[Array, "n"]) -> Float[Array, "n"]:
+            return x.sum() if self.reduce else x
+
+    model = Model()
+    apply = batched(Model.apply, "n b -> n b")
+    np.testing.assert_array_equal(apply(model, jnp.ones((3, 4))), jnp.ones((3, 4)))
+    model.reduce = True  # same shapes, a different result: the cached call must still name it
+    with pytest.raises(ShapeError, match=r"^Model.apply: the return value of one example is f32\[\]"):
+        apply(model, jnp.ones((3, 4)))
