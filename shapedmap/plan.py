@@ -412,6 +412,9 @@ def make_plan(
     parsed = _parse_spec_for(spec, fail)
     array_parameters = [p for p in types.parameters if p.value.is_array]
     layouts = _check_layouts_argument(layouts, types, fail)
+    if parsed.inputs == () and len(array_parameters) == 1:
+        # Nothing before '->' is no layout, or one scalar's for the one array parameter.
+        parsed = dataclasses.replace(parsed, inputs=(Layout(()),))
     if parsed.inputs is not None and len(parsed.inputs) != len(array_parameters):
         names = ", ".join(f"'{p.name}'" for p in array_parameters) or "none"
         raise fail(

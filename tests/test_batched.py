@@ -390,6 +390,17 @@ def test_scalar_layouts_in_a_full_signature():
     np.testing.assert_allclose(total(X, jnp.float32(1.0)), X.sum() + 1.0)
 
 
+def test_nothing_before_the_arrow_is_the_one_scalar_parameter():
+    def ramp(x: Float[Array, ""]) -> Float[Array, "n"]:
+        return x * jnp.arange(3.0)
+
+    repeated = batched(ramp, " -> k=5 n")  # like "b n, -> b n" for the second of two parameters
+    assert repeated.in_axes == {"k": (None,)} and repeated.out_axes == {"k": 0}
+    np.testing.assert_allclose(repeated(jnp.float32(2.0)), jnp.stack([2.0 * jnp.arange(3.0)] * 5))
+    with pytest.raises(SpecError, match=r"^linear: the spec ' -> b out' has 0 input layout\(s\) but"):
+        batched(linear, " -> b out")  # two array parameters: nothing is no layout at all
+
+
 def test_package_import_is_light_and_names_stay_functions():
     code = textwrap.dedent(
         """
