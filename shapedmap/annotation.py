@@ -240,6 +240,8 @@ def classify(hint: Any, where: str, *, in_tree: bool = False) -> ValueType:
     if hint is None:
         return ValueType("static")
     hint = _strip_annotated(hint)
+    if hint == jax.typing.ArrayLike:  # a Union that means "anything jnp.asarray takes": any array
+        return ValueType("array", ArrayType(_ANY_SHAPE, array_type=jax.Array), hint=hint)
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         return _classify_union(hint, where, in_tree)

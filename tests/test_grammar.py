@@ -458,6 +458,22 @@ def test_generic_array_annotations_and_numpy():
     np.testing.assert_allclose(batched(norm, "b")(np.ones((2, 4), np.float32)), [2.0, 2.0])
 
 
+def test_array_like_annotations_are_generic_arrays():
+    import jaxtyping
+    from jax.typing import ArrayLike
+
+    def add(x: ArrayLike, y: jaxtyping.ArrayLike) -> jax.Array:
+        return jnp.asarray(x) + y
+
+    added = batched(add, "b")
+    assert added.signature == "b ..., b ... -> b ..."
+    np.testing.assert_array_equal(added(np.ones((2, 3)), jnp.ones((2, 3))), 2 * np.ones((2, 3)))
+    shifted = batched(add, "b ..., ... -> b ...")  # a Python scalar for y: it is array-like
+    np.testing.assert_array_equal(shifted(jnp.ones((2, 3)), 2.0), 3 * np.ones((2, 3)))
+    with pytest.raises(ShapeError, match=r"^add: argument 'x' must be an array matching .* got list"):
+        added([1.0, 2.0], jnp.ones(2))
+
+
 # -- a corpus: every dim string gives a working function or a SpecError ---------------------------
 
 # Every string of the jaxtyping contract test, and more of what people write (or mistype).
