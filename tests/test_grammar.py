@@ -82,12 +82,14 @@ def test_star_batch_matches_jnp_vectorize(function, signature, cases):
 
 def test_star_batch_tuple_result_like_vectorize_center():
     centred = batched(center, "*batch")
-    b, a = centred(jnp.arange(3.0))
-    assert a.shape == (3,) and b.shape == ()
-    np.testing.assert_allclose(b, 1.0)
-    b, a = centred(jnp.arange(6.0).reshape(2, 3))
-    assert a.shape == (2, 3) and b.shape == (2,)
-    np.testing.assert_allclose(b, [1.0, 4.0])
+    theirs = jnp.vectorize(center, signature="(n)->(),(n)")
+    for shape in [(3,), (2, 3), (4, 1, 3)]:
+        x = jnp.arange(float(np.prod(shape))).reshape(shape)
+        (b, a), (expected_b, expected_a) = centred(x), theirs(x)
+        assert a.shape == expected_a.shape == shape and b.shape == expected_b.shape == shape[:-1]
+        np.testing.assert_allclose(a, expected_a)
+        np.testing.assert_allclose(b, expected_b)
+    np.testing.assert_allclose(centred(jnp.arange(6.0).reshape(2, 3))[0], [1.0, 4.0])
 
 
 def test_star_batch_conflict_names_dimension_and_both_arguments():
