@@ -36,7 +36,7 @@ def _docs(module_name: str, format: str, output: str | None) -> int:
 
     try:
         module = importlib.import_module(module_name)
-    except Exception as error:  # the user's module: any exception at import is theirs to see
+    except (Exception, SystemExit) as error:  # the user's module: any exception at import is theirs to see
         print(
             f"python -m shapedmap docs: cannot import {module_name}: {type(error).__name__}: {error}", file=sys.stderr
         )
@@ -56,9 +56,13 @@ def _docs(module_name: str, format: str, output: str | None) -> int:
         return 1
     if output is None:
         sys.stdout.write(text)
-    else:
+        return 0
+    try:
         with open(output, "w", encoding="utf-8") as file:
             file.write(text)
+    except OSError as error:
+        print(f"python -m shapedmap docs: cannot write {output}: {error.strerror or error}", file=sys.stderr)
+        return 2
     return 0
 
 

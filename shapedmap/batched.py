@@ -29,6 +29,7 @@ import contextvars
 import dataclasses
 import functools
 import inspect
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -118,7 +119,17 @@ def batched(
         raise SpecError(f"batched expects a function, got {describe_value(fn)}")
     if not isinstance(check, bool):
         raise SpecError(f"check= must be True or False, got {describe_value(check)}")
-    return Batched(fn, (spec, layouts, out), check, (shard, mesh)).wrapper
+    runner = Batched(fn, (spec, layouts, out), check, (shard, mesh))
+    runner.defined_in = _caller_module()
+    return runner.wrapper
+
+
+def _caller_module() -> str | None:
+    """The module that called ``batched`` (``functools.wraps`` gives the wrapper ``fn``'s)."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__") == __name__:
+        frame = frame.f_back
+    return None if frame is None else frame.f_globals.get("__name__")
 
 
 class Batched:
@@ -135,6 +146,7 @@ class Batched:
     ) -> None:
         self.fn = fn
         self.check = check
+        self.defined_in: str | None = None  # the module whose code made it (documented and tested there)
         self.plan: Plan | None = None
         self.sharding: Sharding | None = None
         self.checked_fn: Callable[..., Any] = fn  # parameters and results checked per example

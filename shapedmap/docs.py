@@ -550,8 +550,12 @@ def with_shapes_section(doc: str | None, plan: Plan, mesh_axes: dict[str, tuple[
 def batched_functions(module: types.ModuleType) -> list[tuple[str, str, Any]]:
     """Every batched function in ``module`` and its submodules: ``(module name, name, function)``.
 
-    A function reachable from several modules is listed once, under the module that
-    defines it (its ``__module__``) when that one is walked, else where it is first seen.
+    Batched methods, classmethods and staticmethods of the classes a module defines are listed
+    as ``Class.method``.
+
+    A function reachable from several modules is listed once, under the module that made it
+    (where ``batched`` was called; else its ``__module__``) when that one is walked, else where
+    it is first seen.
 
     Raises:
         ImportError: when a submodule does not import (its name is in the message).
@@ -563,18 +567,31 @@ def batched_functions(module: types.ModuleType) -> list[tuple[str, str, Any]]:
                 continue
             try:
                 modules.append(importlib.import_module(info.name))
-            except Exception as error:
+            except (Exception, SystemExit) as error:
                 raise ImportError(f"cannot import {info.name}: {type(error).__name__}: {error}") from error
     found: dict[int, tuple[str, str, Any]] = {}
     for current in modules:
-        for attribute, value in list(vars(current).items()):  # definition order
-            if not callable(value) or getattr(value, "__shapedmap__", None) is None:
-                continue
+        for attribute, value in _members(current):  # definition order
             seen = found.get(id(value))
-            if seen is None or (getattr(value, "__module__", None) == current.__name__ != seen[0]):
+            home = getattr(value.__shapedmap__, "defined_in", None) or getattr(value, "__module__", None)
+            if seen is None or (home == current.__name__ != seen[0]):
                 found[id(value)] = (current.__name__, attribute, value)
     order = {current.__name__: index for index, current in enumerate(modules)}
     return sorted(found.values(), key=lambda item: order[item[0]])  # stable: definition order within
+
+
+def _members(module: types.ModuleType) -> list[tuple[str, Any]]:
+    """The module's batched functions, and the batched methods of the classes it defines (``Model.apply``)."""
+    members = []
+    for attribute, value in list(vars(module).items()):
+        if callable(value) and getattr(value, "__shapedmap__", None) is not None:
+            members.append((attribute, value))
+        elif isinstance(value, type) and value.__module__ == module.__name__:
+            for name, member in vars(value).items():
+                member = member.__func__ if isinstance(member, classmethod | staticmethod) else member
+                if callable(member) and getattr(member, "__shapedmap__", None) is not None:
+                    members.append((f"{attribute}.{name}", member))
+    return members
 
 
 def document_module(module: types.ModuleType, format: str = "markdown") -> str:

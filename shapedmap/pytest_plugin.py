@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -104,19 +105,28 @@ class BatchedModule(pytest.Collector):
 
 
 def batched_functions(module: Any) -> Iterator[tuple[str, Any]]:
-    """``(attribute name, function)`` for each batched function defined in ``module``, in order.
+    """``(attribute name, function)`` for each batched function of ``module``, in order.
 
-    Re-exports (functions whose ``__module__`` is another module) and aliases of one function
-    are listed once, under their first name.
+    Aliases of one function are listed once, under their first name. Re-exports are left to the
+    module that made them (where ``batched`` was called), or that their ``__module__`` names,
+    when that module holds them; a function batched here from a per-example function imported
+    from elsewhere is this module's.
     """
     seen: set[int] = set()
     for attribute, value in vars(module).items():
         if attribute.startswith("_") or not hasattr(value, "__shapedmap__") or id(value) in seen:
             continue
-        if getattr(value, "__module__", None) != module.__name__:
+        if _imported(value, module):
             continue
         seen.add(id(value))
         yield attribute, value
+
+
+def _imported(value: Any, module: Any) -> bool:
+    """Is ``value`` a re-export: held by the other module that made it or that it names?"""
+    names = (getattr(value.__shapedmap__, "defined_in", None), getattr(value, "__module__", None))
+    homes = [sys.modules.get(name) for name in names if name and name != module.__name__]
+    return any(home is not None and any(item is value for item in vars(home).values()) for home in homes)
 
 
 class BatchedFunctionItem(pytest.Item):

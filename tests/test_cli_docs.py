@@ -103,3 +103,56 @@ def test_the_real_command_line():
         check=False,
     )
     assert failed.returncode == 2 and "cannot import no_such_module_anywhere" in failed.stderr
+
+
+LAYERS = """
+from jaxtyping import Array, Float
+
+from shapedmap import batched
+from {package}.per_example import step
+
+
+batched_step = batched(step, "b")  # functools.wraps gives it step's __module__: still this module's
+
+
+class Model:
+    @batched("b")
+    def apply(self, x: Float[Array, "n"]) -> Float[Array, "n"]:
+        return x
+
+    @classmethod
+    @batched("b")
+    def build(cls, x: Float[Array, "n"]) -> Float[Array, "n"]:
+        return x
+"""
+
+
+def test_functions_are_listed_where_batched_made_them_and_methods_too(tmp_path, monkeypatch, capsys):
+    package = tmp_path / "layered"
+    package.mkdir()
+    (package / "__init__.py").write_text("from layered.layers import batched_step  # a re-export\n")
+    (package / "per_example.py").write_text(
+        'from jaxtyping import Array, Float\n\ndef step(x: Float[Array, "n"]) -> Float[Array, "n"]:\n    return x\n'
+    )
+    (package / "layers.py").write_text(LAYERS.format(package="layered"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        assert main(["docs", "layered"]) == 0
+        out = capsys.readouterr().out
+    finally:
+        for name in [m for m in sys.modules if m.startswith("layered")]:
+            monkeypatch.delitem(sys.modules, name)
+    assert out.count("### `batched_step`") == 1
+    assert out.index("## layered.layers") < out.index("### `batched_step`")
+    assert "### `Model.apply`" in out and "### `Model.build`" in out
+
+
+def test_sys_exit_at_import_and_an_unwritable_output_exit_2(tmp_path, monkeypatch, capsys):
+    (tmp_path / "exits_on_import.py").write_text("import sys\nsys.exit('no GPU here')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["docs", "exits_on_import"]) == 2
+    assert "cannot import exits_on_import: SystemExit: no GPU here" in capsys.readouterr().err
+    assert main(["docs", "shapedmap.examples", "-o", str(tmp_path / "missing" / "shapes.md")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"python -m shapedmap docs: cannot write {tmp_path / 'missing' / 'shapes.md'}: ")
+    assert "No such file or directory" in err

@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 
+import shapedmap.examples
 import shapedmap.pytest_plugin
+import shapedmap.testing
+
+# pytester's in-process runs drop the modules they import afterwards; imported here first, jaxlib
+# (whose second import aborts the process) and beartype (whose classes must stay one) are kept.
 
 pytest_plugins = ["pytester"]
 
@@ -74,6 +79,30 @@ def test_one_item_per_batched_function(pytester, module):
     result.stdout.no_fnmatch_line("*square_each*")
     result.stdout.no_fnmatch_line("*also_good*")
     result.stdout.no_fnmatch_line("*helper*")
+
+
+def test_functions_batched_here_from_imported_per_example_functions_are_this_modules(pytester):
+    pytester.makepyfile(
+        per_example_mod="""
+        from jaxtyping import Array, Float
+
+        def step(x: Float[Array, "n"]) -> Float[Array, "n"]:
+            return 2 * x
+        """,
+        layers_mod="""
+        from shapedmap import batched
+        from per_example_mod import step
+
+        batched_step = batched(step, "b")  # functools.wraps gives it step's __module__
+        """,
+        api_mod="""
+        from layers_mod import batched_step  # a re-export: listed under layers_mod only
+        """,
+    )
+    pytester.syspathinsert()
+    for modules in ("layers_mod,api_mod", "api_mod,layers_mod"):
+        result = pytester.runpytest_subprocess(f"--shapedmap-modules={modules}", "--collect-only", "-q")
+        result.stdout.fnmatch_lines(["layers_mod::batched_step", "1 test collected*"])
 
 
 def test_items_pass_and_fail_with_the_report(pytester, module):
