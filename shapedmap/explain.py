@@ -65,7 +65,7 @@ def explain(fn: Any, /, *args: Any, **kwargs: Any) -> str:
     """The hand-written ``jax.vmap`` nest equivalent to ``fn(*args, **kwargs)``, as Python text.
 
     Args:
-        fn: a function made by ``shapedmap.batched``.
+        fn: a function made by ``shapedmap.batched`` (or such a method of an instance).
         *args: arguments as ``fn`` would be called with (arrays or ``jax.ShapeDtypeStruct``).
         **kwargs: keyword arguments, likewise.
 
@@ -86,6 +86,8 @@ def explain(fn: Any, /, *args: Any, **kwargs: Any) -> str:
             vmapped = jax.vmap(sum_vector, in_axes=(1,), out_axes=0, axis_name="col")  # col = 4
             return vmapped(x)  # -> f32[4]
     """
+    if inspect.ismethod(fn) and hasattr(fn.__func__, "__shapedmap__"):
+        fn, args = fn.__func__, (fn.__self__, *args)  # a batched method of an instance: self is static
     stages = _stages(fn, args, kwargs)
     innermost = _innermost(fn, len(stages))
     outermost = stages[0]
@@ -436,13 +438,12 @@ def _value_text(value: Any) -> str:
 
 
 def _callable_name(fn: Any) -> str:
-    """How the text refers to the per-example function: its qualified name where that is a path."""
-    fn = unwrap_partial(fn)
-    qualname = getattr(fn, "__qualname__", None)
-    if qualname and "<" not in qualname and all(part.isidentifier() for part in qualname.split(".")):
-        return qualname
-    name = getattr(fn, "__name__", None)
-    if name and name.isidentifier():
+    """How the text refers to the per-example function: its name, one identifier to bind.
+
+    Not a dotted path such as ``Model.apply``: decorated in place, that path is the batched method.
+    """
+    name = getattr(unwrap_partial(fn), "__name__", None)
+    if isinstance(name, str) and name.isidentifier():
         return name
     return "per_example"
 
