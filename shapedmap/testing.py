@@ -219,6 +219,7 @@ class _InputSpec:
         parameters += [_parameter_spec(argument, static, elements, where) for argument in arguments]
         names: dict[str, None] = {}
         core_variadics: dict[str, None] = {}
+        labels: dict[str, int] = {}  # 'xyz=3': a size the layout fixes, under a name
         for argument in plan.arguments:
             if argument.placement is None:
                 continue
@@ -227,7 +228,9 @@ class _InputSpec:
                     names.setdefault(dim.name)
                 elif isinstance(dim, VariadicDim) and dim.name not in (None, plan.variadic_batch) and not dim.treepath:
                     core_variadics.setdefault(dim.name)
-        fixed = _check_sizes(where, sizes, plan, names, core_variadics)
+                elif isinstance(dim, FixedDim) and dim.label is not None and dim.label not in plan.fixed_sizes:
+                    labels.setdefault(dim.label, dim.size)
+        fixed = _check_sizes(where, sizes, plan, names, core_variadics, labels)
         return cls(
             function=plan.function,
             plan=plan,
@@ -264,12 +267,24 @@ def _parameter_spec(argument: Argument, static: dict[str, Any], elements: dict[s
 
 
 def _check_sizes(
-    where: str, sizes: dict[str, Any], plan: Plan, names: dict[str, None], core_variadics: dict[str, None]
+    where: str,
+    sizes: dict[str, Any],
+    plan: Plan,
+    names: dict[str, None],
+    core_variadics: dict[str, None],
+    labels: dict[str, int],
 ) -> dict[str, Any]:
     fixed: dict[str, Any] = dict(plan.fixed_sizes)
     variadic_batch = plan.variadic_batch
     known = set(names) | set(core_variadics) | ({variadic_batch} if variadic_batch else set())
     for name, size in sizes.items():
+        if name in labels and name not in known:
+            if size != labels[name]:
+                raise ValueError(
+                    f"{where}: '{name}' is fixed to {labels[name]} by the layout ('{name}={labels[name]}'), "
+                    f"cannot draw {size!r}"
+                )
+            continue  # the size the layout fixes anyway
         if name not in known:
             raise ValueError(
                 f"{where}: {name}= is not a dimension of any argument's layout "

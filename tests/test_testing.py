@@ -409,6 +409,23 @@ def test_option_errors_teach(make, match):
         make()
 
 
+def rotate(p: Float[Array, "xyz=3"]) -> Float[Array, "3"]:
+    return p[::-1]
+
+
+def test_a_labelled_fixed_size_is_accepted_as_itself_and_refused_otherwise():
+    rotations = batched(rotate, "b")
+    with pytest.raises(ValueError, match=r"'xyz' is fixed to 3 by the layout \('xyz=3'\), cannot draw 4"):
+        inputs(rotations, xyz=4)
+
+    @settings(max_examples=5)
+    @given(inputs(rotations, xyz=3))
+    def check(example):
+        assert np.asarray(arguments(rotations, example)["p"]).shape[1] == 3
+
+    check()
+
+
 def test_plain_functions_are_refused():
     with pytest.raises(TypeError, match=r"not a function made by shapedmap\.batched"):
         inputs(matmat)
