@@ -35,6 +35,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+from jax.extend.core import ClosedJaxpr, Jaxpr
 from jaxtyping import TypeCheckError
 
 from .annotation import UnresolvedAnnotation, read_function, unwrap_partial
@@ -156,7 +157,10 @@ class Batched:
         self.statics_free = False  # every parameter a positional array: no per-example shim needed
         self.levels_vary = False  # the levels depend on the call's sizes (*batch, #graph, unsized)
         # Per abstract signature: (the arguments' Bindings.snapshot, whether the results passed for good).
-        self.checked_shapes: BoundedCache[tuple[tuple[Any, ...], bool]] | None = None
+        # Per abstract signature: (the arguments' Bindings.snapshot, whether the results passed for
+        # good, whether the vmaps must bind the batch names).
+        self.checked_shapes: BoundedCache[tuple[tuple[Any, ...], bool, bool]] | None = None
+        self.names_always = False  # set when a body used a name its jaxpr did not show
         self.has_statics = False
         self.nests: BoundedCache[Callable[..., Any]] = BoundedCache(maxsize=64)
         self.static_expansion: Expansion | None = None  # the levels, when they do not depend on the call
@@ -246,22 +250,23 @@ class Batched:
         key = self.shapes_key(values) if self.checked_shapes is not None else None
         known = self.checked_shapes.get(key) if key is not None else None
         if known is not None and known[1] and not self.levels_vary and self.sharding is None:
-            return self.run(values, self.static_expansion, self.fn)  # all checked for these shapes
+            return self.run(values, self.static_expansion, self.fn, named=known[2])  # all checked already
         if known is None:
             bindings, values = check_arguments(plan, values, abstract=False)
             inner = self.checked_fn  # the first call with these shapes: checked per example too
+            named = self.needs_names(values, bindings)
         else:
             # Results not passed for good (static values may change them) are checked again.
             inner = self.fn if known[1] else self.results_checked_fn
-            bindings = Bindings.restore(plan.function, known[0])
-        output = self.map(values, bindings, inner)
+            bindings, named = Bindings.restore(plan.function, known[0]), known[2]
+        output = self.map(values, bindings, inner, named)
         if known is None or not known[1]:
             check_results(plan, bindings, output)
             if key is not None:
                 # With no static argument, the results' shapes follow from the key alone (JAX's own
                 # purity contract, which jit's cache relies on too): checked once. Static values
                 # (an object's state, say) can change them between calls: checked on every call.
-                self.checked_shapes.add(key, (bindings.snapshot(), not self.has_statics))
+                self.checked_shapes.add(key, (bindings.snapshot(), not self.has_statics, named))
         return output
 
     def shapes_key(self, values: list[Any]) -> Any:
@@ -284,11 +289,41 @@ class Batched:
             return None
         return key
 
-    def map(self, values: list[Any], bindings: Bindings | None, inner: Callable[..., Any]) -> Any:
+    def needs_names(self, values: list[Any], bindings: Bindings) -> bool:
+        """Must this call's vmaps bind the batch names (``axis_name=``)?
+
+        Under a trace (``jit``, ``grad``, an outer ``vmap``) they cost nothing and are bound. In an
+        eager call, a bound name sends every ``jnp`` call of the body through JAX's slower Python
+        dispatch, so they are bound only when the body uses one (a collective such as
+        ``psum(x, "graph")``): the body's jaxpr, traced once per abstract signature with the names
+        in its axis environment, says so. A name it misses still works: see ``run``.
+        """
+        if self.sharding is not None or self.names_always:
+            return True
+        plan = self.plan
+        mapped = [values[i] for i in plan.array_arguments]
+        if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(mapped)):
+            return True
+        expansion = self.expansion(values, bindings)
+        if all(level.axis_name is None for level in expansion.levels):
+            return False
+        per_example, axis_env = _per_example_avals(mapped, expansion)
+        inner = self.fn if self.statics_free else self.per_example(self.fn)
+        token = None if self.statics_free else _CALL_VALUES.set(values)
+        try:
+            jaxpr = jax.make_jaxpr(inner, axis_env=axis_env)(*per_example)
+        except Exception:
+            return True  # the call itself will raise it, with the names bound
+        finally:
+            if token is not None:
+                _CALL_VALUES.reset(token)
+        return _mentions(jaxpr.jaxpr, {name for name, _ in axis_env})
+
+    def map(self, values: list[Any], bindings: Bindings | None, inner: Callable[..., Any], named: bool = True) -> Any:
         """Run the nest of ``vmap`` for this call (placed on the mesh when sharded)."""
         expansion = self.expansion(values, bindings)
         if self.sharding is None:
-            return self.run(values, expansion, inner)
+            return self.run(values, expansion, inner, named=named)
         return self.sharding.call(
             self.plan,
             values,
@@ -315,11 +350,13 @@ class Batched:
         wrap: Callable[[Callable[..., Any]], Callable[..., Any]] | None = None,
         *,
         sharded: bool = True,
+        named: bool = True,
     ) -> Any:
         """Call the ``vmap`` nest over ``inner`` on this call's arrays.
 
         ``wrap`` wraps the nest (sharding on Explicit mesh axes); ``sharded=False`` leaves out
-        ``spmd_axis_name`` (to trace the results' shapes without a mesh).
+        ``spmd_axis_name`` (to trace the results' shapes without a mesh); ``named=False`` leaves
+        out the axis names (see ``needs_names``).
         """
         plan = self.plan
         mapped = [values[i] for i in plan.array_arguments]
@@ -331,8 +368,8 @@ class Batched:
         # The plan's own levels need no hashing; levels settled per call are keyed by value.
         levels_key = "plan" if expansion is self.static_expansion else expansion.levels
         nest = self.nests.get_or_compute(
-            (levels_key, inner, sharded),
-            lambda: self.nest(expansion.levels, inner, sharded),
+            (levels_key, inner, sharded, named),
+            lambda: self.nest(expansion.levels, inner, sharded, named),
         )
         if wrap is not None:
             nest = wrap(nest)
@@ -355,6 +392,10 @@ class Batched:
                 f"'{name}'. {advice}"
             ) from None
         except Exception as error:
+            if isinstance(error, NameError) and not named:
+                # The body used a batch name its jaxpr did not show: bind the names from now on.
+                self.names_always = True
+                return self.run(values, expansion, inner, wrap, sharded=sharded, named=True)
             note = f"(raised {_inside(plan, expansion.levels, mapped)}; shapes there are per example"
             if isinstance(error, NameError):
                 names = ", ".join(f"'{level.axis_name}'" for level in expansion.levels if level.axis_name)
@@ -365,7 +406,9 @@ class Batched:
             if token is not None:
                 _CALL_VALUES.reset(token)
 
-    def nest(self, levels: tuple[Level, ...], inner: Callable[..., Any], sharded: bool) -> Callable[..., Any]:
+    def nest(
+        self, levels: tuple[Level, ...], inner: Callable[..., Any], sharded: bool, named: bool = True
+    ) -> Callable[..., Any]:
         """The nest of ``jax.vmap`` over ``inner``, outermost level first; built once per levels."""
         plan = self.plan
         vmapped = inner if self.statics_free else self.per_example(inner)
@@ -376,7 +419,7 @@ class Batched:
                 vmapped,
                 in_axes=level.in_axes,
                 out_axes=out_axes,
-                axis_name=level.axis_name,
+                axis_name=level.axis_name if named else None,
                 axis_size=level.size if unmapped else None,
                 spmd_axis_name=self.sharding.spmd_axis_name(level.key) if sharded and self.sharding else None,
             )
@@ -434,6 +477,51 @@ class Batched:
         shapes = self.result_shapes(values, self.expansion(values, bindings))
         specs["return"] = self.sharding.result_specs(plan, shapes, bindings)
         return specs
+
+
+def _per_example_avals(mapped: list[Any], expansion: Expansion) -> tuple[list[Any], list[tuple[str, int]]]:
+    """What the body sees inside the nest: each mapped value's per-example shapes, and each
+    named level's ``(axis name, size)``."""
+    sizes: dict[str, int] = {}
+    avals = []
+    for position, value in enumerate(mapped):
+        squeeze = expansion.squeeze[position] if expansion.squeeze else ()
+
+        def per_example(leaf: Any, position: int = position, squeeze: tuple[int, ...] = squeeze) -> Any:
+            squeezed = {axis % leaf.ndim for axis in squeeze} if squeeze else set()
+            shape = [size for axis, size in enumerate(leaf.shape) if axis not in squeezed]
+            for level in expansion.levels:
+                axis = level.in_axes[position]
+                if axis is not None:
+                    if level.axis_name is not None:
+                        sizes.setdefault(level.axis_name, shape[axis])
+                    del shape[axis]
+            return jax.ShapeDtypeStruct(tuple(shape), leaf.dtype, weak_type=leaf.aval.weak_type)
+
+        avals.append(None if value is None else jax.tree.map(per_example, value))
+    axis_env = [
+        (level.axis_name, sizes.get(level.axis_name, level.size or 1))
+        for level in expansion.levels
+        if level.axis_name is not None
+    ]
+    return avals, axis_env
+
+
+def _mentions(jaxpr: Any, names: set[str]) -> bool:
+    """Does any equation of ``jaxpr`` (or of a jaxpr inside one) name one of ``names``?"""
+    return any(_mentions_in(value, names) for equation in jaxpr.eqns for value in equation.params.values())
+
+
+def _mentions_in(value: Any, names: set[str]) -> bool:
+    if isinstance(value, str):
+        return value in names
+    if isinstance(value, tuple | list | set | frozenset):
+        return any(_mentions_in(item, names) for item in value)
+    if isinstance(value, ClosedJaxpr):
+        return _mentions(value.jaxpr, names)
+    if isinstance(value, Jaxpr):
+        return _mentions(value, names)
+    return False
 
 
 def _checking_results(fn: Callable[..., Any], plan: Plan) -> Callable[..., Any]:

@@ -422,3 +422,54 @@ def test_package_import_is_light_and_names_stay_functions():
 def test_misspelt_config_setting_is_refused():
     with pytest.raises(AttributeError, match="'Config' object has no attribute 'check'"):
         shapedmap.config.check = False
+
+
+# -- axis names: bound where the body uses them ----------------------------------------------
+
+
+def _binds_names(function, *args):
+    runner = function.__shapedmap__
+    return runner.checked_shapes.get(runner.shapes_key(list(args)))[2]
+
+
+def test_an_eager_call_binds_the_batch_names_only_when_the_body_uses_them():
+    def plain(x: Float[Array, "n"]) -> Float[Array, "n"]:
+        return 2 * x
+
+    def centred(x: Float[Array, "n"]) -> Float[Array, "n"]:
+        return x - jax.lax.pmean(x, "b")
+
+    def in_a_cond(x: Float[Array, "n"]) -> Float[Array, "n"]:
+        return jax.lax.cond(x[0] > 0, lambda y: y - jax.lax.psum(y, "b"), lambda y: y, x)
+
+    def in_a_scan(x: Float[Array, "n"]) -> Float[Array, "n"]:
+        return jax.lax.scan(lambda carry, y: (carry + jax.lax.axis_index("b"), y), 0, x)[1] * 1.0
+
+    for function, uses in [(plain, False), (centred, True), (in_a_cond, True), (in_a_scan, True)]:
+        mapped = batched(function, "b")
+        out = mapped(X)
+        assert _binds_names(mapped, X) is uses, function.__name__
+        np.testing.assert_allclose(out, jax.jit(mapped)(X), rtol=1e-6)  # under jit the names are always bound
+    np.testing.assert_allclose(batched(centred, "b")(X), X - X.mean(axis=0), rtol=1e-6)
+
+
+def test_a_body_that_uses_a_name_its_jaxpr_did_not_show_still_gets_it():
+    traces = []
+
+    def sneaky(x: Float[Array, "n"]) -> Float[Array, "n"]:
+        traces.append(1)  # impure: its first trace (the jaxpr) uses no name, the call does
+        return x if len(traces) == 1 else x - jax.lax.psum(x, "b")
+
+    mapped = batched(sneaky, "b")
+    np.testing.assert_allclose(mapped(X), X - X.sum(axis=0))
+    assert mapped.__shapedmap__.names_always  # bound from now on
+    np.testing.assert_allclose(mapped(X), X - X.sum(axis=0))
+
+
+def test_a_misspelt_batch_name_is_still_named_in_the_error():
+    def typo(x: Float[Array, "n"]) -> Float[Array, "n"]:
+        return x - jax.lax.psum(x, "batch")
+
+    with pytest.raises(NameError) as info:
+        batched(typo, "b")(X)
+    assert "the batch names bound there: 'b'" in "".join(info.value.__notes__)
