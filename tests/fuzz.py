@@ -2,6 +2,7 @@
 
     python -m tests.fuzz inputs --cases 10000     # corrupted arguments (tests/test_fuzz_inputs.py)
     python -m tests.fuzz specs --cases 2000       # random specs and annotations (tests/test_fuzz_specs.py)
+    python -m tests.fuzz results --cases 2000     # wrong results from the per-example body (tests/test_fuzz_results.py)
 
 Each prints how the cases ended (a loop-equal result, a named error, a SpecError, ...), one line per
 distinct internal error (``-v``: every one as it happens), and last ``<cases> cases, <internal errors>
@@ -25,10 +26,12 @@ sys.path.insert(0, str(Path(__file__).parent))  # import the test modules as pyt
 
 from hypothesis import HealthCheck, Phase, given, seed, settings
 
+DEFAULT_CASES = {"inputs": 10_000, "specs": 2_000, "results": 2_000}
+
 
 def campaign(kind: str, cases: int, random_seed: int | None, verbose: bool) -> tuple[int, list[str]]:
     """Run ``cases`` Hypothesis-drawn cases of one campaign; returns the count and the internal errors."""
-    module = importlib.import_module("test_fuzz_inputs" if kind == "inputs" else "test_fuzz_specs")
+    module = importlib.import_module(f"test_fuzz_{kind}")
     InternalError, strategy, run_case = module.InternalError, module.cases, module.run_case
     ran, errors, outcomes = 0, [], Counter()
     start = time.monotonic()
@@ -63,12 +66,12 @@ def campaign(kind: str, cases: int, random_seed: int | None, verbose: bool) -> t
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.fuzz", description=__doc__.split("\n\n")[0])
-    parser.add_argument("campaign", choices=["inputs", "specs"])
-    parser.add_argument("--cases", type=int, default=None, help="10000 for inputs, 2000 for specs")
+    parser.add_argument("campaign", choices=list(DEFAULT_CASES))
+    parser.add_argument("--cases", type=int, default=None, help="10000 for inputs, 2000 for specs and results")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("-v", "--verbose", action="store_true", help="print every internal error as it happens")
     options = parser.parse_args(argv)
-    count = options.cases or (10_000 if options.campaign == "inputs" else 2_000)
+    count = options.cases or DEFAULT_CASES[options.campaign]
     ran, errors = campaign(options.campaign, count, options.seed, options.verbose)
     distinct = Counter(re.sub(r"0x[0-9a-f]+", "0x…", error)[:300] for error in errors)
     for message, times in distinct.most_common():
