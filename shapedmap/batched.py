@@ -35,6 +35,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import numpy as np
 from jax.extend.core import ClosedJaxpr, Jaxpr
 from jaxtyping import TypeCheckError
 
@@ -47,6 +48,7 @@ from .check import (
     check_results_per_example,
     check_static_values,
     convert_arguments,
+    is_result_leaf,
 )
 from .config import config
 from .docs import with_shapes_section
@@ -387,9 +389,14 @@ class Batched:
             advice = f"Add '{name}' to the output layout"
             if level.axis_name is not None:  # only a named dim can be reduced by name
                 advice += f", or reduce over it inside (e.g. jax.lax.psum(x, '{name}'))"
+            if plan.returns_tuple:  # the results this level does not map: one of them varies
+                unmapped = [f"result {i}" for i, axis in enumerate(level.out_axes) if axis is None]
+                which, layouts = " or ".join(unmapped), ("its layout" if len(unmapped) == 1 else "their layouts")
+            else:
+                which, layouts = "the return value", "its layout"
             raise ShapeError(
-                f"{plan.function}: the result varies over the batch dim '{name}', but the output layout has no "
-                f"'{name}'. {advice}"
+                f"{plan.function}: {which} varies over the batch dim '{name}', but {layouts} "
+                f"{'has' if layouts == 'its layout' else 'have'} no '{name}'. {advice}"
             ) from None
         except Exception as error:
             if isinstance(error, NameError) and not named:
@@ -425,6 +432,8 @@ class Batched:
             )
             if None in level.out_axes:
                 vmapped = _naming_unmapped_results(vmapped, level)
+        if not levels or any(None in level.out_axes for level in levels):
+            vmapped = _as_jax_results(vmapped)  # what vmap does to the results it maps
         return vmapped
 
     def per_example(self, inner: Callable[..., Any]) -> Callable[..., Any]:
@@ -522,6 +531,27 @@ def _mentions_in(value: Any, names: set[str]) -> bool:
     if isinstance(value, Jaxpr):
         return _mentions(value, names)
     return False
+
+
+def _as_jax_results(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function`` whose Python-number and NumPy result leaves become JAX arrays.
+
+    ``jax.vmap`` converts the results it maps; one it does not map (``out_axes=None``), or a
+    call with no batch dim to map, would come back as the body returned it.
+    """
+
+    def converted(*args: Any) -> Any:
+        return jax.tree.map(_as_jax_leaf, function(*args))
+
+    return converted
+
+
+def _as_jax_leaf(leaf: Any) -> Any:
+    if isinstance(leaf, bool | int | float | complex) or (
+        isinstance(leaf, np.ndarray | np.generic) and is_result_leaf(leaf)
+    ):
+        return jax.numpy.asarray(leaf)
+    return leaf
 
 
 def _checking_results(fn: Callable[..., Any], plan: Plan) -> Callable[..., Any]:

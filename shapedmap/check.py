@@ -54,6 +54,7 @@ __all__ = [
     "check_static_values",
     "convert_arguments",
     "is_array_like",
+    "is_result_leaf",
 ]
 
 
@@ -548,7 +549,8 @@ def check_results_per_example(plan: Plan, output: Any) -> None:
     function = plan.function
     if plan.returns_tuple and not (isinstance(output, tuple) and len(output) == len(plan.results)):
         raise ShapeError(
-            f"{function}: returned {describe_value(output)}, but its return annotation is a tuple of {len(plan.results)}"
+            f"{function}: the return value should be a tuple of {len(plan.results)} (its annotation), "
+            f"got {describe_value(output)}"
         )
     outputs = output if plan.returns_tuple else (output,)
     for index, (result, value) in enumerate(zip(plan.results, outputs, strict=True)):
@@ -558,16 +560,16 @@ def check_results_per_example(plan: Plan, output: Any) -> None:
         if result.value.kind == "array":
             leaves = [(place, value)]
         else:
-            paths_and_leaves = _flatten(value, function, place)[0]
-            leaves = [(f"{place} at {jax.tree_util.keystr(path)}", leaf) for path, leaf in paths_and_leaves]
+            leaves = [(_leaf_place(place, path), leaf) for path, leaf in _flatten(value, function, place)[0]]
         layout = result.placement.per_example
         for where, leaf in leaves:
             if isinstance(leaf, bool | int | float | complex):
-                rank = 0  # a Python scalar: vmap broadcasts it like a 0-d array
-            elif is_array_like(leaf):
+                _check_python_scalar(function, where, leaf)
+                rank = 0  # vmap makes a Python number a 0-d array
+            elif is_result_leaf(leaf):
                 rank = len(leaf.shape)
             else:
-                raise ShapeError(f"{function}: {where} should be an array, got {describe_value(leaf)}")
+                raise ShapeError(f"{function}: {where} should be an array, got {_not_a_result_text(leaf)}")
             variadic = layout.variadic_index is not None
             if rank == layout.min_rank or (variadic and rank > layout.min_rank):
                 continue
@@ -576,6 +578,39 @@ def check_results_per_example(plan: Plan, output: Any) -> None:
                 f"{function}: {where} of one example is {describe_value(leaf)} ({rank} dims), but its per-example "
                 f"layout {str(layout)!r} needs {need} (the map adds the batch dims to it)"
             )
+
+
+def is_result_leaf(value: Any) -> bool:
+    """What JAX takes as a result: a JAX array or tracer, or a NumPy array or scalar of a numeric dtype."""
+    if isinstance(value, jax.Array):
+        return True
+    if isinstance(value, np.ndarray | np.generic):
+        return bool(jnp.issubdtype(value.dtype, jnp.number) or jnp.issubdtype(value.dtype, jnp.bool_))
+    return False
+
+
+def _not_a_result_text(value: Any) -> str:
+    """``str 's'``; a value with a shape and a dtype JAX cannot hold: ``ndarray str32[3]``, by type."""
+    if is_array_like(value):
+        return f"{type(value).__name__} {describe_value(value)}, which JAX cannot hold"
+    return describe_value(value)
+
+
+def _check_python_scalar(function: str, where: str, value: bool | int | float | complex) -> None:
+    """A Python int must fit the integer dtype JAX gives it (int32 unless x64 is on)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        limits = jnp.iinfo(jax.dtypes.canonicalize_dtype(np.int64))
+        if not limits.min <= value <= limits.max:
+            raise ShapeError(
+                f"{function}: {where} should be an array, got {describe_value(value)}, which does not fit "
+                f"{limits.dtype} (JAX's integer dtype here)"
+            )
+
+
+def _leaf_place(place: str, path: Any) -> str:
+    """``the return value at ['a']``; a bare leaf has an empty path: just ``the return value``."""
+    path_text = jax.tree_util.keystr(path)
+    return f"{place} at {path_text}" if path_text else place
 
 
 def _check_value(
@@ -605,8 +640,8 @@ def _check_value(
         if convert:
             expected = functools.partial(_expected_text, value_type, placement.batched)
             leaf = as_array(leaf, function, where, expected, abstract=abstract)
-        elif not is_array_like(leaf):
-            raise ShapeError(f"{function}: {where} should be an array, got {describe_value(leaf)}")
+        elif not is_result_leaf(leaf):
+            raise ShapeError(f"{function}: {where} should be an array, got {_not_a_result_text(leaf)}")
         _check_dtype(function, value_type.array, leaf, where)
         bindings.bind(
             placement.batched,
@@ -628,8 +663,7 @@ def _check_value(
     if value_type.structure is not None:
         bindings.unify_structure(value_type.structure, value, place)
     checked = [
-        check_leaf(leaf, f"{place} at {jax.tree_util.keystr(path)}", jax.tree_util.keystr(path))
-        for path, leaf in paths_and_leaves
+        check_leaf(leaf, _leaf_place(place, path), jax.tree_util.keystr(path)) for path, leaf in paths_and_leaves
     ]
     return jax.tree_util.tree_unflatten(treedef, checked)
 

@@ -58,6 +58,25 @@ def describe_value(value: Any) -> str:
         return f"{type(value).__name__} object"
 
 
+def _is_sequence(value: Any) -> bool:
+    return isinstance(value, tuple | list)
+
+
+def _contents(value: tuple[Any, ...] | list[Any]) -> str:
+    """``(f32[], (f32[3], None))``: arrays by shape, nested tuples and lists likewise."""
+    items = []
+    for item in value[:4]:
+        if _is_sequence(item):
+            items.append(_contents(item))
+        else:
+            text = describe_value(item)
+            items.append(text if hasattr(item, "shape") or item is None else text.split(" ", 1)[-1])
+    more = ", ..." if len(value) > 4 else ""
+    comma = "," if isinstance(value, tuple) and len(value) == 1 else ""
+    brackets = "()" if isinstance(value, tuple) else "[]"
+    return f"{brackets[0]}{', '.join(items)}{more}{comma}{brackets[1]}"
+
+
 def _describe(value: Any) -> str:
     shape = getattr(value, "shape", None)
     dtype = getattr(value, "dtype", None)
@@ -65,12 +84,8 @@ def _describe(value: Any) -> str:
         return describe_array(shape, dtype)
     if value is None:
         return "None"
-    if isinstance(value, tuple | list) and any(hasattr(item, "shape") for item in value):
-        items = ", ".join(describe_value(item).split(" ", 1)[-1] for item in value[:4])
-        more = ", ..." if len(value) > 4 else ""
-        comma = "," if isinstance(value, tuple) and len(value) == 1 else ""
-        brackets = "()" if isinstance(value, tuple) else "[]"
-        return f"{type(value).__name__} {brackets[0]}{items}{more}{comma}{brackets[1]}"
+    if isinstance(value, tuple | list) and any(hasattr(item, "shape") or _is_sequence(item) for item in value):
+        return f"{type(value).__name__} {_contents(value)}"
     text = repr(value)
     if len(text) > 40:
         text = text[:37] + "..."

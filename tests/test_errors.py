@@ -147,7 +147,7 @@ def test_result_that_varies_over_a_batch_dim_missing_from_its_layout():
     forgot = batched(total, "graph node feat -> feat")
     text = message(ShapeError, forgot, jnp.ones((4, 5, 2)))
     assert text == (
-        "total: the result varies over the batch dim 'graph', but the output layout has no 'graph'. "
+        "total: the return value varies over the batch dim 'graph', but its layout has no 'graph'. "
         "Add 'graph' to the output layout, or reduce over it inside (e.g. jax.lax.psum(x, 'graph'))"
     )
 
@@ -157,7 +157,7 @@ def test_tuple_result_of_the_wrong_length():
         return (x.mean(),)
 
     text = message(ShapeError, batched(stats, "b"), jnp.ones((2, 3)))
-    assert text == "stats: returned tuple (f32[],), but its return annotation is a tuple of 2"
+    assert text == "stats: the return value should be a tuple of 2 (its annotation), got tuple (f32[],)"
 
 
 def test_error_inside_the_body_gets_the_map_as_a_note():

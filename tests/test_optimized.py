@@ -21,6 +21,7 @@ SUBSET = [
     "tests/test_optimized.py::test_this_process_is_optimized_when_asked",
     "tests/test_fuzz_inputs.py",
     "tests/test_fuzz_specs.py",
+    "tests/test_fuzz_results.py",
     "tests/test_regressions.py",
     "tests/test_threads.py",
     "tests/test_batched.py",

@@ -196,7 +196,7 @@ def test_result_varying_over_star_batch_without_it_in_the_layout_is_a_shape_erro
     broadcast = batched(add, "*batch", out="")
     call = jax.jit(broadcast) if jit else broadcast
     with pytest.raises(
-        ShapeError, match=r"^add: the result varies over the batch dim '\*batch', but the output layout"
+        ShapeError, match=r"^add: the return value varies over the batch dim '\*batch', but its layout has no"
     ):
         call(jnp.ones(2), jnp.arange(2.0))
 
@@ -313,7 +313,9 @@ def test_non_array_results_are_named_inside_the_map():
         batched(label, "b")(jnp.ones((4, 3)))
     with pytest.raises(ShapeError, match=r"^pair: the return value at \['b'\] should be an array, got object"):
         batched(pair, "b")(jnp.ones((4, 3)))
-    with pytest.raises(ShapeError, match=r"^first: returned f32\[3\], but its return annotation is a tuple of 2"):
+    with pytest.raises(
+        ShapeError, match=r"^first: the return value should be a tuple of 2 \(its annotation\), got f32\[3\]"
+    ):
         batched(first, "b")(jnp.ones((4, 3)))
 
 
@@ -331,3 +333,79 @@ def test_results_of_a_function_with_statics_are_checked_inside_the_map_on_every_
     model.reduce = True  # same shapes, a different result: the cached call must still name it
     with pytest.raises(ShapeError, match=r"^Model.apply: the return value of one example is f32\[\]"):
         apply(model, jnp.ones((3, 4)))
+
+
+# Bugs (result fuzzer, tests/test_fuzz_results.py): (1) a result with a shape and a dtype that JAX
+# cannot hold (a NumPy str or object array, a ShapeDtypeStruct, a duck-typed object) passed the result
+# check into JAX's bare "not a valid JAX type" (or came back to the caller unchanged); (2) a Python int
+# too large for int32 leaked an OverflowError.
+@pytest.mark.parametrize("jit", [False, True])
+def test_results_jax_cannot_hold_are_named(jit):
+    class Duck:
+        shape, dtype = (3,), np.dtype("float32")
+
+    bodies = {
+        "a NumPy str array": (lambda x: np.full(x.shape, "a"), "ndarray"),
+        "a NumPy object array": (lambda x: np.full(x.shape, None, dtype=object), "ndarray"),
+        "a ShapeDtypeStruct": (lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), "ShapeDtypeStruct"),
+        "a duck": (lambda x: Duck(), "Duck"),
+    }
+    for spec in ("b", "*batch"):
+        for case, (body, kind) in bodies.items():
+
+            def returns(x: Float[Array, "n"], body=body) -> Float[Array, "n"]:
+                return body(x)
+
+            function = batched(returns, spec)
+            with pytest.raises(ShapeError, match=rf"^returns: the return value should be an array, got {kind}"):
+                (jax.jit(function) if jit else function)(jnp.ones((2, 3)) if spec == "b" else jnp.ones(3)), case
+
+    def huge(x: Float[Array, "n"]) -> Float[Array, ""]:
+        return 2**70
+
+    with pytest.raises(
+        ShapeError,
+        match=r"^huge: the return value should be an array, got int 1180591620717411303424, which does not fit int32",
+    ):
+        batched(huge, "b")(jnp.ones((2, 3)))
+
+
+# Bug (result fuzzer): a result varying over a batch dim its layout lacks was "the result varies",
+# naming no result of a tuple.
+def test_a_result_that_varies_is_named():
+    def stats(x: Float[Array, "n"], w: Float[Array, "n"]) -> tuple[Float[Array, ""], Float[Array, "n"]]:
+        return x.sum(), w + x.sum()
+
+    with pytest.raises(ShapeError, match=r"^stats: result 1 varies over the batch dim 'b', but its layout has no 'b'"):
+        batched(stats, "b n, n -> b, n")(jnp.ones((2, 3)), jnp.ones(3))
+
+
+# Bug (result fuzzer): a nested tuple returned for a tuple annotation was described by a tracer's repr.
+def test_a_nested_tuple_result_is_described_by_shapes():
+    def stats(x: Float[Array, "n"]) -> tuple[Float[Array, ""], Float[Array, "n"]]:
+        return ((x.mean(), x),)
+
+    with pytest.raises(ShapeError) as info:
+        batched(stats, "b")(jnp.ones((2, 3)))
+    assert str(info.value) == (
+        "stats: the return value should be a tuple of 2 (its annotation), got tuple ((f32[], f32[3]),)"
+    )
+
+
+# Bug (result fuzzer): a Python or NumPy number for a result no batch dim maps (or for a call with
+# no batch dim to map) came back as the body returned it: refused as "not an array" by the check,
+# a NumPy float64 eagerly but float32 under jit. vmap makes the results it maps JAX arrays: so do these.
+@pytest.mark.parametrize("jit", [False, True])
+def test_unmapped_number_results_are_jax_arrays(jit):
+    def constant(x: Float[Array, "n"], w: Float[Array, "n"]) -> Float[Array, ""]:
+        return 1.5
+
+    def numpy_constant(x: Float[Array, "n"], w: Float[Array, "n"]) -> Float[Array, ""]:
+        return np.ones((), np.float64)
+
+    for body in (constant, numpy_constant):
+        for spec, args in [("b n, n -> ", (jnp.ones((2, 3)), jnp.ones(3))), ("*batch", (jnp.ones(3), jnp.ones(3)))]:
+            function = batched(body, spec)
+            for _ in range(2):  # checked, then cached
+                out = (jax.jit(function) if jit else function)(*args)
+                assert isinstance(out, jax.Array) and out.shape == () and out.dtype == jnp.float32, (body, spec)
