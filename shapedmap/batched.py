@@ -156,7 +156,7 @@ class Batched:
         self.results_checked_fn: Callable[..., Any] = fn  # results checked per example
         self.signature: inspect.Signature | None = None
         self.positional_only_call = False
-        self.statics_free = False  # every parameter a positional array: no per-example shim needed
+        self.statics_free = False  # every parameter positional and mapped: no per-example shim needed
         self.levels_vary = False  # the levels depend on the call's sizes (*batch, #graph, unsized)
         # Per abstract signature: (the arguments' Bindings.snapshot, whether the results passed for good).
         # Per abstract signature: (the arguments' Bindings.snapshot, whether the results passed for
@@ -196,11 +196,7 @@ class Batched:
             self.results_checked_fn = _checking_results(self.fn, plan)
             self.signature = plan.types.signature
             self.positional_only_call = all(a.kind in _POSITIONAL for a in plan.arguments)
-            self.statics_free = (
-                self.positional_only_call
-                and not plan.returns_tuple
-                and all(a.placement is not None and a.value.kind == "array" for a in plan.arguments)
-            )
+            self.statics_free = self.positional_only_call and all(a.placement is not None for a in plan.arguments)
             self.levels_vary = plan.levels is None or bool(plan.unsized_levels)
             self.static_expansion = None if self.levels_vary else Expansion(plan.levels, ())
             self.has_statics = any(argument.placement is None for argument in plan.arguments)
