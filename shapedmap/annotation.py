@@ -274,6 +274,8 @@ def classify(hint: Any, where: str, *, in_tree: bool = False) -> ValueType:
 def _classify_union(hint: Any, where: str, in_tree: bool) -> ValueType:
     members = typing.get_args(hint)
     optional = type(None) in members
+    if set(members) - {type(None)} == set(typing.get_args(jax.typing.ArrayLike)):  # ArrayLike | None
+        return ValueType("array", ArrayType(_ANY_SHAPE, array_type=jax.Array), optional, hint)
     values = [classify(member, where, in_tree=in_tree) for member in members if member is not type(None)]
     arrays = [value for value in values if value.is_array]
     if not arrays:

@@ -163,6 +163,7 @@ class Batched:
         # good, whether the vmaps must bind the batch names).
         self.checked_shapes: BoundedCache[tuple[tuple[Any, ...], bool, bool]] | None = None
         self.names_always = False  # set when a body used a name its jaxpr did not show
+        self.unchecked_uses: BoundedCache[bool] = BoundedCache(maxsize=512)  # body_uses_names, checks off
         self.has_statics = False
         self.nests: BoundedCache[Callable[..., Any]] = BoundedCache(maxsize=64)
         self.static_expansion: Expansion | None = None  # the levels, when they do not depend on the call
@@ -242,29 +243,35 @@ class Batched:
             # Unchecked; levels or placement that depend on the call still read its sizes.
             needs_sizes = self.levels_vary or self.sharding is not None
             bindings = check_arguments(plan, values, abstract=False)[0] if needs_sizes else None
-            return self.map(values, bindings, self.fn)
+            key = self.shapes_key(values)
+            uses = (
+                True
+                if key is None
+                else self.unchecked_uses.get_or_compute(key, lambda: self.body_uses_names(values, bindings))
+            )
+            return self.map(values, bindings, self.fn, self.binds_names(uses))
         values = convert_arguments(plan, values)
         check_static_values(plan, values)
         key = self.shapes_key(values) if self.checked_shapes is not None else None
         known = self.checked_shapes.get(key) if key is not None else None
         if known is not None and known[1] and not self.levels_vary and self.sharding is None:
-            return self.run(values, self.static_expansion, self.fn, named=known[2])  # all checked already
+            return self.run(values, self.static_expansion, self.fn, named=self.binds_names(known[2]))
         if known is None:
             bindings, values = check_arguments(plan, values, abstract=False)
             inner = self.checked_fn  # the first call with these shapes: checked per example too
-            named = self.needs_names(values, bindings)
+            uses = self.body_uses_names(values, bindings) if key is not None else True
         else:
             # Results not passed for good (static values may change them) are checked again.
             inner = self.fn if known[1] else self.results_checked_fn
-            bindings, named = Bindings.restore(plan.function, known[0]), known[2]
-        output = self.map(values, bindings, inner, named)
+            bindings, uses = Bindings.restore(plan.function, known[0]), known[2]
+        output = self.map(values, bindings, inner, self.binds_names(uses))
         if known is None or not known[1]:
             check_results(plan, bindings, output)
             if key is not None:
                 # With no static argument, the results' shapes follow from the key alone (JAX's own
                 # purity contract, which jit's cache relies on too): checked once. Static values
                 # (an object's state, say) can change them between calls: checked on every call.
-                self.checked_shapes.add(key, (bindings.snapshot(), not self.has_statics, named))
+                self.checked_shapes.add(key, (bindings.snapshot(), not self.has_statics, uses or self.names_always))
         return output
 
     def shapes_key(self, values: list[Any]) -> Any:
@@ -287,28 +294,35 @@ class Batched:
             return None
         return key
 
-    def needs_names(self, values: list[Any], bindings: Bindings) -> bool:
-        """Must this call's vmaps bind the batch names (``axis_name=``)?
+    def binds_names(self, uses: bool) -> bool:
+        """Do this call's vmaps bind the batch names (``axis_name=``)?
 
-        Under a trace (``jit``, ``grad``, an outer ``vmap``) they cost nothing and are bound. In an
-        eager call, a bound name sends every ``jnp`` call of the body through JAX's slower Python
-        dispatch, so they are bound only when the body uses one (a collective such as
-        ``psum(x, "graph")``): the body's jaxpr, traced once per abstract signature with the names
-        in its axis environment, says so. A name it misses still works: see ``run``.
+        In an eager call a bound name sends every ``jnp`` call of the body through JAX's slower
+        Python dispatch, so they are bound only when the body uses one (``uses``: see
+        ``body_uses_names``). Under any transformation (``jit``, ``grad``, an outer ``vmap``, even
+        one the arguments do not come from) they cost nothing and are bound, so that an inner
+        name shadows an outer one of the same name; and when sharded.
         """
-        if self.sharding is not None or self.names_always:
+        return uses or self.names_always or self.sharding is not None or not _no_trace_active()
+
+    def body_uses_names(self, values: list[Any], bindings: Bindings | None) -> bool:
+        """Does the body use a batch name (a collective such as ``psum(x, "graph")``, ``axis_index``)?
+
+        Read off the body's jaxpr, traced with the batch names in its axis environment; asked once
+        per abstract signature. Not asked (True) under a transformation, where the names are bound
+        anyway. A use no jaxpr shows (``jax.lax.axis_size``) still works: see ``run``.
+        """
+        if self.sharding is not None or self.names_always or not _no_trace_active():
             return True
-        plan = self.plan
-        mapped = [values[i] for i in plan.array_arguments]
-        if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(mapped)):
-            return True
-        expansion = self.expansion(values, bindings)
-        if all(level.axis_name is None for level in expansion.levels):
-            return False
-        per_example, axis_env = _per_example_avals(mapped, expansion)
-        inner = self.fn if self.statics_free else self.per_example(self.fn)
-        token = None if self.statics_free else _CALL_VALUES.set(values)
+        token = None
         try:
+            mapped = [values[i] for i in self.plan.array_arguments]
+            expansion = self.expansion(values, bindings)
+            if all(level.axis_name is None for level in expansion.levels):
+                return False
+            per_example, axis_env = _per_example_avals(mapped, expansion)
+            inner = self.fn if self.statics_free else self.per_example(self.fn)
+            token = None if self.statics_free else _CALL_VALUES.set(values)
             jaxpr = jax.make_jaxpr(inner, axis_env=axis_env)(*per_example)
         except Exception:
             return True  # the call itself will raise it, with the names bound
@@ -395,7 +409,7 @@ class Batched:
                 f"{'has' if layouts == 'its layout' else 'have'} no '{name}'. {advice}"
             ) from None
         except Exception as error:
-            if isinstance(error, NameError) and not named:
+            if isinstance(error, NameError) and not named and "unbound axis name" in str(error):
                 # The body used a batch name its jaxpr did not show: bind the names from now on.
                 self.names_always = True
                 return self.run(values, expansion, inner, wrap, sharded=sharded, named=True)
@@ -484,6 +498,14 @@ class Batched:
         return specs
 
 
+try:  # JAX's own test that no transformation is tracing here (what jax.set_mesh checks)
+    from jax._src.core import trace_state_clean as _no_trace_active
+except ImportError:  # pragma: no cover - then never take a call for eager: always bind the names
+
+    def _no_trace_active() -> bool:
+        return False
+
+
 def _per_example_avals(mapped: list[Any], expansion: Expansion) -> tuple[list[Any], list[tuple[str, int]]]:
     """What the body sees inside the nest: each mapped value's per-example shapes, and each
     named level's ``(axis name, size)``."""
@@ -501,7 +523,8 @@ def _per_example_avals(mapped: list[Any], expansion: Expansion) -> tuple[list[An
                     if level.axis_name is not None:
                         sizes.setdefault(level.axis_name, shape[axis])
                     del shape[axis]
-            return jax.ShapeDtypeStruct(tuple(shape), leaf.dtype, weak_type=leaf.aval.weak_type)
+            weak_type = getattr(getattr(leaf, "aval", None), "weak_type", False)
+            return jax.ShapeDtypeStruct(tuple(shape), leaf.dtype, weak_type=weak_type)
 
         avals.append(None if value is None else jax.tree.map(per_example, value))
     axis_env = [

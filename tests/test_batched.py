@@ -473,3 +473,63 @@ def test_a_misspelt_batch_name_is_still_named_in_the_error():
     with pytest.raises(NameError) as info:
         batched(typo, "b")(X)
     assert "the batch names bound there: 'b'" in "".join(info.value.__notes__)
+
+
+def test_an_inner_batch_name_shadows_an_outer_one_of_the_same_name():
+    # The arguments are constants here, not tracers of the outer vmap: the names must be bound anyway.
+    def total(x: Float[Array, "n"], reduce: bool = False) -> Float[Array, "n"]:
+        return jax.lax.psum(x, "graph") if reduce else x
+
+    def scaled(x: Float[Array, "n"]) -> Float[Array, "n"]:
+        return x * jax.lax.axis_size("graph")
+
+    summed, sized = batched(total, "graph"), batched(scaled, "graph")
+    x = jnp.ones((3, 2))
+    summed(x)  # remembered eagerly: the body uses no name for reduce=False
+    outer = jax.vmap(lambda i: summed(x, reduce=True), axis_name="graph")(jnp.arange(5))
+    np.testing.assert_allclose(outer[0], 3 * x)  # the inner 'graph' (3), not the outer (5)
+    np.testing.assert_allclose(jax.vmap(lambda i: sized(x), axis_name="graph")(jnp.arange(5))[0], 3 * x)
+
+
+def test_a_name_the_jaxpr_did_not_show_is_bound_for_good_and_the_body_runs_once_per_call():
+    traces = []
+
+    def scaled(x: Float[Array, "n"]) -> Float[Array, "n"]:
+        traces.append(1)
+        return x * jax.lax.axis_size("b")  # no equation names 'b': the jaxpr cannot show it
+
+    mapped = batched(scaled, "b")
+    for _ in range(3):
+        before = len(traces)
+        np.testing.assert_allclose(mapped(X), 5 * X)
+    assert len(traces) - before == 1
+
+
+def test_functions_without_a_shapes_cache_do_not_trace_their_jaxpr_per_call():
+    class Model:
+        size = 3
+
+        def apply(self, x: Float[Array, "{self.size}"]) -> Float[Array, "{self.size}"]:
+            traces.append(1)
+            return 2 * x
+
+    traces = []
+    apply = batched(Model.apply, "b")
+    apply(Model(), X)
+    before = len(traces)
+    apply(Model(), X)
+    assert len(traces) - before == 1
+
+
+def test_checks_off_also_binds_names_only_when_used():
+    def plain(x: Float[Array, "n"]) -> Float[Array, "n"]:
+        return 2 * x
+
+    def centred(x: Float[Array, "n"]) -> Float[Array, "n"]:
+        return x - jax.lax.pmean(x, "b")
+
+    for function, uses in [(plain, False), (centred, True)]:
+        unchecked = batched(function, "b", check=False)
+        out = unchecked(X)
+        assert unchecked.__shapedmap__.unchecked_uses.get(unchecked.__shapedmap__.shapes_key([X])) is uses
+        np.testing.assert_allclose(out, jax.jit(unchecked)(X), rtol=1e-6)

@@ -475,6 +475,13 @@ def test_array_like_annotations_are_generic_arrays():
     with pytest.raises(ShapeError, match=r"^add: argument 'x' must be an array matching .* got list"):
         added([1.0, 2.0], jnp.ones(2))
 
+    def shift(x: ArrayLike, y: ArrayLike | None = None) -> jax.Array:
+        return jnp.asarray(x) if y is None else jnp.asarray(x) + y
+
+    shifted = batched(shift, "b")
+    np.testing.assert_array_equal(shifted(jnp.ones((2, 3))), jnp.ones((2, 3)))
+    np.testing.assert_array_equal(shifted(jnp.ones((2, 3)), jnp.ones((2, 3))), 2 * jnp.ones((2, 3)))
+
 
 # -- a corpus: every dim string gives a working function or a SpecError ---------------------------
 
