@@ -930,10 +930,7 @@ def check_error(case: Any, entry: Entry, target: str | None, invalid: Invalid | 
     if invalid is None:
         raise InternalError(f"{found} on a valid call: {text[:600]}") from error
     if invalid.raised is not None and isinstance(error, invalid.raised):
-        notes = "\n".join(getattr(error, "__notes__", ()))
-        if f"inside the map of {name}" in notes or f"inside the maps of {name}" in notes:
-            return "error from the function body"
-        raise InternalError(f"{found} from the function body, without the map in a note: {text[:600]}") from error
+        return body_error(found, name, error)
     if case.jit and not raised_in_shapedmap(error):
         return "refused by jax.jit before shapedmap ran"
     if not isinstance(error, TypeError):
@@ -943,6 +940,14 @@ def check_error(case: Any, entry: Entry, target: str | None, invalid: Invalid | 
     if _BLAMES_POSITIONS.search(text):
         raise InternalError(f"{found} blames a position: {text[:600]}") from error
     return "named error"
+
+
+def body_error(found: str, name: str, error: Exception) -> str:
+    """The per-example function's own error: it must come through, noted with the map it happened in."""
+    notes = "\n".join(getattr(error, "__notes__", ()))
+    if f"inside the map of {name}" in notes or f"inside the maps of {name}" in notes:
+        return "error from the function body"
+    raise InternalError(f"{found} from the function body, without the map in a note: {str(error)[:600]}") from error
 
 
 def raised_in_shapedmap(error: BaseException) -> bool:

@@ -53,6 +53,7 @@ from test_fuzz_inputs import (
     apply_op,
     base_name,
     bearable,
+    body_error,
     build_call,
     center,
     compare,
@@ -536,10 +537,7 @@ def check_error(case: Case, entry: Entry, invalid: Invalid | None, error: Except
     if invalid is None:
         raise InternalError(f"{found} on a valid result: {text[:600]}") from error
     if invalid.raised is not None and isinstance(error, invalid.raised):
-        notes = "\n".join(getattr(error, "__notes__", ()))
-        if f"inside the map of {name}" in notes or f"inside the maps of {name}" in notes:
-            return "error from the function body"
-        raise InternalError(f"{found} from the function body, without the map in a note: {text[:600]}") from error
+        return body_error(found, name, error)
     if not isinstance(error, ShapeError):
         raise InternalError(f"{found} is not a ShapeError: {text[:600]}") from error
     if not text.startswith(f"{name}: "):
