@@ -296,6 +296,11 @@ def _validate_expression(expression: str, token: str) -> None:
             raise SpecError(f"attribute and item access belong inside braces in {token!r} (write '{{self.n}}')")
         if isinstance(node, ast.Constant) and not isinstance(node.value, int):
             raise SpecError(f"only integer constants are allowed in {token!r}")
+    # f-string fields read as 1 here: only a literal zero divisor is certain to fail.
+    for node in ast.walk(_parse_python(_FSTRING_FIELD.sub("1", expression), token)):
+        divides = isinstance(node, ast.BinOp) and isinstance(node.op, ast.FloorDiv | ast.Mod)
+        if divides and isinstance(node.right, ast.Constant) and node.right.value == 0:
+            raise SpecError(f"the dimension expression {token!r} divides by zero: it can never be a size")
 
 
 def _parse_python(text: str, token: str) -> ast.Expression:

@@ -717,16 +717,24 @@ def bearable(value: Any, hint: Any, structures: dict[str, Any]) -> bool:
         items = typing.get_args(hint)
         return len(value) == len(items) and all(bearable(v, h, structures) for v, h in zip(value, items, strict=True))
     if not (isinstance(hint, type) and issubclass(hint, PyTree) and hasattr(hint, "leaftype")):
-        return is_bearable(value, hint)
+        return _is_bearable(value, hint)
     structure = jax.tree.structure(value)
     if hint.structure is not None and structures.setdefault(hint.structure, structure) != structure:
         return False
     leaf_type = hint.leaftype
     for path, leaf in jax.tree_util.tree_flatten_with_path(value)[0]:
         dims = leaf_type.dim_str.replace("?n", f"n_{abs(hash(jax.tree_util.keystr(path)))}")
-        if not is_bearable(leaf, leaf_type.dtype[Array, dims]):
+        if not _is_bearable(leaf, leaf_type.dtype[Array, dims]):
             return False
     return True
+
+
+def _is_bearable(value: Any, hint: Any) -> bool:
+    """``is_bearable``; a symbolic dim jaxtyping cannot evaluate (``n//0``) refuses the value."""
+    try:
+        return is_bearable(value, hint)
+    except ArithmeticError:
+        return False
 
 
 def empty_result(entry: Entry, arrays: dict[str, Any], loop: Loop, axes: list[tuple[str, int]]) -> Any:

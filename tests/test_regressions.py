@@ -217,7 +217,13 @@ def run_briefly(code: str) -> str:
 # (too large, negative, a division by zero) is a SpecError at decoration.
 @pytest.mark.parametrize(
     ("dims", "reason"),
-    [("9**9**9", "is larger than 2**63"), ("0-5", "a dimension cannot be negative"), ("1//0", "divides by zero")],
+    [
+        ("9**9**9", "is larger than 2**63"),
+        ("0-5", "a dimension cannot be negative"),
+        ("1//0", "divides by zero"),
+        ("n//0", "divides by zero"),  # (spec fuzzer, later) with a name too: a literal zero divisor
+        ("n%0", "divides by zero"),
+    ],
 )
 def test_constant_expression_that_can_never_be_a_size_is_a_spec_error(dims, reason):
     printed = run_briefly(f"""
