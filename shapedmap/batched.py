@@ -158,7 +158,6 @@ class Batched:
         self.positional_only_call = False
         self.statics_free = False  # every parameter positional and mapped: no per-example shim needed
         self.levels_vary = False  # the levels depend on the call's sizes (*batch, #graph, unsized)
-        # Per abstract signature: (the arguments' Bindings.snapshot, whether the results passed for good).
         # Per abstract signature: (the arguments' Bindings.snapshot, whether the results passed for
         # good, whether the vmaps must bind the batch names).
         self.checked_shapes: BoundedCache[tuple[tuple[Any, ...], bool, bool]] | None = None
@@ -271,7 +270,7 @@ class Batched:
                 # With no static argument, the results' shapes follow from the key alone (JAX's own
                 # purity contract, which jit's cache relies on too): checked once. Static values
                 # (an object's state, say) can change them between calls: checked on every call.
-                self.checked_shapes.add(key, (bindings.snapshot(), not self.has_statics, uses or self.names_always))
+                self.checked_shapes.add(key, (bindings.snapshot(), not self.has_statics, uses))
         return output
 
     def shapes_key(self, values: list[Any]) -> Any:
@@ -316,14 +315,14 @@ class Batched:
             return True
         token = None
         try:
-            mapped = [values[i] for i in self.plan.array_arguments]
             expansion = self.expansion(values, bindings)
             if all(level.axis_name is None for level in expansion.levels):
                 return False
-            per_example, axis_env = _per_example_avals(mapped, expansion)
+            per_example, sizes = self.per_example_values(values, expansion)
+            axis_env = [(level.axis_name, sizes[level.key]) for level in expansion.levels if level.axis_name]
             inner = self.fn if self.statics_free else self.per_example(self.fn)
             token = None if self.statics_free else _CALL_VALUES.set(values)
-            jaxpr = jax.make_jaxpr(inner, axis_env=axis_env)(*per_example)
+            jaxpr = jax.make_jaxpr(inner, axis_env=axis_env)(*(per_example[i] for i in self.plan.array_arguments))
         except Exception:
             return True  # the call itself will raise it, with the names bound
         finally:
@@ -368,7 +367,7 @@ class Batched:
 
         ``wrap`` wraps the nest (sharding on Explicit mesh axes); ``sharded=False`` leaves out
         ``spmd_axis_name`` (to trace the results' shapes without a mesh); ``named=False`` leaves
-        out the axis names (see ``needs_names``).
+        out the axis names (see ``binds_names``).
         """
         plan = self.plan
         mapped = [values[i] for i in plan.array_arguments]
@@ -399,14 +398,16 @@ class Batched:
             advice = f"Add '{name}' to the output layout"
             if level.axis_name is not None:  # only a named dim can be reduced by name
                 advice += f", or reduce over it inside (e.g. jax.lax.psum(x, '{name}'))"
-            if plan.returns_tuple:  # the results this level does not map: one of them varies
-                unmapped = [f"result {i}" for i, axis in enumerate(level.out_axes) if axis is None]
-                which, layouts = " or ".join(unmapped), ("its layout" if len(unmapped) == 1 else "their layouts")
-            else:
-                which, layouts = "the return value", "its layout"
+            # The results this level does not map: one of them varies.
+            unmapped = (
+                [f"result {i}" for i, axis in enumerate(level.out_axes) if axis is None]
+                if plan.returns_tuple
+                else ["the return value"]
+            )
+            lack = "its layout has" if len(unmapped) == 1 else "their layouts have"
             raise ShapeError(
-                f"{plan.function}: {which} varies over the batch dim '{name}', but {layouts} "
-                f"{'has' if layouts == 'its layout' else 'have'} no '{name}'. {advice}"
+                f"{plan.function}: {' or '.join(unmapped)} varies over the batch dim '{name}', but {lack} "
+                f"no '{name}'. {advice}"
             ) from None
         except Exception as error:
             if isinstance(error, NameError) and not named and "unbound axis name" in str(error):
@@ -459,6 +460,33 @@ class Batched:
 
         return per_example
 
+    def per_example_values(self, values: list[Any], expansion: Expansion) -> tuple[list[Any], dict[str, int]]:
+        """What the body sees inside the nest, and the size of each level (by its key).
+
+        Each array argument becomes ``jax.ShapeDtypeStruct``s with its squeezed size-1 axes and
+        every level's axis removed; the other values stay as they are.
+        """
+        values, sizes = list(values), {}
+        for position, index in enumerate(self.plan.array_arguments):
+            squeeze = expansion.squeeze[position] if expansion.squeeze else ()
+
+            def per_example(leaf: Any, position: int = position, squeeze: tuple[int, ...] = squeeze) -> Any:
+                squeezed = {axis % leaf.ndim for axis in squeeze} if leaf.ndim else set()
+                shape = [size for axis, size in enumerate(leaf.shape) if axis not in squeezed]
+                for level in expansion.levels:
+                    axis = level.in_axes[position]
+                    if axis is not None:
+                        sizes.setdefault(level.key, shape[axis])
+                        del shape[axis]
+                weak_type = getattr(getattr(leaf, "aval", None), "weak_type", False)
+                return jax.ShapeDtypeStruct(tuple(shape), leaf.dtype, weak_type=weak_type)
+
+            if values[index] is not None:
+                values[index] = jax.tree.map(per_example, values[index])
+        for level in expansion.levels:  # a level no argument maps has its size in the plan
+            sizes.setdefault(level.key, level.size)
+        return values, sizes
+
     def result_shapes(self, values: list[Any], expansion: Expansion) -> Any:
         """The results' shapes and dtypes for a call, traced without running or placing anything."""
         indices = self.plan.array_arguments
@@ -481,8 +509,7 @@ class Batched:
         if self.sharding is None:
             raise SpecError(f"{plan.function}: partition_specs needs shard= (this function is not sharded)")
         bindings, values = check_arguments(plan, self.bind(args, kwargs))
-        mesh = self.sharding.mesh if self.sharding.mesh is not None else jax.sharding.get_abstract_mesh()
-        if not mesh.empty:  # specs the mesh cannot use get the call's error; without a mesh, specs only
+        if self.sharding.known_mesh() is not None:  # specs the mesh cannot use get the call's error
             self.sharding.check_divisible(self.sharding.mesh_for_call(), bindings)
         specs: dict[str, Any] = {}
         for index in plan.array_arguments:
@@ -504,35 +531,6 @@ except ImportError:  # pragma: no cover - then never take a call for eager: alwa
 
     def _no_trace_active() -> bool:
         return False
-
-
-def _per_example_avals(mapped: list[Any], expansion: Expansion) -> tuple[list[Any], list[tuple[str, int]]]:
-    """What the body sees inside the nest: each mapped value's per-example shapes, and each
-    named level's ``(axis name, size)``."""
-    sizes: dict[str, int] = {}
-    avals = []
-    for position, value in enumerate(mapped):
-        squeeze = expansion.squeeze[position] if expansion.squeeze else ()
-
-        def per_example(leaf: Any, position: int = position, squeeze: tuple[int, ...] = squeeze) -> Any:
-            squeezed = {axis % leaf.ndim for axis in squeeze} if squeeze else set()
-            shape = [size for axis, size in enumerate(leaf.shape) if axis not in squeezed]
-            for level in expansion.levels:
-                axis = level.in_axes[position]
-                if axis is not None:
-                    if level.axis_name is not None:
-                        sizes.setdefault(level.axis_name, shape[axis])
-                    del shape[axis]
-            weak_type = getattr(getattr(leaf, "aval", None), "weak_type", False)
-            return jax.ShapeDtypeStruct(tuple(shape), leaf.dtype, weak_type=weak_type)
-
-        avals.append(None if value is None else jax.tree.map(per_example, value))
-    axis_env = [
-        (level.axis_name, sizes.get(level.axis_name, level.size or 1))
-        for level in expansion.levels
-        if level.axis_name is not None
-    ]
-    return avals, axis_env
 
 
 def _mentions(jaxpr: Any, names: set[str]) -> bool:

@@ -177,13 +177,11 @@ class Bindings:
         shared_over: tuple[str, ...],
     ) -> None:
         rank = len(shape)
-        variadic = layout.variadic_index is not None
-        if rank == layout.min_rank or (variadic and rank > layout.min_rank):
+        if layout.admits_rank(rank):
             return
-        need = f"at least {layout.min_rank}" if variadic else f"{layout.min_rank}"
         message = (
             f"{self.function}: {place} has {rank} dims ({describe_value(value)}) but its layout {str(layout)!r} "
-            f"needs {need}"
+            f"needs {layout.rank_text}"
         )
         if (
             parameter is not None  # results come out of the map: their batch dims are never missing
@@ -570,14 +568,11 @@ def check_results_per_example(plan: Plan, output: Any) -> None:
                 rank = len(leaf.shape)
             else:
                 raise ShapeError(f"{function}: {where} should be an array, got {_not_a_result_text(leaf)}")
-            variadic = layout.variadic_index is not None
-            if rank == layout.min_rank or (variadic and rank > layout.min_rank):
-                continue
-            need = f"at least {layout.min_rank}" if variadic else f"{layout.min_rank}"
-            raise ShapeError(
-                f"{function}: {where} of one example is {describe_value(leaf)} ({rank} dims), but its per-example "
-                f"layout {str(layout)!r} needs {need} (the map adds the batch dims to it)"
-            )
+            if not layout.admits_rank(rank):
+                raise ShapeError(
+                    f"{function}: {where} of one example is {describe_value(leaf)} ({rank} dims), but its "
+                    f"per-example layout {str(layout)!r} needs {layout.rank_text} (the map adds the batch dims to it)"
+                )
 
 
 def is_result_leaf(value: Any) -> bool:

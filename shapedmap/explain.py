@@ -110,7 +110,7 @@ def _stages(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[_Sta
     while inner is not None and hasattr(inner, "__shapedmap__") and _same_parameters(plan, plan_of(inner)):
         outer = stages[-1]
         inner_plan = plan_of(inner)
-        values = _per_example_values(outer)
+        values = outer.runner.per_example_values(outer.values, Expansion(outer.levels, outer.squeeze))[0]
         bindings, values = check_arguments(inner_plan, values)
         expansion = inner.__shapedmap__.expansion(values, bindings)
         stages.append(_Stage(inner_plan, bindings, expansion.levels, expansion.squeeze, values, inner.__shapedmap__))
@@ -123,29 +123,6 @@ def _same_parameters(outer: Plan, inner: Plan) -> bool:
     return [(a.name, a.kind) for a in outer.arguments] == [(a.name, a.kind) for a in inner.arguments] and (
         outer.array_arguments == inner.array_arguments
     )
-
-
-def _per_example_values(stage: _Stage) -> list[Any]:
-    """The abstract values the per-example function sees: each level's axis removed."""
-    values = list(stage.values)
-    for position, index in enumerate(stage.plan.array_arguments):
-        axes_per_level = [level.in_axes[position] for level in stage.levels]
-        squeeze = stage.squeeze[position] if stage.squeeze else ()
-
-        def per_example(leaf: Any, squeeze: tuple[int, ...] = squeeze, axes: list[Any] = axes_per_level) -> Any:
-            shape = [size for axis, size in enumerate(leaf.shape) if axis not in _positive(squeeze, leaf.ndim)]
-            for axis in axes:
-                if axis is not None:
-                    del shape[axis]
-            return jax.ShapeDtypeStruct(tuple(shape), leaf.dtype)
-
-        if values[index] is not None:
-            values[index] = jax.tree_util.tree_map(per_example, values[index])
-    return values
-
-
-def _positive(axes: tuple[int, ...], ndim: int) -> set[int]:
-    return {axis % ndim for axis in axes} if ndim else set()
 
 
 def _innermost(fn: Any, depth: int) -> Any:
@@ -310,16 +287,15 @@ class _Writer:
         sharding = stage.sharding
         if sharding is None:
             return []
-        mesh = sharding.mesh if sharding.mesh is not None else jax.sharding.get_abstract_mesh()
-        used = [axis for axes in sharding.axes.values() for axis in axes]
-        if mesh.empty or not set(used) <= set(mesh.axis_names) or not sharding.explicit(mesh):
+        mesh = sharding.known_mesh()
+        if mesh is None or not set(sharding.mesh_axes) <= set(mesh.axis_names) or not sharding.explicit(mesh):
             return []  # Auto axes (or no mesh to tell): the vmaps' spmd_axis_name is all there is
-        specs = sharding.prefix_result_specs(stage.plan)
-        if specs is None:
-            shapes = stage.runner.result_shapes(stage.values, Expansion(stage.levels, stage.squeeze))
-            specs = sharding.result_specs(stage.plan, shapes, stage.bindings)
+        expansion = Expansion(stage.levels, stage.squeeze)
+        specs = sharding.nest_out_specs(
+            stage.plan, stage.bindings, lambda: stage.runner.result_shapes(stage.values, expansion)
+        )
         specs_text = self.specs_text(specs)
-        axes = tuple(dict.fromkeys(used))
+        axes = sharding.mesh_axes
         if specs_text is None:
             return [
                 f"    # (the batched call runs {nest} under {self.jax}.sharding.auto_axes(axes={axes!r}, "

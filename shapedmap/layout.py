@@ -135,6 +135,15 @@ class Layout:
         """The smallest rank an array with this layout can have."""
         return len(self.dims) - (self.variadic_index is not None)
 
+    def admits_rank(self, rank: int) -> bool:
+        """Can an array of ``rank`` dims have this layout?"""
+        return rank == self.min_rank or (self.variadic_index is not None and rank > self.min_rank)
+
+    @property
+    def rank_text(self) -> str:
+        """How many dims it needs, for messages: ``2``, or ``at least 2`` with a variadic."""
+        return f"at least {self.min_rank}" if self.variadic_index is not None else str(self.min_rank)
+
     def names(self) -> frozenset[str]:
         """Every dimension name the layout mentions (named, variadic and labelled fixed dims)."""
         return frozenset(name for dim in self.dims if (name := dim_name(dim)) is not None)

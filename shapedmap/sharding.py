@@ -58,6 +58,18 @@ class Sharding:
             return None
         return axes[0] if len(axes) == 1 else axes
 
+    @functools.cached_property
+    def mesh_axes(self) -> tuple[str, ...]:
+        """Every mesh axis some batch name is split over, in order."""
+        return tuple(dict.fromkeys(axis for axes in self.axes.values() for axis in axes))
+
+    def known_mesh(self) -> Mesh | AbstractMesh | None:
+        """The mesh given, else the one set with ``jax.set_mesh``, else None (a call would refuse)."""
+        if self.mesh is not None:
+            return self.mesh
+        mesh = jax.sharding.get_abstract_mesh()
+        return None if mesh.empty else mesh
+
     def mesh_for_call(self) -> Mesh | AbstractMesh:
         """The mesh of this call: the one given, else the one set with ``jax.set_mesh``."""
         if self.mesh is not None:
@@ -131,6 +143,11 @@ class Sharding:
             specs.append(PartitionSpec(*(self.spmd_axis_name(batch_at.get(i, "")) for i in range(stop))))
         return tuple(specs) if plan.returns_tuple else specs[0]
 
+    def nest_out_specs(self, plan: Plan, bindings: Bindings, result_shapes: Callable[[], Any]) -> Any:
+        """The results' specs for ``auto_axes``: read off the layouts, else from the traced shapes."""
+        specs = self.prefix_result_specs(plan)
+        return specs if specs is not None else self.result_specs(plan, result_shapes(), bindings)
+
     def call(
         self,
         plan: Plan,
@@ -160,11 +177,8 @@ class Sharding:
             wrap = None
             if explicit:
                 # Run the nest with these axes as Auto: that is what makes collectives work there.
-                out_specs = self.prefix_result_specs(plan)
-                if out_specs is None:
-                    out_specs = self.result_specs(plan, result_shapes(), bindings)
-                axes = tuple(dict.fromkeys(axis for axes in self.axes.values() for axis in axes))
-                wrap = functools.partial(jax.sharding.auto_axes, axes=axes, out_sharding=out_specs)
+                out_specs = self.nest_out_specs(plan, bindings, result_shapes)
+                wrap = functools.partial(jax.sharding.auto_axes, axes=self.mesh_axes, out_sharding=out_specs)
             output = run(values, wrap)
             specs = self.result_specs(plan, output, bindings)
             return jax.tree.map(
@@ -176,11 +190,10 @@ class Sharding:
 
     def explicit(self, mesh: Mesh) -> bool:
         """Are any of the mesh axes used here of type ``Explicit``?"""
-        used = {axis for axes in self.axes.values() for axis in axes}
         return any(
             kind == AxisType.Explicit
             for name, kind in zip(mesh.axis_names, mesh.axis_types, strict=True)
-            if name in used
+            if name in self.mesh_axes
         )
 
     def place(self, value: Any, mesh: Mesh, spec: PartitionSpec, explicit: bool) -> Any:
