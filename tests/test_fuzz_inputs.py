@@ -1089,6 +1089,9 @@ def test_errors_name_the_function_and_the_parameter():
     entry = CORPUS[0]
     with pytest.raises(ShapeError) as info:
         entry.fn(jnp.ones((2, 3, 3)), "abc")
+    assert (
+        str(info.value) == "mp: argument 'f' must be an array matching Float[Array, 'graph node feat'], got str 'abc'"
+    )
     assert entry_name(entry) == "mp" and names_parameter(str(info.value), "f")
     assert not names_parameter("mp: argument 'a' is wrong", "f")
     assert _BLAMES_POSITIONS.search("TypeError for args[0]") and not _BLAMES_POSITIONS.search("argument 'a'")

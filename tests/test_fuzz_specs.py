@@ -480,7 +480,7 @@ def run_case(case: SpecCase) -> str:
     try:
         function = batched(fn, case.spec, layouts=case.layouts, out=case.out)
     except SpecError as error:
-        if "spec_case" not in str(error) and not str(error).startswith("batched "):
+        if not str(error).startswith("spec_case: "):
             raise InternalError(f"{case.describe()}: SpecError without the function's name: {error}") from error
         return "spec error"
     except Exception as error:

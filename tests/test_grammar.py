@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from jaxtyping import Array, Float, Int, Key, PyTree, Scalar, Shaped, jaxtyped
 
 from shapedmap import ShapeError, SpecError, batched
+from shapedmap.layout import parse_layout
 
 # -- "*batch": any number of leading batch dims, broadcast like jnp.vectorize -----------------
 
@@ -531,8 +532,9 @@ def test_corpus_works_or_raises_spec_error(dim_str, spec):
     try:
         annotation = Float[Array, dim_str]
     except Exception:
-        annotation = None  # jaxtyping itself refuses it: nothing to decorate
-    if annotation is None:
+        # No annotation can carry it, but a spec or layouts= can: shapedmap's parser refuses it too.
+        with pytest.raises(SpecError):
+            parse_layout(dim_str)
         return
 
     def f(x: annotation) -> Float[Array, ""]:
@@ -540,15 +542,14 @@ def test_corpus_works_or_raises_spec_error(dim_str, spec):
 
     try:
         function = batched(f, spec)
-    except SpecError:
+    except SpecError as error:
+        assert str(error).startswith("f: ") and "parameter 'x'" in str(error), str(error)
         return
-    # It decorated: it must work on an array matching it, or raise ShapeError/TypeError with a name.
-    shape = _shape_for(dim_str)
-    if shape is None:
-        return
+    assert dim_str not in STRICTER, "jaxtyping takes it, shapedmap must refuse it"
+    # It decorated: it must work on an array matching it, or raise a ShapeError naming the function.
     try:
-        result = function(jnp.ones((2, *shape)))
-    except (ShapeError, SpecError) as error:
+        result = function(jnp.ones((2, *_shape_for(dim_str))))
+    except ShapeError as error:
         assert str(error).startswith("f: ")
     else:
         assert result.shape == (2,)

@@ -357,14 +357,15 @@ def test_results_jax_cannot_hold_are_named(jit):
         "a duck": (lambda x: Duck(), "Duck"),
     }
     for spec in ("b", "*batch"):
-        for case, (body, kind) in bodies.items():
+        for body, kind in bodies.values():
 
             def returns(x: Float[Array, "n"], body=body) -> Float[Array, "n"]:
                 return body(x)
 
             function = batched(returns, spec)
+            argument = jnp.ones((2, 3)) if spec == "b" else jnp.ones(3)
             with pytest.raises(ShapeError, match=rf"^returns: the return value should be an array, got {kind}"):
-                (jax.jit(function) if jit else function)(jnp.ones((2, 3)) if spec == "b" else jnp.ones(3)), case
+                (jax.jit(function) if jit else function)(argument)
 
     def huge(x: Float[Array, "n"]) -> Float[Array, ""]:
         return 2**70
