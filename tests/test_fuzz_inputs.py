@@ -658,28 +658,48 @@ def oracle(entry: Entry, values: dict[str, Any]) -> Any:
         for leaf in leaves:
             loop.bind(entry, param.layout.split(), tuple(leaf.shape))
         arrays[param.name] = value
+    return run_loop(entry, arrays, loop, functools.partial(call_example, entry))
+
+
+def run_loop(entry: Entry, arrays: dict[str, Any], loop: Loop, call: Callable[[dict[str, Any]], Any]) -> Any:
+    """The naive loop: ``call`` on every example, results stacked; a size-0 batch calls one
+    stand-in example for the result's core shapes and dtypes."""
     axes = loop.axes(entry)
     if any(size == 0 for _, size in axes):
-        return empty_result(entry, arrays, loop, axes)
-    results = [call_example(entry, example_values(entry, arrays, loop, dict(point)))
-               for point in itertools.product(*([(key, i) for i in range(size)] for key, size in axes))]  # fmt: skip
-    return stack_results(entry, results, axes)
+        padded = map_arrays(entry, arrays, lambda _, leaf: pad_zero_axes(leaf))
+        out = call(example_values(entry, padded, loop, {key: 0 for key, _ in axes}))
+        return stack_results(entry, [out], [(key, 1) for key, _ in axes], sizes=axes)
+    points = itertools.product(*([(key, i) for i in range(size)] for key, size in axes))
+    return stack_results(entry, [call(example_values(entry, arrays, loop, dict(point))) for point in points], axes)
+
+
+def map_arrays(entry: Entry, arrays: dict[str, Any], leaf_fn: Callable[[Param, Any], Any]) -> dict[str, Any]:
+    """``leaf_fn(param, leaf)`` on every array leaf; static values and ``None`` pass through."""
+    return {
+        p.name: arrays[p.name]
+        if p.kind == "static" or arrays[p.name] is None
+        else jax.tree.map(lambda leaf, p=p: leaf_fn(p, leaf), arrays[p.name])
+        for p in entry.params
+    }
 
 
 def example_values(entry: Entry, arrays: dict[str, Any], loop: Loop, point: dict[str, int]) -> dict[str, Any]:
-    examples = {}
-    for param in entry.params:
-        value = arrays[param.name]
-        if param.kind == "static" or value is None:
-            examples[param.name] = value
-            continue
-        tokens = param.layout.split()
-        examples[param.name] = jax.tree.map(lambda leaf, t=tokens: leaf[loop.index(entry, t, leaf.shape, point)], value)
-    return examples
+    """The values of the example at ``point`` (one index per batch key)."""
+    return map_arrays(entry, arrays, lambda p, leaf: leaf[loop.index(entry, p.layout.split(), leaf.shape, point)])
 
 
-def call_example(entry: Entry, examples: dict[str, Any]) -> Any:
-    """Check one example against the per-example annotations (jaxtyping), then call ``fn.fn``."""
+def call_example(
+    entry: Entry,
+    examples: dict[str, Any],
+    *,
+    refused: type[Exception] = Invalid,
+    as_result: Callable[[Any], Any] = lambda out: out,
+) -> Any:
+    """Check one example against the per-example annotations (jaxtyping), then call ``fn.fn``.
+
+    An example its annotations refuse raises ``refused``; ``as_result`` reads the result as
+    ``jax.vmap`` would, before it is checked against the return annotation.
+    """
     fn = entry.fn.fn
     hints = {name: jax.Array if hint is np.ndarray else hint for name, hint in type_hints(fn).items()}
     args, kwargs = list(entry.prefix), {}
@@ -690,7 +710,7 @@ def call_example(entry: Entry, examples: dict[str, Any]) -> Any:
             hint = hints.get(param.name)
             items = value if param.kind == "varargs" else (value,)
             if hint is not None and not all(bearable(item, hint, structures) for item in items):
-                raise Invalid(f"example of {param.name} does not match its annotation")
+                raise refused(f"example of {param.name} does not match its annotation")
             if param.kind == "varargs":
                 args.extend(value)
             elif param.keyword_only:
@@ -701,6 +721,7 @@ def call_example(entry: Entry, examples: dict[str, Any]) -> Any:
             out = fn(*args, **kwargs)
         except Exception as error:
             raise Invalid(f"the per-example function raised {type(error).__name__}: {error}", type(error)) from None
+        out = as_result(out)
         if "return" in hints and not bearable(out, hints["return"], structures):
             raise Invalid("the per-example result does not match its annotation")
     return out
@@ -735,20 +756,6 @@ def _is_bearable(value: Any, hint: Any) -> bool:
         return is_bearable(value, hint)
     except ArithmeticError:
         return False
-
-
-def empty_result(entry: Entry, arrays: dict[str, Any], loop: Loop, axes: list[tuple[str, int]]) -> Any:
-    """A size-0 batch: one stand-in example gives the result's core shapes and dtypes."""
-    padded = {}
-    for param in entry.params:
-        value = arrays[param.name]
-        if param.kind == "static" or value is None:
-            padded[param.name] = value
-            continue
-        padded[param.name] = jax.tree.map(lambda leaf: pad_zero_axes(leaf), value)
-    point = {key: 0 for key, _ in axes}
-    out = call_example(entry, example_values(entry, padded, loop, point))
-    return stack_results(entry, [out], [(key, 1) for key, _ in axes], sizes=axes)
 
 
 def pad_zero_axes(leaf: Any) -> Any:
