@@ -240,8 +240,6 @@ def classify(hint: Any, where: str, *, in_tree: bool = False) -> ValueType:
     if hint is None:
         return ValueType("static")
     hint = _strip_annotated(hint)
-    if hint == jax.typing.ArrayLike:  # a Union that means "anything jnp.asarray takes": any array
-        return ValueType("array", ArrayType(_ANY_SHAPE, array_type=jax.Array), hint=hint)
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         return _classify_union(hint, where, in_tree)
@@ -274,7 +272,8 @@ def classify(hint: Any, where: str, *, in_tree: bool = False) -> ValueType:
 def _classify_union(hint: Any, where: str, in_tree: bool) -> ValueType:
     members = typing.get_args(hint)
     optional = type(None) in members
-    if set(members) - {type(None)} == set(typing.get_args(jax.typing.ArrayLike)):  # ArrayLike | None
+    # ArrayLike (or ArrayLike | None) is a Union meaning "anything jnp.asarray takes": any array.
+    if set(members) - {type(None)} == set(typing.get_args(jax.typing.ArrayLike)):
         return ValueType("array", ArrayType(_ANY_SHAPE, array_type=jax.Array), optional, hint)
     values = [classify(member, where, in_tree=in_tree) for member in members if member is not type(None)]
     arrays = [value for value in values if value.is_array]
