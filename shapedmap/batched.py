@@ -122,9 +122,7 @@ def batched(
         raise SpecError(f"batched expects a function, got {describe_value(fn)}")
     if not isinstance(check, bool):
         raise SpecError(f"check= must be True or False, got {describe_value(check)}")
-    runner = Batched(fn, (spec, layouts, out), check, (shard, mesh))
-    runner.defined_in = _caller_module()
-    return runner.wrapper
+    return Batched(fn, (spec, layouts, out), check, (shard, mesh), defined_in=_caller_module()).wrapper
 
 
 def _caller_module() -> str | None:
@@ -145,11 +143,17 @@ class Batched:
     """
 
     def __init__(
-        self, fn: Callable[..., Any], options: tuple[Any, Any, Any], check: bool, shard_options: tuple[Any, Any]
+        self,
+        fn: Callable[..., Any],
+        options: tuple[Any, Any, Any],
+        check: bool,
+        shard_options: tuple[Any, Any],
+        *,
+        defined_in: str | None = None,
     ) -> None:
         self.fn = fn
         self.check = check
-        self.defined_in: str | None = None  # the module whose code made it (documented and tested there)
+        self.defined_in = defined_in  # the module whose code made it (documented and tested there)
         self.plan: Plan | None = None
         self.sharding: Sharding | None = None
         self.checked_fn: Callable[..., Any] = fn  # parameters and results checked per example
