@@ -305,11 +305,32 @@ def _validate_expression(expression: str, token: str) -> None:
             raise SpecError(f"attribute and item access belong inside braces in {token!r} (write '{{self.n}}')")
         if isinstance(node, ast.Constant) and not isinstance(node.value, int):
             raise SpecError(f"only integer constants are allowed in {token!r}")
-    # f-string fields read as 1 here: only a literal zero divisor is certain to fail.
-    for node in ast.walk(_parse_python(_FSTRING_FIELD.sub("1", expression), token)):
+    # f-string fields read as 1 here: only what holds for every size is certain to fail.
+    sized = _parse_python(_FSTRING_FIELD.sub("1", expression), token)
+    for node in ast.walk(sized):
         divides = isinstance(node, ast.BinOp) and isinstance(node.op, ast.FloorDiv | ast.Mod)
         if divides and isinstance(node.right, ast.Constant) and node.right.value == 0:
             raise SpecError(f"the dimension expression {token!r} divides by zero: it can never be a size")
+    top = sized.body
+    negated = isinstance(top, ast.UnaryOp) and isinstance(top.op, ast.USub)
+    # (a negated constant is refused with its value, by constant_value)
+    if negated and not isinstance(top.operand, ast.Constant) and _never_negative(top.operand):
+        raise SpecError(
+            f"the dimension expression {token!r} is negative for every positive size: a dimension cannot be negative"
+        )
+
+
+def _never_negative(node: ast.AST) -> bool:
+    """Is the expression at ``node`` >= 0 for all sizes (names, non-negative constants, + * // % **)?"""
+    if isinstance(node, ast.Name):
+        return True
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, int) and node.value >= 0
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Mult | ast.FloorDiv | ast.Mod | ast.Pow):
+        return _never_negative(node.left) and _never_negative(node.right)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+        return node.func.id == "abs" or all(_never_negative(argument) for argument in node.args)
+    return False
 
 
 def _parse_python(text: str, token: str) -> ast.Expression:

@@ -223,6 +223,7 @@ def run_briefly(code: str) -> str:
         ("1//0", "divides by zero"),
         ("n//0", "divides by zero"),  # (spec fuzzer, later) with a name too: a literal zero divisor
         ("n%0", "divides by zero"),
+        ("-n", "a dimension cannot be negative"),  # (spec fuzzer, later) negative for every positive n
     ],
 )
 def test_constant_expression_that_can_never_be_a_size_is_a_spec_error(dims, reason):
