@@ -26,8 +26,8 @@ from beartype import beartype
 from jaxtyping import Array, Float, PyTree, jaxtyped
 
 from shapedmap import batched
+from shapedmap._plan import plan_of
 from shapedmap.examples import EXAMPLES, concat, custom_dot, message_passing, vv
-from shapedmap.plan import plan_of
 
 __all__ = [
     "CUSTOM_DOT_SIZES",

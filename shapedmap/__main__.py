@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     docs.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
     arguments = parser.parse_args(argv)
     if arguments.command == "demo":
-        from .demo import main as demo
+        from ._demo import main as demo
 
         return demo()
     return _docs(arguments.module, arguments.format, arguments.output)  # argparse allows only these two
@@ -31,8 +31,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _docs(module_name: str, format: str, output: str | None) -> int:
     """``python -m shapedmap docs``: 0 on success, 2 when a module does not import."""
-    from .docs import document_module
-    from .errors import SpecError
+    from ._describe import document_module
+    from ._errors import SpecError
 
     try:
         module = importlib.import_module(module_name)

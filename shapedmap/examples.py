@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from .batched import batched
+from ._decorator import batched
 
 __all__ = ["EXAMPLES", "Example"]
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import griffe
 
-from .annotation import hint_text
+from ._annotations import hint_text
 
 __all__ = ["BatchedFunctions"]
 

@@ -45,11 +45,12 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import AbstractArray, PyTree
 
-from .annotation import ArrayType
-from .check import check_arguments, check_results
-from .errors import ShapeError, describe_value
-from .layout import AnonymousDim, FixedDim, NamedDim, SymbolicDim, VariadicDim, evaluate_symbolic
-from .plan import Argument, Placement, Plan, plan_of
+from ._annotations import ArrayType
+from ._checks import check_arguments, check_results
+from ._errors import ShapeError, describe_value
+from ._grammar import AnonymousDim, FixedDim, NamedDim, SymbolicDim, VariadicDim, evaluate_symbolic
+from ._levels import Placement
+from ._plan import Argument, Plan, plan_of
 
 __all__ = ["BatchedCheckError", "check_batched", "inputs"]
 

@@ -16,10 +16,10 @@ import pytest
 from jaxtyping import Array, Float, Int, PyTree
 
 from shapedmap import batched, describe
-from shapedmap.diagram import _PALETTE
-from shapedmap.docs import batched_functions, document_module, strip_shapes_section, with_shapes_section
+from shapedmap._describe import batched_functions, document_module, strip_shapes_section, with_shapes_section
+from shapedmap._diagram import _PALETTE
+from shapedmap._plan import plan_of
 from shapedmap.examples import EXAMPLES, message_passing, mm, mv, pairwise
-from shapedmap.plan import plan_of
 
 SVG = "{http://www.w3.org/2000/svg}"
 

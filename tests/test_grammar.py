@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from jaxtyping import Array, Float, Int, Key, PyTree, Scalar, Shaped, jaxtyped
 
 from shapedmap import ShapeError, SpecError, batched
-from shapedmap.layout import parse_layout
+from shapedmap._grammar import parse_layout
 
 # -- "*batch": any number of leading batch dims, broadcast like jnp.vectorize -----------------
 
@@ -395,8 +395,8 @@ def test_already_jaxtyped_function_is_not_checked_twice():
     def double(x: Float[Array, "n"]) -> Float[Array, "n"]:
         return 2 * x
 
-    runner = double.__shapedmap__
-    assert runner.checked_fn.__wrapped__ is runner.fn  # the user's jaxtyped is the per-example check
+    described = double.__shapedmap__
+    assert described.first_body.__wrapped__ is described.fn  # the user's jaxtyped is the per-example check
     np.testing.assert_array_equal(double(jnp.ones((2, 3))), 2 * jnp.ones((2, 3)))
 
     @batched("b")
@@ -429,9 +429,8 @@ def test_import_hook_functions_are_not_checked_twice(tmp_path, monkeypatch):
     with install_import_hook("hooked_module", "beartype.beartype"):
         module = importlib.import_module("hooked_module")
     try:
-        runner = module.double.__shapedmap__
-        runner.resolve()
-        assert runner.checked_fn.__wrapped__ is runner.fn  # the hook's jaxtyped is the per-example check
+        described = module.double.__shapedmap__
+        assert described.first_body.__wrapped__ is described.fn  # the hook's jaxtyped is the per-example check
         np.testing.assert_array_equal(module.double(jnp.ones((2, 3))), 2 * jnp.ones((2, 3)))
     finally:
         sys.modules.pop("hooked_module", None)

@@ -2,8 +2,8 @@
 
 import pytest
 
-from shapedmap.errors import SpecError
-from shapedmap.layout import (
+from shapedmap._errors import SpecError
+from shapedmap._grammar import (
     FixedDim,
     Layout,
     NamedDim,

@@ -10,8 +10,8 @@ from dim_strings import INVALID, STRICTER, VALID  # shared with test_grammar's c
 from jaxtyping import Array, Float
 from jaxtyping import _array_types as jaxtyping_internals  # private: this test only
 
-from shapedmap.errors import SpecError
-from shapedmap.layout import AnonymousDim, FixedDim, NamedDim, SymbolicDim, VariadicDim, parse_layout
+from shapedmap._errors import SpecError
+from shapedmap._grammar import AnonymousDim, FixedDim, NamedDim, SymbolicDim, VariadicDim, parse_layout
 
 
 def from_jaxtyping(dim):

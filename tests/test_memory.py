@@ -18,7 +18,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from shapedmap import batched
-from shapedmap.plan import plan_of
+from shapedmap._plan import plan_of
 
 
 def scale(x: Float[Array, "n"], y: Float[Array, ""]) -> Float[Array, "n"]:
@@ -37,7 +37,7 @@ def trace(function, *shapes):
 
 def test_validated_signature_cache_stays_within_its_bound():
     scaled = batched(scale, "b")
-    cache = scaled.__shapedmap__.checked_shapes
+    cache = plan_of(scaled)._memo
     for b, n in shapes(cache.maxsize + 100):
         trace(scaled, (b, n), (b,))
     assert len(cache) == cache.maxsize == 512
@@ -54,8 +54,8 @@ def test_expansion_cache_stays_within_its_bound():
     for left in patterns:
         for right in patterns:
             assert trace(broadcast, (*left, 3, 2), (*right, 2)).shape == (*np.broadcast_shapes(left, right), 3)
-    expansions = plan_of(broadcast)._expansions
-    assert len(expansions) == expansions.maxsize == 64
+    memo = plan_of(broadcast)._memo
+    assert len(memo) == memo.maxsize == 512  # levels, nests and checked shapes, all bounded together
 
 
 def make_closure(factor):

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from jaxtyping import Array, Float
 
 from shapedmap import batched
-from shapedmap.layout import parse_layout
+from shapedmap._grammar import parse_layout
 
 BATCH_NAMES = ("b0", "b1", "b2")
 CORE_NAMES = ("c0", "c1")

@@ -24,7 +24,8 @@ import pytest
 from jaxtyping import Array, Float, PyTree
 
 from shapedmap import ShapeError, batched
-from shapedmap.cache import BoundedCache
+from shapedmap._cache import BoundedCache
+from shapedmap._plan import plan_of
 
 THREADS = 8
 
@@ -184,12 +185,12 @@ def test_first_calls_from_many_threads_build_one_plan(monkeypatch):
 
     make_plan = module.make_plan
     monkeypatch.setattr(module, "make_plan", counting_make_plan)
-    runner = deferred.__shapedmap__
-    assert runner.plan is None
+    described = deferred.__shapedmap__
+    assert "plan" not in vars(described)  # not built yet: a forward reference
 
     def first_call(index):
         result = deferred(jnp.full((2, index + 1), 2.0))
-        return result, id(runner.plan)
+        return result, id(described.plan)
 
     results = run_in_threads(first_call)
     for index, (result, _) in enumerate(results):
@@ -238,4 +239,5 @@ def test_validated_signature_cache_is_shared_safely(jit):
     for outcomes in run_in_threads(task):
         for n, result in outcomes:
             np.testing.assert_array_equal(result, 2 * np.ones((2, n)))
-    assert len(doubled.__shapedmap__.checked_shapes) == 3  # one entry per shape, however many threads
+    memo = plan_of(doubled)._memo
+    assert sum(key[0] == "arguments" for key in memo.held_keys()) == 3  # one entry per shape, however many threads

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape, quoteattr
 
-from .layout import VariadicDim, dim_name, dim_text, parse_layout
+from ._grammar import VariadicDim, dim_name, dim_text, parse_layout
 
 if TYPE_CHECKING:
-    from .docs import Contract
+    from ._describe import Contract
 
 __all__ = ["contract_svg"]
 

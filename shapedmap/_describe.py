@@ -4,7 +4,7 @@
 parameter with its per-example and batched layout, dtype and batch dims (or that it is
 static), every output, and one ``BatchDim`` per ``jax.vmap`` with its ``in_axes`` and
 ``out_axes``. The contract renders as Markdown, reStructuredText, a JSON-able dict, an SVG
-picture (``shapedmap.diagram``) and the NumPy-docstring "Shapes" section that ``@batched``
+picture (``shapedmap._diagram``) and the NumPy-docstring "Shapes" section that ``@batched``
 appends to ``__doc__``.
 
 The "Shapes" section is a bullet list of double-backquoted literals: the one markup that
@@ -30,14 +30,16 @@ import importlib
 import inspect
 import json
 import pkgutil
-import re
 import types
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .annotation import ValueType, function_name, hint_text, unwrap_partial
-from .layout import Layout
-from .plan import Level, Placement, Plan
+from ._annotations import ValueType, function_name, hint_text, unwrap_partial
+from ._face import shapes_section, strip_shapes_section, with_shapes_section
+from ._grammar import Layout
+from ._levels import Placement
+from ._nest import nominal_levels
+from ._plan import Plan
 
 __all__ = [
     "BatchDim",
@@ -215,7 +217,7 @@ class Contract:
 
     def to_svg(self) -> str:
         """A picture: each argument's dims as boxes, batch dims coloured, and where they land."""
-        from .diagram import contract_svg
+        from ._diagram import contract_svg
 
         return contract_svg(self)
 
@@ -339,7 +341,7 @@ def describe(fn: Any, name: str | None = None) -> Contract:
         >>> describe(mv).batch_dims[0].in_axes
         {'x': 0, 'y': None}
     """
-    from .plan import plan_of
+    from ._plan import plan_of
 
     plan = plan_of(fn)
     per_example = getattr(fn, "fn", fn)
@@ -365,7 +367,7 @@ def contract_of(
     mesh_axes: dict[str, tuple[str, ...]] | None = None,
 ) -> Contract:
     """The contract of ``plan`` (``describe`` fills the names in from the function)."""
-    levels, per_call = _nominal_levels(plan)
+    levels, per_call = nominal_levels(plan)
     array_names = [plan.arguments[i].name for i in plan.array_arguments]
     output_names = [f"return[{i}]" for i in range(len(plan.results))] if plan.returns_tuple else ["return"]
     parameters = tuple(_parameter_shape(argument) for argument in plan.arguments)
@@ -408,16 +410,6 @@ def contract_of(
         outputs=outputs,
         batch_dims=tuple(batch_dims),
     )
-
-
-def _nominal_levels(plan: Plan) -> tuple[tuple[Level, ...], bool]:
-    """The plan's levels; for call-dependent plans, those of one ``*batch`` dim, nothing squeezed."""
-    if plan.levels is not None:
-        return plan.levels, False
-    lengths = tuple(1 if plan.arguments[i].placement.variadic_batch is not None else 0 for i in plan.array_arguments)
-    unsqueezed = tuple(frozenset() for _ in plan.array_arguments)
-    expansion = plan.expand(1 if plan.variadic_batch is not None else 0, lengths, unsqueezed)
-    return expansion.levels, True
 
 
 def _parameter_shape(argument: Any) -> ParameterShape:
@@ -511,37 +503,6 @@ def _rst_table(header: list[str], rows: list[list[str]]) -> list[str]:
         for index, cell in enumerate(cells):
             lines.append(f"   {'* -' if index == 0 else '  -'} {cell}".rstrip())
     return lines
-
-
-# -- the docstring section -----------------------------------------------------------------------
-
-_GENERATED_SECTION = re.compile(r"(?:\A|\n\n)Shapes\n------\n(?:- [^\n]*(?:\n|\Z))+\Z")
-
-
-def shapes_section(plan: Plan, mesh_axes: dict[str, tuple[str, ...]] | None = None) -> str:
-    """The "Shapes" section for ``plan``: each parameter's and result's layouts, and the axes.
-
-    ``mesh_axes`` (batch name -> mesh axes, from ``shard=``) adds each ``vmap``'s ``spmd_axis_name``.
-    """
-    return contract_of(plan, mesh_axes=mesh_axes).shapes_section()
-
-
-def strip_shapes_section(doc: str) -> str:
-    """``doc`` without a trailing generated "Shapes" section (a batched function batched again)."""
-    return _GENERATED_SECTION.sub("", doc.rstrip() + "\n").rstrip()
-
-
-def with_shapes_section(doc: str | None, plan: Plan, mesh_axes: dict[str, tuple[str, ...]] | None = None) -> str:
-    """The user's docstring (kept as written) followed by the "Shapes" section.
-
-    When the per-example function is itself batched, its generated section is replaced,
-    not repeated.
-    """
-    section = shapes_section(plan, mesh_axes)
-    user = strip_shapes_section(inspect.cleandoc(doc)) if doc else ""
-    if not user:
-        return section
-    return f"{user}\n\n{section}"
 
 
 # -- documenting a module ------------------------------------------------------------------------

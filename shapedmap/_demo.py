@@ -14,7 +14,7 @@ from typing import TextIO
 import jax
 import jax.numpy as jnp
 
-from .errors import ShapeError
+from ._errors import ShapeError
 from .examples import EXAMPLES, Example, message_passing
 
 __all__ = ["main"]

@@ -36,6 +36,11 @@ class BoundedCache(Generic[Value]):
     def __len__(self) -> int:
         return len(self._entries)
 
+    def held_keys(self) -> list[Hashable]:
+        """The keys held now, least recently used first."""
+        with self._lock:
+            return list(self._entries)
+
     def get(self, key: Hashable) -> Value | None:
         """The value for ``key`` (refreshed as most recently used), or None."""
         with self._lock:

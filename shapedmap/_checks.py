@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import jax
@@ -26,23 +25,22 @@ import numpy as np
 from beartype.door import is_bearable
 from beartype.roar import BeartypeException
 
-from .annotation import hint_text
-from .errors import ShapeError, describe_array, describe_value
-from .layout import (
-    AnonymousDim,
+from ._annotations import hint_text
+from ._binding import Bindings, Origin
+from ._errors import ShapeError, describe_value
+from ._grammar import (
     FixedDim,
     Layout,
-    NamedDim,
     SymbolicDim,
-    VariadicDim,
     dim_text,
     evaluate_symbolic,
     symbolic_names,
 )
+from ._messages import argument_place, leaf_place, result_place
 
 if TYPE_CHECKING:
-    from .annotation import ArrayType, ValueType
-    from .plan import Placement, Plan
+    from ._annotations import ArrayType, ValueType
+    from ._plan import Placement, Plan
 
 __all__ = [
     "Bindings",
@@ -58,34 +56,6 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class Origin:
-    """Where a size was seen: ``argument 'a' (axis 0 of f32[5,7,7])``.
-
-    ``shape`` and ``dtype`` describe the array; the text is written only when a message needs it.
-    A size the layout itself gives (``rep=3``) has no axis and no array: ``dtype`` holds its token.
-    """
-
-    place: str
-    axis: int | tuple[int, int] | None
-    shape: tuple[int, ...]
-    dtype: Any
-
-    @property
-    def value(self) -> str:
-        """``f32[5,7,7]``."""
-        return describe_array(self.shape, self.dtype)
-
-    def __str__(self) -> str:
-        if self.axis is None:  # a size the layout itself gives: ``rep=3``
-            return f"{self.place}, which fixes it"
-        if isinstance(self.axis, tuple):
-            start, stop = self.axis
-            axes = f"axes {start}..{stop - 1}" if stop - start != 1 else f"axis {start}"
-            return f"{self.place} ({axes} of {self.value})"
-        return f"{self.place} (axis {self.axis} of {self.value})"
-
-
 def is_array_like(value: Any) -> bool:
     """Arrays, tracers and NumPy arrays/scalars: anything with a tuple shape and a dtype.
 
@@ -95,247 +65,6 @@ def is_array_like(value: Any) -> bool:
         return isinstance(getattr(value, "shape", None), tuple) and hasattr(value, "dtype")
     except Exception:
         return False
-
-
-class Bindings:
-    """The sizes of one call's named dimensions, each with the place it was first seen.
-
-    ``broadcast`` names (variadic batch dims such as ``*batch``) unify NumPy-style;
-    every other name must have one size everywhere (``#name`` tokens accept size 1).
-    """
-
-    def __init__(self, function: str, arguments: dict[str, Any] | None = None) -> None:
-        self.function = function
-        self.arguments = arguments or {}
-        self.sizes: dict[str, tuple[int, Origin]] = {}
-        self.variadics: dict[str, tuple[tuple[int, ...], Origin]] = {}
-        self.structures: dict[str, tuple[Any, list[str], str]] = {}
-        self._symbolic: list[tuple[SymbolicDim, int, Origin, Layout]] = []
-
-    def snapshot(self) -> tuple[Any, ...]:
-        """The bound sizes as immutable tuples: what a call with the same shapes starts from.
-
-        Argument values (for ``{...}`` dims) are not kept: a remembered snapshot keeps nothing alive.
-        """
-        return (tuple(self.sizes.items()), tuple(self.variadics.items()), tuple(self.structures.items()))
-
-    @classmethod
-    def restore(cls, function: str, snapshot: tuple[Any, ...]) -> Bindings:
-        """Fresh bindings holding the sizes of ``snapshot``."""
-        bindings = cls(function)
-        sizes, variadics, structures = snapshot
-        bindings.sizes, bindings.variadics, bindings.structures = dict(sizes), dict(variadics), dict(structures)
-        return bindings
-
-    # -- matching one array ------------------------------------------------------------
-
-    def bind(
-        self,
-        layout: Layout,
-        value: Any,
-        place: str,
-        *,
-        broadcast: frozenset[str] = frozenset(),
-        labels: frozenset[str] = frozenset(),
-        per_example: Layout | None = None,
-        parameter: str | None = None,
-        leaf: str | None = None,
-        shared_over: tuple[str, ...] = (),
-    ) -> None:
-        """Match ``value`` (array-like) against ``layout``, binding and checking sizes.
-
-        ``labels`` are the ``name=3`` labels that name batch dims (bound like names);
-        ``per_example`` and ``parameter`` only improve the wrong-rank message. ``leaf`` is the
-        PyTree path of ``value``: ``?n`` dims are bound once per leaf path. ``shared_over`` names the
-        batch dims this argument is not mapped over (for the too-many-dims message).
-        """
-        shape = tuple(value.shape)
-        dtype = value.dtype
-        self._check_rank(layout, shape, place, value, per_example, parameter, shared_over)
-        start = 0
-        for dim, size in zip(layout.dims, layout.split(shape), strict=True):
-            width = len(size) if isinstance(size, tuple) else 1
-            if getattr(dim, "treepath", False) and dim.name is not None:
-                dim = replace(dim, name=f"{dim.name}{leaf or ''}", treepath=False)
-            if isinstance(dim, VariadicDim):
-                origin = Origin(place, (start, start + width), shape, dtype)
-                if dim.name is not None:
-                    self._unify_variadic(dim, size, origin, layout, broadcast)
-            else:
-                origin = Origin(place, start, shape, dtype)
-                self._bind_one(dim, size, origin, layout, labels)
-            start += width
-
-    def _check_rank(
-        self,
-        layout: Layout,
-        shape: tuple[int, ...],
-        place: str,
-        value: Any,
-        per_example: Layout | None,
-        parameter: str | None,
-        shared_over: tuple[str, ...],
-    ) -> None:
-        rank = len(shape)
-        if layout.admits_rank(rank):
-            return
-        message = (
-            f"{self.function}: {place} has {rank} dims ({describe_value(value)}) but its layout {str(layout)!r} "
-            f"needs {layout.rank_text}"
-        )
-        if (
-            parameter is not None  # results come out of the map: their batch dims are never missing
-            and per_example is not None
-            and rank == per_example.min_rank
-            and per_example.min_rank < layout.min_rank
-        ):
-            missing = [dim_text(d) for d in layout.dims if d not in per_example.dims]
-            names = ", ".join(map(repr, missing))
-            dims = f"batch dim {names} is" if len(missing) == 1 else f"batch dims {names} are"
-            message += f". It has the per-example shape {str(per_example)!r}: the {dims} missing."
-            if parameter is not None:
-                message += (
-                    f" To share one value across the batch, give it a layout without {'it' if len(missing) == 1 else 'them'}: "
-                    f"layouts={{{parameter!r}: {str(per_example)!r}}}."
-                )
-        elif parameter is not None and shared_over and rank == layout.min_rank + len(shared_over):
-            names = ", ".join(map(repr, shared_over))
-            batched = " ".join((*shared_over, str(layout))).strip()
-            message += (
-                f". Its layout has no {names}, so one value of it is shared across the batch: pass one, "
-                f"or map it too with layouts={{{parameter!r}: {batched!r}}}."
-            )
-        raise ShapeError(message)
-
-    def _bind_one(self, dim: Any, size: int, origin: Origin, layout: Layout, labels: frozenset[str]) -> None:
-        if isinstance(dim, AnonymousDim):
-            return
-        if getattr(dim, "broadcastable", False) and size == 1:
-            return
-        if isinstance(dim, FixedDim):
-            if size != dim.size:
-                what = f"'{dim.label}'" if dim.label else f"{dim.size}"
-                raise ShapeError(
-                    f"{self.function}: dimension {what} of layout {str(layout)!r} must have size "
-                    f"{dim.size}, but {origin} has {size}"
-                )
-            if dim.label in labels:
-                self._unify(dim.label, size, origin, layout)
-            return
-        if isinstance(dim, SymbolicDim):
-            self._symbolic.append((dim, size, origin, layout))
-            return
-        if isinstance(dim, NamedDim):
-            self._unify(dim.name, size, origin, layout)
-
-    def _unify(self, name: str, size: int, origin: Origin, layout: Layout) -> None:
-        known = self.sizes.get(name)
-        if known is None:
-            self.sizes[name] = (size, origin)
-            return
-        known_size, known_origin = known
-        if known_size != size:
-            raise ShapeError(
-                f"{self.function}: dimension '{name}' has size {known_size} in {known_origin}\n"
-                f"but size {size} in {origin}"
-                f"{self._expected_line(origin, layout)}"
-            )
-
-    def _unify_variadic(
-        self, dim: VariadicDim, shape: tuple[int, ...], origin: Origin, layout: Layout, broadcast: frozenset[str]
-    ) -> None:
-        name = dim.name
-        known = self.variadics.get(name)
-        if known is None:
-            self.variadics[name] = (shape, origin)
-            return
-        known_shape, known_origin = known
-        if name in broadcast or dim.broadcastable:
-            try:
-                merged = tuple(np.broadcast_shapes(known_shape, shape))
-            except ValueError:
-                raise ShapeError(
-                    f"{self.function}: the dims '*{name}' do not broadcast: {known_shape} in "
-                    f"{known_origin}\nbut {shape} in {origin}"
-                ) from None
-            if merged != known_shape:
-                self.variadics[name] = (merged, origin if merged == shape else known_origin)
-            return
-        if known_shape != shape:
-            raise ShapeError(
-                f"{self.function}: the dims '*{name}' are {known_shape} in {known_origin}\n"
-                f"but {shape} in {origin}{self._expected_line(origin, layout)}"
-            )
-
-    def _expected_line(self, origin: Origin, layout: Layout) -> str:
-        """``\\n  expected argument 'f' to have shape (graph=5, node=7, feat) ...``."""
-        parts = []
-        for dim in layout.dims:
-            if isinstance(dim, NamedDim) and dim.name in self.sizes:
-                parts.append(f"{dim.name}={self.sizes[dim.name][0]}")
-            elif isinstance(dim, VariadicDim) and dim.name in self.variadics:
-                parts.append(f"*{dim.name}={self.variadics[dim.name][0]}")
-            else:
-                parts.append(dim_text(dim))
-        return f"\n  {origin.place} has layout {str(layout)!r}: expected ({', '.join(parts)}), got {origin.value}"
-
-    def unify_structure(self, name: str, value: Any, place: str) -> None:
-        """Values annotated ``PyTree[..., name]`` must share one tree structure."""
-        paths_and_leaves, treedef = jax.tree_util.tree_flatten_with_path(value)
-        paths = [jax.tree_util.keystr(path) for path, _ in paths_and_leaves]
-        known = self.structures.get(name)
-        if known is None:
-            self.structures[name] = (treedef, paths, place)
-            return
-        known_treedef, known_paths, known_place = known
-        if treedef == known_treedef:
-            return
-        extra = [path for path in known_paths if path not in paths]
-        missing = [path for path in paths if path not in known_paths]
-        if extra:
-            detail = f"{known_place} has {', '.join(extra)}, which {place} lacks"
-        elif missing:
-            detail = f"{place} has {', '.join(missing)}, which {known_place} lacks"
-        else:
-            detail = f"{known_place} is {known_treedef} but {place} is {treedef}"
-        raise ShapeError(
-            f"{self.function}: {place} and {known_place} must have the same PyTree structure '{name}' "
-            f"(both are annotated PyTree[..., '{name}']): {detail}"
-        )
-
-    # -- after all names are bound --------------------------------------------------------
-
-    def check_symbolic(self) -> None:
-        """Evaluate every pending expression (``2*f``) now that the names are bound."""
-        pending, self._symbolic = self._symbolic, []
-        sizes = {name: size for name, (size, _) in self.sizes.items()}
-        for dim, size, origin, layout in pending:
-            try:
-                expected = evaluate_symbolic(dim, sizes, self.arguments)
-            except NameError as error:
-                raise ShapeError(
-                    f"{self.function}: cannot evaluate the dimension {dim.expression!r} of "
-                    f"{origin.place} ({error}): no argument of this call binds that name"
-                ) from None
-            except Exception as error:
-                raise ShapeError(
-                    f"{self.function}: evaluating the dimension {dim.expression!r} of {origin.place} "
-                    f"failed: {type(error).__name__}: {error}"
-                ) from None
-            if expected != size:
-                used = symbolic_names(dim)
-                names = ", ".join(
-                    f"{name}={known} from {where}" for name, (known, where) in self.sizes.items() if name in used
-                )
-                raise ShapeError(
-                    f"{self.function}: dimension {dim.expression!r} of layout {str(layout)!r} should be "
-                    f"{expected}{f' ({names})' if names else ''},\nbut {origin} has {size}"
-                )
-
-    def size_of(self, name: str) -> int | None:
-        """The bound size of a named dimension, or None."""
-        known = self.sizes.get(name)
-        return None if known is None else known[0]
 
 
 # -- checking a whole call against a plan ----------------------------------------------------
@@ -399,7 +128,7 @@ def check_arguments(plan: Plan, values: list[Any], *, abstract: bool = True) -> 
     _bind_result_sizes(plan, bindings)
     for index in plan.array_arguments:
         argument = plan.arguments[index]
-        place = f"argument '{argument.name}'"
+        place = argument_place(argument.name)
         one_array_each = argument.kind in _VARIADIC_KINDS and _is_array_hint(argument.value.hint)
         values[index] = _check_value(
             bindings,
@@ -414,9 +143,28 @@ def check_arguments(plan: Plan, values: list[Any], *, abstract: bool = True) -> 
             shared_over=tuple(name for name in plan.order if name not in argument.placement.batch_names),
         )
     _check_batch_dims_have_arrays(plan, values)
+    if plan.has_fstring_dims:  # jaxtyping evaluates them on the per-example call's arguments
+        bindings.arguments = per_example_arguments(plan, values)
     bindings.check_symbolic()
     _check_result_expressions(plan, bindings)
     return bindings, values
+
+
+def per_example_arguments(plan: Plan, values: list[Any]) -> dict[str, Any]:
+    """The arguments one example's call sees, by name: array leaves as per-example
+    ``jax.ShapeDtypeStruct``s (what ``{x.shape[0]}`` dims read), other values as they are."""
+    arguments = {}
+    for argument, value in zip(plan.arguments, values, strict=True):
+        if argument.placement is not None and value is not None:
+            placement = argument.placement
+            value = jax.tree.map(
+                lambda leaf, placement=placement: jax.ShapeDtypeStruct(
+                    placement.per_example_shape(tuple(leaf.shape)), leaf.dtype
+                ),
+                value,
+            )
+        arguments[argument.name] = value
+    return arguments
 
 
 def convert_arguments(plan: Plan, values: list[Any]) -> list[Any]:
@@ -430,7 +178,7 @@ def convert_arguments(plan: Plan, values: list[Any]) -> list[Any]:
         value = values[index]
         if isinstance(value, jax.Array) or (value is None and argument.value.optional):
             continue
-        place = f"argument '{argument.name}'"
+        place = argument_place(argument.name)
         expected = functools.partial(_expected_text, argument.value, argument.placement.batched)
         if argument.value.kind == "array":
             values[index] = as_array(value, plan.function, place, expected, abstract=False)
@@ -455,7 +203,7 @@ def _check_result_expressions(plan: Plan, bindings: Bindings) -> None:
             try:
                 evaluate_symbolic(dim, sizes, bindings.arguments)
             except (ValueError, ArithmeticError) as error:
-                where = f"result {number}" if plan.returns_tuple else "the return value"
+                where = result_place(plan.returns_tuple, number)
                 raise ShapeError(
                     f"{plan.function}: the dimension {dim.expression!r} of {where} cannot be a size for these "
                     f"arguments ({', '.join(f'{n}={sizes[n]}' for n in sorted(symbolic_names(dim)))}): {error}"
@@ -468,7 +216,7 @@ def _bind_result_sizes(plan: Plan, bindings: Bindings) -> None:
         for index, name in result.placement.batch:
             dim = result.placement.batched.dims[index]
             if isinstance(dim, FixedDim) and name not in bindings.sizes:
-                where = f"result {number}" if plan.returns_tuple else "the return value"
+                where = result_place(plan.returns_tuple, number)
                 layout = str(result.placement.batched)
                 bindings.sizes[name] = (dim.size, Origin(f"the layout {layout!r} of {where}", None, (), dim_text(dim)))
 
@@ -532,7 +280,7 @@ def check_results(plan: Plan, bindings: Bindings, output: Any) -> None:
     """
     outputs = output if plan.returns_tuple else (output,)
     for index, (result, value) in enumerate(zip(plan.results, outputs, strict=True)):
-        place = f"result {index}" if plan.returns_tuple else "the return value"
+        place = result_place(plan.returns_tuple, index)
         _check_value(bindings, result.value, result.placement, value, place, frozenset(), convert=False)
     bindings.check_symbolic()
 
@@ -552,13 +300,13 @@ def check_results_per_example(plan: Plan, output: Any) -> None:
         )
     outputs = output if plan.returns_tuple else (output,)
     for index, (result, value) in enumerate(zip(plan.results, outputs, strict=True)):
-        place = f"result {index}" if plan.returns_tuple else "the return value"
+        place = result_place(plan.returns_tuple, index)
         if value is None and result.value.optional:
             continue
         if result.value.kind == "array":
             leaves = [(place, value)]
         else:
-            leaves = [(_leaf_place(place, path), leaf) for path, leaf in _flatten(value, function, place)[0]]
+            leaves = [(leaf_place(place, path), leaf) for path, leaf in _flatten(value, function, place)[0]]
         layout = result.placement.per_example
         for where, leaf in leaves:
             if isinstance(leaf, bool | int | float | complex):
@@ -600,12 +348,6 @@ def _check_python_scalar(function: str, where: str, value: bool | int | float | 
                 f"{function}: {where} should be an array, got {describe_value(value)}, which does not fit "
                 f"{limits.dtype} (JAX's integer dtype here)"
             )
-
-
-def _leaf_place(place: str, path: Any) -> str:
-    """``the return value at ['a']``; a bare leaf has an empty path: just ``the return value``."""
-    path_text = jax.tree_util.keystr(path)
-    return f"{place} at {path_text}" if path_text else place
 
 
 def _check_value(
@@ -657,9 +399,7 @@ def _check_value(
     paths_and_leaves, treedef = _flatten(value, function, place, is_leaf)
     if value_type.structure is not None:
         bindings.unify_structure(value_type.structure, value, place)
-    checked = [
-        check_leaf(leaf, _leaf_place(place, path), jax.tree_util.keystr(path)) for path, leaf in paths_and_leaves
-    ]
+    checked = [check_leaf(leaf, leaf_place(place, path), jax.tree_util.keystr(path)) for path, leaf in paths_and_leaves]
     return jax.tree_util.tree_unflatten(treedef, checked)
 
 

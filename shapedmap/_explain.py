@@ -34,10 +34,15 @@ from typing import Any
 import jax
 from jax.sharding import PartitionSpec
 
-from .annotation import unwrap_partial
-from .check import Bindings, check_arguments
-from .errors import describe_value
-from .plan import Expansion, Level, Plan, plan_of
+from ._annotations import unwrap_partial
+from ._binding import Bindings
+from ._call import result_shapes
+from ._checks import check_arguments
+from ._decorator import Batched, bind
+from ._errors import describe_value
+from ._levels import Level, VmapNest
+from ._nest import nest_for, per_example_values
+from ._plan import Plan, plan_of
 
 __all__ = ["explain"]
 
@@ -50,15 +55,26 @@ class _Stage:
 
     plan: Plan
     bindings: Bindings
-    levels: tuple[Level, ...]
-    squeeze: tuple[tuple[int, ...], ...]
+    nest: VmapNest
     values: list[Any]
-    runner: Any  # the function's shapedmap runner (its sharding, its results' shapes)
+    described: Batched  # the function's description (its sharding, its per-example function)
+
+    @property
+    def levels(self) -> tuple[Level, ...]:
+        return self.nest.levels
+
+    @property
+    def squeeze(self) -> tuple[tuple[int, ...], ...]:
+        return self.nest.squeeze
 
     @property
     def sharding(self) -> Any:
-        """The ``shapedmap.sharding.Sharding`` of ``batched(..., shard=...)``, or None."""
-        return getattr(self.runner, "sharding", None)
+        """The ``Sharding`` of ``batched(..., shard=...)``, or None."""
+        return self.described.sharding
+
+    def result_shapes(self) -> Any:
+        """The results' shapes and dtypes of this stage's call (traced, nothing run)."""
+        return result_shapes(self.plan, self.nest, self.described.fn, self.values)
 
 
 def explain(fn: Any, /, *args: Any, **kwargs: Any) -> str:
@@ -91,7 +107,7 @@ def explain(fn: Any, /, *args: Any, **kwargs: Any) -> str:
     stages = _stages(fn, args, kwargs)
     innermost = _innermost(fn, len(stages))
     outermost = stages[0]
-    shapes = fn.__shapedmap__.result_shapes(outermost.values, Expansion(outermost.levels, outermost.squeeze))
+    shapes = outermost.result_shapes()
     return _Writer(stages, innermost, len(stages)).source(fn, _result_text(shapes))
 
 
@@ -101,19 +117,15 @@ def explain(fn: Any, /, *args: Any, **kwargs: Any) -> str:
 def _stages(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[_Stage]:
     """The call's levels for ``fn``, then for each batched per-example function inside it."""
     plan = plan_of(fn)
-    runner = fn.__shapedmap__
-    values = runner.bind(args, kwargs)
-    bindings, values = check_arguments(plan, values)
-    expansion = runner.expansion(values, bindings)
-    stages = [_Stage(plan, bindings, expansion.levels, expansion.squeeze, values, runner)]
+    bindings, values = check_arguments(plan, bind(plan, args, kwargs))
+    stages = [_Stage(plan, bindings, nest_for(plan, values, bindings), values, fn.__shapedmap__)]
     inner = getattr(fn, "fn", None)
     while inner is not None and hasattr(inner, "__shapedmap__") and _same_parameters(plan, plan_of(inner)):
         outer = stages[-1]
         inner_plan = plan_of(inner)
-        values = outer.runner.per_example_values(outer.values, Expansion(outer.levels, outer.squeeze))[0]
+        values = per_example_values(outer.plan, outer.values, outer.nest)[0]
         bindings, values = check_arguments(inner_plan, values)
-        expansion = inner.__shapedmap__.expansion(values, bindings)
-        stages.append(_Stage(inner_plan, bindings, expansion.levels, expansion.squeeze, values, inner.__shapedmap__))
+        stages.append(_Stage(inner_plan, bindings, nest_for(inner_plan, values, bindings), values, inner.__shapedmap__))
         plan, inner = inner_plan, getattr(inner, "fn", None)
     return stages
 
@@ -290,10 +302,7 @@ class _Writer:
         mesh = sharding.known_mesh()
         if mesh is None or not set(sharding.mesh_axes) <= set(mesh.axis_names) or not sharding.explicit(mesh):
             return []  # Auto axes (or no mesh to tell): the vmaps' spmd_axis_name is all there is
-        expansion = Expansion(stage.levels, stage.squeeze)
-        specs = sharding.nest_out_specs(
-            stage.plan, stage.bindings, lambda: stage.runner.result_shapes(stage.values, expansion)
-        )
+        specs = sharding.nest_out_specs(stage.plan, stage.bindings, stage.result_shapes)
         specs_text = self.specs_text(specs)
         axes = sharding.mesh_axes
         if specs_text is None:

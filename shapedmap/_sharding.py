@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import math
 from collections.abc import Callable, Iterator
@@ -33,9 +34,10 @@ from typing import Any
 import jax
 from jax.sharding import AbstractMesh, AxisType, Mesh, NamedSharding, PartitionSpec
 
-from .check import Bindings
-from .errors import ShapeError, SpecError, describe_value
-from .plan import Placement, Plan
+from ._binding import Bindings
+from ._errors import ShapeError, SpecError, describe_value
+from ._levels import Placement, VmapNest
+from ._plan import Plan
 
 __all__ = ["Sharding", "make_sharding"]
 
@@ -50,6 +52,13 @@ class Sharding:
     function: str
     axes: dict[str, tuple[str, ...]]
     mesh: Mesh | None
+
+    def on(self, nest: VmapNest) -> VmapNest:
+        """``nest`` with each sharded level's ``spmd_axis_name``: per-example work stays on its device."""
+        levels = tuple(
+            dataclasses.replace(level, spmd_axis_name=self.spmd_axis_name(level.key)) for level in nest.levels
+        )
+        return dataclasses.replace(nest, levels=levels)
 
     def spmd_axis_name(self, level_key: str) -> str | tuple[str, ...] | None:
         """The ``spmd_axis_name`` for the ``vmap`` over ``level_key`` (None: not sharded)."""

@@ -26,8 +26,8 @@ import jax
 import numpy as np
 from jaxtyping import AbstractArray, PyTree
 
-from .errors import SpecError
-from .layout import Layout, parse_layout
+from ._errors import SpecError
+from ._grammar import Layout, parse_layout
 
 __all__ = [
     "ArrayType",
@@ -66,15 +66,8 @@ class ArrayType:
         ``help()`` and generated docs read well. NumPy array types become ``jax.Array``: inside
         ``vmap`` and ``jit`` every array is a tracer.
         """
-        from jaxtyping import Shaped
-
         array_type = self.array_type if self.array_type is not np.ndarray else jax.Array
-        annotations = []
-        for dtype in (self.dtype if self.dtype is not None else Shaped, *self.other_dtypes):
-            annotation = dtype[array_type, str(layout)]
-            name = f"{dtype.__name__}[{_array_type_text(array_type)}, {str(layout)!r}]"
-            annotations.append(type(annotation)(name, (annotation,), {"__module__": "jaxtyping", "__qualname__": name}))
-        return annotations[0] if len(annotations) == 1 else typing.Union[tuple(annotations)]  # noqa: UP007
+        return _annotation(self.dtype, self.other_dtypes, array_type, str(layout))
 
     def admits_dtype(self, dtype: Any) -> bool:
         """Does an array of ``dtype`` satisfy the annotation? (jaxtyping's own rule.)"""
@@ -85,6 +78,20 @@ class ArrayType:
         if self.dtype is None:
             return "any"
         return " or ".join(dtype.__name__ for dtype in (self.dtype, *self.other_dtypes))
+
+
+@functools.lru_cache(maxsize=4096)
+def _annotation(dtype: Any, other_dtypes: tuple[Any, ...], array_type: Any, layout: str) -> Any:
+    """One annotation class per dtype, array type and layout: shared by every function that uses
+    it, so that jaxtyping and beartype, which remember every annotation they meet, keep one."""
+    from jaxtyping import Shaped
+
+    annotations = []
+    for each in (dtype if dtype is not None else Shaped, *other_dtypes):
+        annotation = each[array_type, layout]
+        name = f"{each.__name__}[{_array_type_text(array_type)}, {layout!r}]"
+        annotations.append(type(annotation)(name, (annotation,), {"__module__": "jaxtyping", "__qualname__": name}))
+    return annotations[0] if len(annotations) == 1 else typing.Union[tuple(annotations)]  # noqa: UP007
 
 
 @functools.lru_cache(maxsize=1024)

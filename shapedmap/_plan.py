@@ -1,21 +1,20 @@
-"""Layouts -> the nest of ``jax.vmap`` calls.
+"""Annotations and a spec -> the immutable ``Plan`` of a batched function (decoration time, once).
 
-``make_plan`` runs once, when the decorator is applied. It gives every array parameter
-and every result a batched layout (from the spec, ``layouts=`` and ``out=``), finds the
-batch dims (the names the per-example annotation lacks), checks that the remaining core
-dims are exactly the per-example ones, and derives one ``Level`` per batch name: its
-``in_axes`` and ``out_axes``, outermost first.
+``make_plan`` gives every array parameter and every result a batched layout (from the spec,
+``layouts=`` and ``out=``), finds the batch dims (the names the per-example annotation lacks),
+checks that the remaining core dims are exactly the per-example ones, and derives the
+``jax.vmap`` levels (``levels_for``). A spec that can never work is a ``SpecError`` here.
 
-Axes are token positions, counted from the right (negative) when a variadic token comes
-first, so one plan serves any number of variadic dims. Two things depend on the call and
-are settled by ``Plan.expand``: how many dims a variadic batch dim (``*batch``) spans,
-and which size-1 broadcastable batch dims (``#graph``, or ``*batch`` dims) are squeezed
-and left unmapped, as ``jnp.vectorize`` does.
+When the levels depend on the call (``*batch`` spans as many dims as the arguments have;
+a size-1 ``#graph`` dim is shared rather than mapped), ``Plan.levels`` is None and each call
+settles them (``_nest.nest_for``).
 
 Example:
-    >>> plan = make_plan(read_function(mv), "b a, a c -> b c")  # doctest: +SKIP
+    >>> def vv(x: Float[Array, "a"], y: Float[Array, "a"]) -> Float[Array, ""]:
+    ...     return x @ y
+    >>> plan = make_plan(read_function(vv), "b a, a -> b")
     >>> plan.levels[0].in_axes, plan.levels[0].out_axes
-    ((None, 1), (1,))
+    ((0, None), (0,))
 """
 
 from __future__ import annotations
@@ -24,14 +23,14 @@ import dataclasses
 import functools
 import inspect
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from .annotation import FunctionTypes, ValueType
-from .cache import BoundedCache
-from .errors import ShapeError, SpecError, describe_value
-from .layout import (
+from ._annotations import FunctionTypes, ValueType
+from ._cache import BoundedCache
+from ._errors import SpecError, describe_value
+from ._grammar import (
     FixedDim,
     Layout,
     NamedDim,
@@ -46,72 +45,13 @@ from .layout import (
     symbolic_arguments,
     symbolic_names,
 )
+from ._levels import Level, Placement, levels_for
 
-__all__ = ["Argument", "Expansion", "Level", "Placement", "Plan", "Result", "expansion_for", "make_plan", "plan_of"]
+__all__ = ["Argument", "Plan", "Result", "make_plan", "plan_of"]
 
-# Slot markers: a token that is not a batch dim, and a variadic token that is not one.
-_CORE = "<core>"
-_CORE_VARIADIC = "<core...>"
+Value = TypeVar("Value")
 
-
-@dataclass(frozen=True)
-class Placement:
-    """Where the batch dims sit in one batched layout.
-
-    ``batch`` lists ``(token index, batch name)`` pairs; the other tokens, in order, are
-    exactly the per-example layout.
-    """
-
-    batched: Layout
-    per_example: Layout
-    batch: tuple[tuple[int, str], ...]
-
-    @property
-    def batch_names(self) -> tuple[str, ...]:
-        """The batch names of this layout, in axis order."""
-        return tuple(name for _, name in self.batch)
-
-    @functools.cached_property
-    def labels(self) -> frozenset[str]:
-        """Batch names given a size in the layout (``graph=13``): bound like names."""
-        return frozenset(name for index, name in self.batch if isinstance(self.batched.dims[index], FixedDim))
-
-    @functools.cached_property
-    def variadic_batch(self) -> str | None:
-        """The name of a ``*batch`` token among the batch dims, if any."""
-        for index, name in self.batch:
-            if isinstance(self.batched.dims[index], VariadicDim):
-                return name
-        return None
-
-    @functools.cached_property
-    def broadcastable_batch(self) -> frozenset[str]:
-        """``#graph`` batch names: an argument whose axis has size 1 is not mapped over them."""
-        return frozenset(
-            name for index, name in self.batch if getattr(self.batched.dims[index], "broadcastable", False)
-        )
-
-    def slots(self, variadic_length: int = 0) -> tuple[str, ...]:
-        """One entry per axis kind: a level key for batch dims, else a core marker.
-
-        A ``*batch`` token becomes ``variadic_length`` keys ``batch[0]``… (outermost first).
-        """
-        batch_at = dict(self.batch)
-        slots: list[str] = []
-        for index, dim in enumerate(self.batched.dims):
-            name = batch_at.get(index)
-            if name is None:
-                slots.append(_CORE_VARIADIC if isinstance(dim, VariadicDim) else _CORE)
-            elif isinstance(dim, VariadicDim):
-                slots.extend(variadic_key(name, j) for j in range(variadic_length))
-            else:
-                slots.append(name)
-        return tuple(slots)
-
-
-def variadic_key(name: str, index: int) -> str:
-    """The level key of the ``index``-th dim (outermost first) of a ``*name`` batch dim."""
-    return f"{name}[{index}]"
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 
 
 @dataclass(frozen=True)
@@ -131,33 +71,6 @@ class Result:
 
     value: ValueType
     placement: Placement
-
-
-@dataclass(frozen=True)
-class Level:
-    """One ``jax.vmap``: over ``axis_name``, with one axis per array argument and per result.
-
-    ``size`` is the ``axis_size`` to give ``vmap`` when no argument is mapped at this level
-    (a batch dim only the outputs have, sized by ``name=13`` or by another argument).
-    ``batch_name`` is the batch dim it maps; for the dims of a ``*batch`` dim, ``index`` says
-    which (0 is the outermost) and ``key`` reads ``batch[0]``; otherwise ``key == batch_name``.
-    """
-
-    key: str
-    axis_name: str | None
-    in_axes: tuple[int | None, ...]
-    out_axes: tuple[int | None, ...]
-    size: int | None = None
-    batch_name: str = ""
-    index: int | None = None
-
-
-@dataclass(frozen=True)
-class Expansion:
-    """The levels for one call, and the size-1 axes to squeeze from each array argument first."""
-
-    levels: tuple[Level, ...]
-    squeeze: tuple[tuple[int, ...], ...]
 
 
 @dataclass(frozen=True, eq=False)
@@ -183,6 +96,25 @@ class Plan:
     def array_arguments(self) -> tuple[int, ...]:
         """Indices (in ``arguments``) of the parameters that go through ``vmap``."""
         return tuple(i for i, argument in enumerate(self.arguments) if argument.placement is not None)
+
+    @functools.cached_property
+    def positional_and_mapped(self) -> bool:
+        """Every parameter positional and an array: ``vmap`` can call the body directly."""
+        return all(a.kind in _POSITIONAL and a.placement is not None for a in self.arguments)
+
+    @functools.cached_property
+    def has_statics(self) -> bool:
+        """Some parameter is held static: its value (an object's state) can change the results."""
+        return any(argument.placement is None for argument in self.arguments)
+
+    @functools.cached_property
+    def has_fstring_dims(self) -> bool:
+        """Some layout has a ``{x.shape[0]}`` dim: it reads argument values, not only shapes."""
+        return any(
+            isinstance(dim, SymbolicDim) and "{" in dim.expression
+            for placement in self.placements()
+            for dim in placement.batched.dims
+        )
 
     @functools.cached_property
     def annotated_statics(self) -> tuple[int, ...]:
@@ -225,169 +157,31 @@ class Plan:
         outputs = ", ".join(str(result.placement.batched) for result in self.results)
         return f"{inputs} -> {outputs}"
 
-    def expand(
-        self, variadic_length: int, argument_lengths: tuple[int, ...], squeezed: tuple[frozenset[str], ...]
-    ) -> Expansion:
-        """The levels for a call.
+    def memo(self, key: Hashable, compute: Callable[[], Value]) -> Value:
+        """``compute()``, remembered under ``key`` for this plan (bounded): what calls with the same
+        abstract shapes share. The cache lives and dies with the plan, so it holds nothing of the
+        user's beyond the function's own life."""
+        return self._memo.get_or_compute(key, compute)
 
-        ``variadic_length`` is the broadcast number of ``*batch`` dims, ``argument_lengths``
-        how many each array argument has (right-aligned), and ``squeezed`` the level keys
-        at which each argument has a size-1 dim that broadcasts (squeezed, not mapped).
-        """
-        key = (variadic_length, argument_lengths, squeezed)
-        return self._expansions.get_or_compute(key, lambda: _expand(self, *key))
+    def memo_get(self, key: Hashable) -> Any:
+        """What ``memo_add`` remembered under ``key``, or None."""
+        return self._memo.get(key)
+
+    def memo_add(self, key: Hashable, value: Any) -> None:
+        """Remember ``value`` under ``key`` for this plan (bounded)."""
+        self._memo.add(key, value)
 
     @functools.cached_property
-    def _expansions(self) -> BoundedCache[Expansion]:
-        return BoundedCache(maxsize=64)
+    def _memo(self) -> BoundedCache[Any]:
+        return BoundedCache(maxsize=512)
 
 
 def plan_of(fn: Any) -> Plan:
     """The plan behind a function made by ``shapedmap.batched`` (``TypeError`` for anything else)."""
-    runner = getattr(fn, "__shapedmap__", None)
-    if runner is None:
+    described = getattr(fn, "__shapedmap__", None)
+    if described is None:
         raise TypeError(f"{describe_value(fn)} is not a function made by shapedmap.batched")
-    return runner.resolve()
-
-
-def expansion_for(
-    plan: Plan,
-    leaf_shapes: list[list[tuple[int, ...]]],
-    sizes: Mapping[str, int],
-    variadic_shape: tuple[int, ...],
-) -> Expansion:
-    """The levels of one call whose levels depend on it (``*batch``, ``#graph``, unsized levels).
-
-    ``leaf_shapes`` holds, per array argument, the shapes of its leaves; ``sizes`` the bound batch
-    sizes; ``variadic_shape`` the broadcast shape of the ``*batch`` dims. As in ``jnp.vectorize``, a
-    size-1 dim of a broadcastable batch dim whose bound size is not 1 is squeezed and left unmapped,
-    so the one example is shared.
-    """
-    if plan.levels is not None:
-        levels = plan.levels
-        squeeze: tuple[tuple[int, ...], ...] = ()
-    else:
-        lengths, squeezed = [], []
-        for index, shapes in zip(plan.array_arguments, leaf_shapes, strict=True):
-            argument = plan.arguments[index]
-            per_leaf = {_squeezed_batch_dims(argument.placement, shape, variadic_shape, sizes) for shape in shapes}
-            if len(per_leaf) > 1:
-                raise ShapeError(
-                    f"{plan.function}: the leaves of argument '{argument.name}' disagree on their batch dims "
-                    f"(shapes {', '.join(map(str, shapes))}); one in_axes entry maps the whole PyTree, so every "
-                    "leaf needs the same batch shape"
-                )
-            own, dropped = per_leaf.pop() if per_leaf else (0, frozenset())
-            lengths.append(own)
-            squeezed.append(dropped)
-        expansion = plan.expand(len(variadic_shape), tuple(lengths), tuple(squeezed))
-        levels, squeeze = expansion.levels, expansion.squeeze
-    if plan.unsized_levels:
-        levels = tuple(_sized(level, sizes) for level in levels)
-    return Expansion(levels, squeeze)
-
-
-def _squeezed_batch_dims(
-    placement: Placement, shape: tuple[int, ...], variadic_shape: tuple[int, ...], sizes: Mapping[str, int]
-) -> tuple[int, frozenset[str]]:
-    """How many ``*batch`` dims this array has, and the level keys of its size-1 broadcast dims."""
-    batch_at = dict(placement.batch)
-    own, dropped = 0, set()
-    for token_index, size in enumerate(placement.batched.split(shape)):
-        name = batch_at.get(token_index)
-        if name is None:
-            continue
-        if name == placement.variadic_batch:
-            own = len(size)
-            for j, dim_size in enumerate(size):
-                level_index = len(variadic_shape) - own + j
-                if dim_size == 1 and variadic_shape[level_index] != 1:
-                    dropped.add(variadic_key(name, level_index))
-        elif name in placement.broadcastable_batch and size == 1 and sizes.get(name) not in (None, 1):
-            dropped.add(name)
-    return own, frozenset(dropped)
-
-
-def _sized(level: Level, sizes: Mapping[str, int]) -> Level:
-    """A level no argument maps over gets its ``axis_size`` from the bound sizes."""
-    if level.size is not None or any(axis is not None for axis in level.in_axes):
-        return level
-    return dataclasses.replace(level, size=sizes.get(level.key))
-
-
-def _expand(
-    plan: Plan, variadic_length: int, argument_lengths: tuple[int, ...], squeezed: tuple[frozenset[str], ...]
-) -> Expansion:
-    argument_slots, squeeze = [], []
-    for index, length, dropped in zip(plan.array_arguments, argument_lengths, squeezed, strict=True):
-        placement = plan.arguments[index].placement
-        slots = placement.slots(length)
-        if placement.variadic_batch is not None:
-            # Right-align this argument's batch dims with the broadcast ones.
-            shift = variadic_length - length
-            slots = tuple(_shift_key(slot, placement.variadic_batch, shift) for slot in slots)
-        squeeze.append(tuple(_axis_in(slots, position) for position, slot in enumerate(slots) if slot in dropped))
-        argument_slots.append(tuple(slot for slot in slots if slot not in dropped))
-    result_slots = [result.placement.slots(variadic_length) for result in plan.results]
-    order = _expand_order(plan.order, plan.variadic_batch, variadic_length)
-    levels = _levels(order, plan, argument_slots, result_slots)
-    return Expansion(levels, tuple(squeeze))
-
-
-def _shift_key(slot: str, name: str, shift: int) -> str:
-    prefix = f"{name}["
-    if slot.startswith(prefix) and slot.endswith("]"):
-        return variadic_key(name, int(slot[len(prefix) : -1]) + shift)
-    return slot
-
-
-def _expand_order(order: tuple[str, ...], variadic: str | None, length: int) -> tuple[tuple[str, str, int | None], ...]:
-    """``(level key, batch name, index)`` per level, outermost first; ``*batch`` spans ``length`` levels."""
-    expanded: list[tuple[str, str, int | None]] = []
-    for name in order:
-        if name == variadic:
-            expanded.extend((variadic_key(name, j), name, j) for j in range(length))
-        else:
-            expanded.append((name, name, None))
-    return tuple(expanded)
-
-
-def _axis_in(slots: tuple[str, ...], position: int) -> int:
-    """The axis of ``slots[position]``: negative when a core variadic comes before it."""
-    if _CORE_VARIADIC in slots[:position]:
-        return position - len(slots)
-    return position
-
-
-def _axis_at_level(slots: tuple[str, ...], key: str, outer: set[str]) -> int | None:
-    remaining = tuple(slot for slot in slots if slot not in outer)
-    if key not in remaining:
-        return None
-    return _axis_in(remaining, remaining.index(key))
-
-
-def _levels(
-    order: tuple[tuple[str, str, int | None], ...],
-    plan: Plan,
-    argument_slots: list[tuple[str, ...]],
-    result_slots: list[tuple[str, ...]],
-) -> tuple[Level, ...]:
-    levels = []
-    keys = [key for key, _, _ in order]
-    for depth, (key, batch_name, index) in enumerate(order):
-        outer = set(keys[:depth])
-        levels.append(
-            Level(
-                key=key,
-                axis_name=batch_name if index is None else None,  # the dims of '*batch' are unnamed
-                in_axes=tuple(_axis_at_level(slots, key, outer) for slots in argument_slots),
-                out_axes=tuple(_axis_at_level(slots, key, outer) for slots in result_slots),
-                size=plan.fixed_sizes.get(key),
-                batch_name=batch_name,
-                index=index,
-            )
-        )
-    return tuple(levels)
+    return described.plan
 
 
 # -- building the plan -------------------------------------------------------------------
@@ -464,7 +258,7 @@ def make_plan(
     if plan.variadic_batch is None and not plan.broadcastable_batch:
         lengths = tuple(0 for _ in plan.array_arguments)
         unsqueezed = tuple(frozenset() for _ in plan.array_arguments)
-        plan = dataclasses.replace(plan, levels=_expand(plan, 0, lengths, unsqueezed).levels)
+        plan = dataclasses.replace(plan, levels=levels_for(plan, 0, lengths, unsqueezed).levels)
     return plan
 
 

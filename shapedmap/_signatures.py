@@ -20,9 +20,9 @@ from typing import Any
 from beartype import beartype
 from jaxtyping import PyTree, jaxtyped
 
-from .annotation import ValueType, unwrap_partial
-from .layout import Layout
-from .plan import Plan
+from ._annotations import ValueType, unwrap_partial
+from ._grammar import Layout
+from ._plan import Plan
 
 __all__ = ["checked_per_example", "signature_of"]
 

@@ -24,7 +24,7 @@ import functools
 import re
 from dataclasses import dataclass, field
 
-from .errors import SpecError
+from ._errors import SpecError
 
 __all__ = [
     "AnonymousDim",

@@ -1,0 +1,202 @@
+"""Runs one call's ``VmapNest`` with ``jax.vmap``: nothing else in shapedmap applies JAX's transforms.
+
+The per-example body gets the mapped arrays from ``vmap`` and every other value of the call
+(static arguments, unmapped ``None``s) through ``Held``, a PyTree with no leaves: ``vmap``
+passes it through untouched, so one built nest serves every call with the same levels,
+whatever its static values. Built nests are remembered per plan, keyed by the nest and the
+body (``jax.vmap`` builds a wrapper with ``inspect.signature`` each time: ~12 µs a level).
+
+Errors raised inside the map are named here: a per-example check that fails, a result
+that varies over a batch dim its layout lacks, and any other error gets a note saying
+which map of which function it came from.
+
+Example:
+    >>> def vv(x: Float[Array, "a"], y: Float[Array, "a"]) -> Float[Array, ""]:
+    ...     return x @ y
+    >>> plan = make_plan(read_function(vv), "b a, a -> b")
+    >>> nest = nest_for(plan, [], Bindings("vv"))
+    >>> run(plan, nest, vv, [jnp.ones((4, 3)), jnp.ones(3)]).shape
+    (4,)
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+from jaxtyping import TypeCheckError
+
+from ._checks import is_result_leaf
+from ._errors import ShapeError
+from ._levels import Level, VmapNest
+from ._messages import inside_the_map, varying_unmapped_result
+from ._plan import Plan
+
+__all__ = ["Held", "result_shapes", "run"]
+
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+class Held:
+    """The call's values, carried through ``vmap`` as a PyTree without leaves (never mapped)."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, values: tuple[Any, ...]) -> None:
+        self.values = values
+
+
+jax.tree_util.register_pytree_node(Held, lambda held: ((), held.values), lambda values, _: Held(values))
+
+
+def run(plan: Plan, nest: VmapNest, body: Callable[..., Any], values: list[Any]) -> Any:
+    """Call ``body`` (the per-example function) under ``nest`` on this call's ``values``."""
+    mapped = [values[i] for i in plan.array_arguments]
+    if nest.squeeze:
+        mapped = [
+            value if not axes else jax.tree.map(lambda leaf, axes=axes: jax.numpy.squeeze(leaf, axes), value)
+            for value, axes in zip(mapped, nest.squeeze, strict=True)
+        ]
+    vmapped = plan.memo(("vmap", nest, body), lambda: _build(plan, nest, body))
+    try:
+        if plan.positional_and_mapped:
+            return vmapped(*mapped)
+        return vmapped(Held(tuple(values)), *mapped)
+    except TypeCheckError as error:
+        raise ShapeError(
+            f"{plan.function}: the per-example check failed {inside_the_map(plan, nest.levels, mapped)}:\n"
+            + "\n".join("    " + line for line in str(error).splitlines())
+        ) from error
+    except _UnmappedResultVaries as error:
+        raise ShapeError(varying_unmapped_result(plan, error.level)) from None
+    except Exception as error:
+        note = f"(raised {inside_the_map(plan, nest.levels, mapped)}; shapes there are per example"
+        if isinstance(error, NameError):
+            names = ", ".join(f"'{level.axis_name}'" for level in nest.levels if level.axis_name)
+            note += f"; the batch names bound there: {names or 'none'}"
+        error.add_note(note + ")")
+        raise
+
+
+def result_shapes(plan: Plan, nest: VmapNest, body: Callable[..., Any], values: list[Any]) -> Any:
+    """The results' shapes and dtypes for a call, traced without running or placing anything."""
+    indices = plan.array_arguments
+
+    def trace(*mapped: Any) -> Any:
+        full = list(values)
+        for index, value in zip(indices, mapped, strict=True):
+            full[index] = value
+        return run(plan, nest, body, full)
+
+    return jax.eval_shape(trace, *(values[i] for i in indices))
+
+
+def _build(plan: Plan, nest: VmapNest, body: Callable[..., Any]) -> Callable[..., Any]:
+    """The nest of ``jax.vmap`` over ``body``, outermost level first."""
+    held = not plan.positional_and_mapped
+    vmapped = _marking_body_errors(_per_example(plan, body) if held else body)
+    for level in reversed(nest.levels):
+        unmapped = all(axis is None for axis in level.in_axes)
+        vmapped = jax.vmap(
+            vmapped,
+            in_axes=(None, *level.in_axes) if held else level.in_axes,
+            out_axes=level.out_axes if plan.returns_tuple else level.out_axes[0],
+            axis_name=level.axis_name,
+            axis_size=level.size if unmapped else None,
+            spmd_axis_name=level.spmd_axis_name,
+        )
+        if None in level.out_axes:
+            vmapped = _naming_unmapped_results(vmapped, level)
+    if not nest.levels or any(None in level.out_axes for level in nest.levels):
+        vmapped = _as_jax_results(vmapped)  # what vmap does to the results it maps
+    return vmapped
+
+
+def _per_example(plan: Plan, body: Callable[..., Any]) -> Callable[..., Any]:
+    """``body`` called with the mapped arrays put back among the call's other values."""
+    kinds = [argument.kind for argument in plan.arguments]
+    names = [argument.name for argument in plan.arguments]
+
+    def per_example(held: Held, *mapped: Any) -> Any:
+        values = list(held.values)
+        for index, value in zip(plan.array_arguments, mapped, strict=True):
+            values[index] = value
+        args: list[Any] = []
+        kwargs: dict[str, Any] = {}
+        for kind, name, value in zip(kinds, names, values, strict=True):
+            if kind in _POSITIONAL:
+                args.append(value)
+            elif kind is inspect.Parameter.VAR_POSITIONAL:
+                args.extend(value)
+            elif kind is inspect.Parameter.KEYWORD_ONLY:
+                kwargs[name] = value
+            else:
+                kwargs.update(value)
+        return body(*args, **kwargs)
+
+    return per_example
+
+
+def _as_jax_results(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function`` whose Python-number and NumPy result leaves become JAX arrays.
+
+    ``jax.vmap`` converts the results it maps; one it does not map (``out_axes=None``), or a
+    call with no batch dim to map, would come back as the body returned it.
+    """
+
+    def converted(*args: Any) -> Any:
+        return jax.tree.map(_as_jax_leaf, function(*args))
+
+    return converted
+
+
+def _as_jax_leaf(leaf: Any) -> Any:
+    if isinstance(leaf, bool | int | float | complex) or (
+        isinstance(leaf, np.ndarray | np.generic) and is_result_leaf(leaf)
+    ):
+        return jax.numpy.asarray(leaf)
+    return leaf
+
+
+class _UnmappedResultVaries(Exception):
+    """A result that ``out_axes=None`` leaves unmapped varies over the level that raised this."""
+
+    def __init__(self, level: Level) -> None:
+        super().__init__(level.key)
+        self.level = level
+
+
+def _marking_body_errors(body: Callable[..., Any]) -> Callable[..., Any]:
+    """``body``, marking the exceptions it raises as its own (see ``_naming_unmapped_results``)."""
+
+    def call(*args: Any) -> Any:
+        try:
+            return body(*args)
+        except Exception as error:
+            error._shapedmap_from_body = True  # type: ignore[attr-defined]
+            raise
+
+    return call
+
+
+def _naming_unmapped_results(vmapped: Callable[..., Any], level: Level) -> Callable[..., Any]:
+    """The ``vmap`` of a level with an unmapped result, telling which level a varying result broke.
+
+    ``jax.vmap`` refuses a result that ``out_axes=None`` leaves unmapped but that varies over the
+    level, with a ``ValueError`` raised after the body ran. A ``ValueError`` that the body did not
+    raise (it would be marked) and no inner level tagged is that one: the innermost level with an
+    unmapped result tags it first. JAX's message text is never read.
+    """
+
+    def call(*args: Any) -> Any:
+        try:
+            return vmapped(*args)
+        except ValueError as error:
+            if getattr(error, "_shapedmap_from_body", False):
+                raise
+            raise _UnmappedResultVaries(level) from error
+
+    return call

@@ -1,0 +1,356 @@
+"""``batched()``: an immutable description of a batched function, and the pure path of one call.
+
+Decoration reads the annotations and builds the ``Plan`` (so a spec that can never work
+fails right there) and returns a plain function holding a ``Batched``: the per-example
+function and the options, nothing else. A call is a pipeline of pure steps:
+
+1. bind the arguments to the signature (keyword arguments follow their layouts, defaults
+   apply, non-array parameters are held static);
+2. check the static values, and every array argument against its batched layout: the sizes
+   by name (``Bindings``), remembered per abstract signature on the plan;
+3. settle this call's ``VmapNest`` (``nest_for``; sharding adds its mesh axes);
+4. run it with ``jax.vmap`` (``_call.run``): the per-example function, checked against its own
+   annotations on the first call of each abstract signature;
+5. check every result against its batched layout.
+
+Example:
+    >>> @batched("graph")
+    ... def message_passing(a: Float[Array, "node node"], f: Float[Array, "node feat"]) -> Float[Array, "node feat"]:
+    ...     return a @ f
+    >>> message_passing.in_axes
+    {'graph': (0, 0)}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import jax
+from jax.sharding import Mesh
+
+from ._annotations import UnresolvedAnnotation, read_function, unwrap_partial
+from ._binding import Bindings
+from ._call import result_shapes, run
+from ._checks import (
+    check_arguments,
+    check_results,
+    check_results_per_example,
+    check_static_values,
+    convert_arguments,
+)
+from ._config import config
+from ._errors import SpecError, describe_value
+from ._face import describe_wrapper
+from ._nest import nest_for
+from ._plan import Plan, make_plan
+from ._sharding import Sharding, make_sharding
+from ._signatures import checked_per_example
+
+__all__ = ["Batched", "Options", "batched"]
+
+
+def batched(
+    fn: Callable[..., Any] | str | None = None,
+    /,
+    spec: str | None = None,
+    *,
+    layouts: dict[str, str] | None = None,
+    out: str | tuple[str, ...] | None = None,
+    check: bool = True,
+    shard: dict[str, str | tuple[str, ...]] | None = None,
+    mesh: Mesh | None = None,
+) -> Any:
+    """Batch a per-example function over named dims, deriving every ``vmap`` axis.
+
+    Args:
+        fn: the per-example function, annotated with jaxtyping (``Float[Array, "n"]``).
+        spec: ``"graph"`` / ``"graph time"`` (batch dims leading on every array parameter
+            and result), ``"*batch"`` (any number of broadcast leading dims), or a full
+            signature ``"b a, a c -> b c"`` (one layout per array parameter, then per result).
+        layouts: ``{"param": "layout"}`` overriding the spec for those parameters; a
+            layout without a batch name leaves that argument unmapped.
+        out: the result layout, or a tuple of them for a tuple result.
+        check: ``False`` turns the shape checks off for this function.
+        shard: ``{"graph": "data"}`` splits batch dims over mesh axes (a name or a tuple of
+            names); see the "Scaling out" page of the docs.
+        mesh: the ``jax.sharding.Mesh`` for ``shard``; default: the one set with
+            ``jax.set_mesh`` at call time.
+
+    Returns:
+        A function with the batched signature and annotations; ``.fn``, ``.signature``,
+        ``.in_axes`` and ``.out_axes`` show what was derived, ``.partition_specs(*args)`` the
+        shardings of a call.
+
+    Raises:
+        SpecError: when the spec can never work (at decoration, not at call time).
+
+    Example:
+        >>> def vv(x: Float[Array, "a"], y: Float[Array, "a"]) -> Float[Array, ""]:
+        ...     return x @ y
+        >>> mv = batched(vv, "b a, a -> b")
+        >>> mv.in_axes, mv.out_axes
+        ({'b': (0, None)}, {'b': 0})
+    """
+    if fn is None or isinstance(fn, str):
+        if fn is not None and spec is not None:
+            raise SpecError(f"batched got two specs, {fn!r} and {spec!r}")
+        spec = fn if fn is not None else spec
+
+        def decorate(function: Callable[..., Any]) -> Any:
+            return batched(function, spec, layouts=layouts, out=out, check=check, shard=shard, mesh=mesh)
+
+        return decorate
+    if isinstance(fn, classmethod | staticmethod):
+        return type(fn)(batched(fn.__func__, spec, layouts=layouts, out=out, check=check, shard=shard, mesh=mesh))
+    if not callable(fn):
+        raise SpecError(f"batched expects a function, got {describe_value(fn)}")
+    if not isinstance(check, bool):
+        raise SpecError(f"check= must be True or False, got {describe_value(check)}")
+    described = Batched(fn, Options(spec, layouts, out, shard, mesh), check, _caller_module())
+    wrapper = _wrapper(described)
+    try:
+        described.plan  # noqa: B018  (build it now: a spec that can never work fails at decoration)
+    except UnresolvedAnnotation:
+        pass  # a forward reference: the plan is built at the first call
+    else:
+        describe_wrapper(wrapper, described.plan, described.sharding)
+    return wrapper
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """What ``batched`` was given besides the function."""
+
+    spec: str | None
+    layouts: dict[str, str] | None
+    out: str | tuple[str, ...] | None
+    shard: dict[str, Any] | None
+    mesh: Mesh | None
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Batched:
+    """Everything one batched function is: the per-example function and its options.
+
+    What follows from them (the plan, the sharding, the checked per-example function) is
+    derived once, on first use, and cached on the instance. If an annotation names something
+    not defined yet (a forward reference, such as a method annotated with its own class), the
+    plan is built at the first call, and a name still undefined then is a ``SpecError``.
+    Pickled, it is rebuilt from the function and the options.
+    """
+
+    fn: Callable[..., Any]
+    options: Options
+    check: bool
+    defined_in: str | None  # the module whose code called batched (documented and tested there)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Batched, (self.fn, self.options, self.check, self.defined_in))
+
+    @functools.cached_property
+    def plan(self) -> Plan:
+        """The plan; ``UnresolvedAnnotation`` (a ``NameError``) while a forward reference is undefined."""
+        options = self.options
+        plan = make_plan(read_function(self.fn), options.spec, options.layouts, options.out)
+        if hasattr(unwrap_partial(self.fn), "__shapedmap__"):
+            # Batched again: name the layer, or every layer's errors would read 'vv: ...'.
+            plan = dataclasses.replace(plan, function=f"{plan.function} [{plan.signature_text()}]")
+        return plan
+
+    @functools.cached_property
+    def sharding(self) -> Sharding | None:
+        """Which batch names go onto which mesh axes (``shard=``), or None."""
+        return make_sharding(self.plan, self.options.shard, self.options.mesh)
+
+    @functools.cached_property
+    def first_body(self) -> Callable[..., Any]:
+        """The per-example function for the first call of an abstract signature: its parameters
+        checked by ``jaxtyped(typechecker=beartype)``, its results' ranks by shapedmap."""
+        plan = self.plan
+        checked = self.fn if _already_checked(self.fn) else checked_per_example(self.fn, plan)
+        return _checking_results(checked, plan)
+
+    @functools.cached_property
+    def results_body(self) -> Callable[..., Any]:
+        """The per-example function with its results' ranks checked (static values can change them)."""
+        return _checking_results(self.fn, self.plan)
+
+    def resolved_plan(self) -> Plan:
+        """The plan, or the ``SpecError`` of a forward reference still undefined."""
+        try:
+            return self.plan
+        except UnresolvedAnnotation as error:
+            raise SpecError(str(error)) from None
+
+
+def call(described: Batched, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """One call of a batched function: bind, check, settle the nest, map, check the results."""
+    plan = described.resolved_plan()
+    values = bind(plan, args, kwargs)
+    if not (described.check and config.checks):
+        # Unchecked; levels or placement that depend on the call still read its sizes.
+        bindings = Bindings(plan.function)
+        if plan.levels is None or plan.unsized_levels or described.sharding is not None:
+            bindings = check_arguments(plan, values, abstract=False)[0]
+        return _map(described, values, bindings, described.fn)
+    values = convert_arguments(plan, values)
+    check_static_values(plan, values)
+    key = None if plan.has_fstring_dims else _shapes_key(plan, values)
+    seen = None if key is None else plan.memo_get(("arguments", key))
+    if seen is None:
+        bindings, values = check_arguments(plan, values, abstract=False)
+        arguments_only = bindings.snapshot()  # taken before the results bind their own dims
+        body = described.first_body
+    else:
+        bindings = Bindings.restore(plan.function, seen)
+        body = described.results_body if plan.has_statics else described.fn
+    output = _map(described, values, bindings, body)
+    if seen is None or plan.has_statics:
+        # With no static argument, the results' shapes follow from the key alone (JAX's purity
+        # contract, which jit's cache relies on too): checked once. Static values (an object's
+        # state, say) can change them: checked on every call, from the arguments' sizes alone.
+        check_results(plan, bindings, output)
+    if seen is None and key is not None:
+        plan.memo_add(("arguments", key), arguments_only)
+    return output
+
+
+def bind(plan: Plan, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
+    """One value per parameter, in signature order (``*args`` a tuple, ``**kwargs`` a dict)."""
+    if not kwargs and plan.positional_and_mapped and len(args) == len(plan.arguments):
+        return list(args)
+    try:
+        bound = plan.types.signature.bind(*args, **kwargs)
+    except TypeError as error:
+        raise TypeError(f"{plan.function}: {error}") from None
+    bound.apply_defaults()
+    return [bound.arguments[argument.name] for argument in plan.arguments]
+
+
+def _map(described: Batched, values: list[Any], bindings: Bindings, body: Callable[..., Any]) -> Any:
+    """Run this call's nest over ``body`` (placed on the mesh when sharded)."""
+    plan = described.plan
+    nest = nest_for(plan, values, bindings)
+    sharding = described.sharding
+    if sharding is None:
+        return run(plan, nest, body, values)
+    sharded = sharding.on(nest)
+
+    def run_placed(placed: list[Any], wrap: Callable[[Callable[..., Any]], Callable[..., Any]] | None) -> Any:
+        if wrap is None:
+            return run(plan, sharded, body, placed)
+        return wrap(lambda *mapped: run(plan, sharded, body, _with_mapped(plan, placed, mapped)))(
+            *(placed[i] for i in plan.array_arguments)
+        )
+
+    return sharding.call(plan, values, bindings, run_placed, lambda: result_shapes(plan, nest, described.fn, values))
+
+
+def _with_mapped(plan: Plan, values: list[Any], mapped: tuple[Any, ...]) -> list[Any]:
+    values = list(values)
+    for index, value in zip(plan.array_arguments, mapped, strict=True):
+        values[index] = value
+    return values
+
+
+def partition_specs(described: Batched, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """``{parameter: PartitionSpec (a PyTree of them for a PyTree), ..., "return": ...}`` for a call.
+
+    Raises the call's ``ShapeError`` for arguments that do not fit, or (with a mesh given or set)
+    a sharded batch its mesh axes cannot split evenly.
+    """
+    plan = described.resolved_plan()
+    sharding = described.sharding
+    if sharding is None:
+        raise SpecError(f"{plan.function}: partition_specs needs shard= (this function is not sharded)")
+    bindings, values = check_arguments(plan, bind(plan, args, kwargs))
+    if sharding.known_mesh() is not None:  # specs the mesh cannot use get the call's error
+        sharding.check_divisible(sharding.mesh_for_call(), bindings)
+    specs: dict[str, Any] = {}
+    for index in plan.array_arguments:
+        argument = plan.arguments[index]
+        specs[argument.name] = jax.tree.map(
+            lambda leaf, placement=argument.placement: sharding.partition_spec(placement, tuple(leaf.shape), bindings),
+            values[index],
+        )
+    shapes = result_shapes(plan, nest_for(plan, values, bindings), described.fn, values)
+    specs["return"] = sharding.result_specs(plan, shapes, bindings)
+    return specs
+
+
+def _shapes_key(plan: Plan, values: list[Any]) -> Any:
+    """What the argument check depends on: per array leaf its shape, dtype, weak type and type.
+
+    None when anything is unreadable (the checks then run and name the argument).
+    """
+    parts: list[Any] = [jax.config.jax_enable_x64]
+    try:
+        for index in plan.array_arguments:
+            value = values[index]
+            if isinstance(value, jax.Array):
+                parts.append((value.shape, value.dtype, value.aval.weak_type, type(value)))
+            else:
+                leaves, treedef = jax.tree_util.tree_flatten(value)
+                parts.append((treedef, *((x.shape, x.dtype, x.aval.weak_type, type(x)) for x in leaves)))
+        key = tuple(parts)
+        hash(key)
+    except Exception:
+        return None
+    return key
+
+
+def _checking_results(fn: Callable[..., Any], plan: Plan) -> Callable[..., Any]:
+    """``fn`` whose results are checked per example, before ``jax.vmap`` reads them."""
+
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        output = fn(*args, **kwargs)
+        check_results_per_example(plan, output)
+        return output
+
+    checked.__wrapped__ = fn  # type: ignore[attr-defined]
+    return checked
+
+
+def _already_checked(fn: Any) -> bool:
+    """Is ``fn`` checked per call already (a batched function, or jaxtyped by hand or the import hook)?
+
+    jaxtyped's wrapper is recognised the way jaxtyped itself recognises it on dataclasses: by the
+    module its code lives in.
+    """
+    current = fn
+    while current is not None:
+        if hasattr(current, "__shapedmap__"):
+            return True
+        if getattr(current, "__globals__", {}).get("__name__") == "jaxtyping._decorator":
+            return True
+        current = getattr(current, "__wrapped__", None)
+    return False
+
+
+def _caller_module() -> str | None:
+    """The module that called ``batched`` (``functools.wraps`` gives the wrapper ``fn``'s)."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__") == __name__:
+        frame = frame.f_back
+    return None if frame is None else frame.f_globals.get("__name__")
+
+
+def _wrapper(described: Batched) -> Any:
+    """The plain function users hold (a function, so it binds as a method and pickles by name)."""
+
+    @functools.wraps(unwrap_partial(described.fn))
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if wrapper.signature is None:  # a forward reference, resolved now: describe the wrapper
+            describe_wrapper(wrapper, described.resolved_plan(), described.sharding)
+        return call(described, args, kwargs)
+
+    wrapper.__shapedmap__ = described
+    wrapper.fn = described.fn
+    wrapper.partition_specs = functools.partial(partition_specs, described)
+    # Filled in by describe_wrapper once the plan exists (at once, or at the first call for forward refs).
+    wrapper.signature = wrapper.in_axes = wrapper.out_axes = None
+    return wrapper

@@ -1,0 +1,134 @@
+"""What a batched function shows: its batched signature, annotations, axes and "Shapes" section.
+
+``describe_wrapper`` gives the function users hold the truth, so ``help()``,
+``inspect.signature``, an outer ``@jaxtyped`` and a second ``batched`` all see the batched
+layouts. The "Shapes" section is a NumPy-docstring section appended to the user's
+docstring; Sphinx (napoleon), mkdocstrings and ``help()`` render it as-is. It is written from
+the plan alone (``describe()`` renders the same facts in other forms).
+
+Example:
+    >>> def vv(x: Float[Array, "a"], y: Float[Array, "a"]) -> Float[Array, ""]:
+    ...     return x @ y
+    >>> print(shapes_section(make_plan(read_function(vv), "b a, a -> b")))
+    Shapes
+    ------
+    - ``x``: ``b a`` (per example ``a``)
+    - ``y``: ``a``, shared (not mapped)
+    - return: ``b`` (per example scalar)
+    - vmap over ``b``: ``in_axes=(0, None), out_axes=0``
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from typing import TYPE_CHECKING, Any
+
+from ._annotations import unwrap_partial
+from ._levels import Level
+from ._nest import nominal_levels
+from ._plan import Plan
+from ._signatures import signature_of
+
+if TYPE_CHECKING:
+    from ._sharding import Sharding
+
+__all__ = ["axes_text", "describe_wrapper", "shapes_section", "strip_shapes_section", "vmap_arguments"]
+
+_GENERATED_SECTION = re.compile(r"(?:\A|\n\n)Shapes\n------\n(?:- [^\n]*(?:\n|\Z))+\Z")
+
+
+def describe_wrapper(wrapper: Any, plan: Plan, sharding: Sharding | None) -> None:
+    """Give the wrapper the batched signature, annotations, docstring and derived axes."""
+    wrapper.__annotations__, wrapper.__signature__ = signature_of(plan, batched=True)
+    mesh_axes = None if sharding is None else sharding.axes
+    wrapper.__doc__ = with_shapes_section(unwrap_partial(wrapper.fn).__doc__, plan, mesh_axes)
+    wrapper.signature = plan.signature_text()
+    if plan.levels is not None:  # else they depend on the call: see explain(fn, *args)
+        wrapper.in_axes = {level.key: level.in_axes for level in plan.levels}
+        wrapper.out_axes = {
+            level.key: level.out_axes if plan.returns_tuple else level.out_axes[0] for level in plan.levels
+        }
+
+
+def with_shapes_section(doc: str | None, plan: Plan, mesh_axes: dict[str, tuple[str, ...]] | None = None) -> str:
+    """The user's docstring (kept as written) followed by the "Shapes" section.
+
+    When the per-example function is itself batched, its generated section is replaced,
+    not repeated.
+    """
+    section = shapes_section(plan, mesh_axes)
+    user = strip_shapes_section(inspect.cleandoc(doc)) if doc else ""
+    if not user:
+        return section
+    return f"{user}\n\n{section}"
+
+
+def strip_shapes_section(doc: str) -> str:
+    """``doc`` without a trailing generated "Shapes" section (a batched function batched again)."""
+    return _GENERATED_SECTION.sub("", doc.rstrip() + "\n").rstrip()
+
+
+def shapes_section(plan: Plan, mesh_axes: dict[str, tuple[str, ...]] | None = None) -> str:
+    """The "Shapes" section for ``plan``: each parameter's and result's layouts, and the axes.
+
+    ``mesh_axes`` (batch name -> mesh axes, from ``shard=``) adds each ``vmap``'s ``spmd_axis_name``.
+    """
+    lines = ["Shapes", "------"]
+    for argument in plan.arguments:
+        placement = argument.placement
+        if placement is None:
+            lines.append(f"- ``{argument.name}``: static, not mapped")
+            continue
+        layout = _literal(placement.batched) + _kind_note(argument.value.kind == "tree", argument.value.optional)
+        if not placement.batch:
+            lines.append(f"- ``{argument.name}``: {layout}, shared (not mapped)")
+        else:
+            lines.append(f"- ``{argument.name}``: {layout} (per example {_literal(placement.per_example)})")
+    for index, result in enumerate(plan.results):
+        name = f"return[{index}]" if plan.returns_tuple else "return"
+        layout = _literal(result.placement.batched) + _kind_note(result.value.kind == "tree", False)
+        lines.append(f"- {name}: {layout} (per example {_literal(result.placement.per_example)})")
+    levels, _ = nominal_levels(plan)
+    for depth, level in enumerate(levels):
+        position = ""
+        if len(levels) > 1:
+            position = " (outermost)" if depth == 0 else " (innermost)" if depth == len(levels) - 1 else ""
+        arguments = vmap_arguments(plan, level, (mesh_axes or {}).get(level.batch_name, ()))
+        if level.index is not None:
+            lines.append(
+                f"- vmap over ``*{level.batch_name}``{position}: any number of dims, broadcast; one ``jax.vmap`` "
+                f"per dim, like ``{arguments}``"
+            )
+            continue
+        line = f"- vmap over ``{level.batch_name}``{position}: ``{arguments}``"
+        if level.batch_name in plan.broadcastable_batch:
+            line += "; an argument of size 1 there is shared"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def vmap_arguments(plan: Plan, level: Level, mesh_axes: tuple[str, ...] = ()) -> str:
+    """``in_axes=(0, None), out_axes=0``: what this level gives ``jax.vmap``."""
+    text = f"in_axes={axes_text(level.in_axes)}, out_axes={axes_text(level.out_axes)}"
+    if level.size is not None and all(axis is None for axis in level.in_axes):
+        text += f", axis_size={level.size}"
+    if mesh_axes:
+        spmd = mesh_axes[0] if len(mesh_axes) == 1 else mesh_axes
+        text += f", spmd_axis_name={spmd!r}"
+    return text
+
+
+def axes_text(axes: tuple[int | None, ...]) -> str:
+    """As ``jax.vmap`` is given them (and ``explain`` writes them): a bare axis for one value."""
+    return repr(axes[0]) if len(axes) == 1 else repr(tuple(axes))
+
+
+def _kind_note(pytree: bool, optional: bool) -> str:
+    """`` on every leaf``, `` or None``: what a layout applies to, beyond one array."""
+    return (" on every leaf" if pytree else "") + (" or None" if optional else "")
+
+
+def _literal(layout: Any) -> str:
+    text = str(layout)
+    return f"``{text}``" if text else "scalar"

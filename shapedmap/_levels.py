@@ -1,0 +1,221 @@
+"""Where batch dims sit in a layout, and the ``jax.vmap`` levels that follow from it.
+
+A ``Placement`` records which tokens of a batched layout are batch dims; the other tokens
+are exactly the per-example layout. ``levels_for`` turns the placements of a plan into one
+``Level`` per batch dim (outermost first): the ``in_axes`` of every array argument and the
+``out_axes`` of every result, as token positions (negative when a variadic token comes
+first, so one level serves any number of variadic dims).
+
+Example:
+    >>> placement = Placement(parse_layout("n col"), parse_layout("n"), ((1, "col"),))
+    >>> placement.slots()
+    ('<core>', 'col')
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ._grammar import FixedDim, Layout, VariadicDim
+
+if TYPE_CHECKING:
+    from ._plan import Plan
+
+__all__ = ["Level", "Placement", "VmapNest", "levels_for", "variadic_key"]
+
+# Slot markers: a token that is not a batch dim, and a variadic token that is not one.
+_CORE = "<core>"
+_CORE_VARIADIC = "<core...>"
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the batch dims sit in one batched layout.
+
+    ``batch`` lists ``(token index, batch name)`` pairs; the other tokens, in order, are
+    exactly the per-example layout.
+    """
+
+    batched: Layout
+    per_example: Layout
+    batch: tuple[tuple[int, str], ...]
+
+    @property
+    def batch_names(self) -> tuple[str, ...]:
+        """The batch names of this layout, in axis order."""
+        return tuple(name for _, name in self.batch)
+
+    @functools.cached_property
+    def labels(self) -> frozenset[str]:
+        """Batch names given a size in the layout (``graph=13``): bound like names."""
+        return frozenset(name for index, name in self.batch if isinstance(self.batched.dims[index], FixedDim))
+
+    @functools.cached_property
+    def variadic_batch(self) -> str | None:
+        """The name of a ``*batch`` token among the batch dims, if any."""
+        for index, name in self.batch:
+            if isinstance(self.batched.dims[index], VariadicDim):
+                return name
+        return None
+
+    @functools.cached_property
+    def broadcastable_batch(self) -> frozenset[str]:
+        """``#graph`` batch names: an argument whose axis has size 1 is not mapped over them."""
+        return frozenset(
+            name for index, name in self.batch if getattr(self.batched.dims[index], "broadcastable", False)
+        )
+
+    def per_example_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The shape one example has inside the map: ``shape`` without its batch dims."""
+        batch = {index for index, _ in self.batch}
+        kept: list[int] = []
+        for index, size in enumerate(self.batched.split(shape)):
+            if index not in batch:
+                kept.extend(size if isinstance(size, tuple) else (size,))
+        return tuple(kept)
+
+    def slots(self, variadic_length: int = 0) -> tuple[str, ...]:
+        """One entry per axis kind: a level key for batch dims, else a core marker.
+
+        A ``*batch`` token becomes ``variadic_length`` keys ``batch[0]``… (outermost first).
+        """
+        batch_at = dict(self.batch)
+        slots: list[str] = []
+        for index, dim in enumerate(self.batched.dims):
+            name = batch_at.get(index)
+            if name is None:
+                slots.append(_CORE_VARIADIC if isinstance(dim, VariadicDim) else _CORE)
+            elif isinstance(dim, VariadicDim):
+                slots.extend(variadic_key(name, j) for j in range(variadic_length))
+            else:
+                slots.append(name)
+        return tuple(slots)
+
+
+def variadic_key(name: str, index: int) -> str:
+    """The level key of the ``index``-th dim (outermost first) of a ``*name`` batch dim."""
+    return f"{name}[{index}]"
+
+
+@dataclass(frozen=True)
+class Level:
+    """One ``jax.vmap``: over ``axis_name``, with one axis per array argument and per result.
+
+    ``batch_name`` is the batch dim it maps; for the dims of a ``*batch`` dim, ``index`` says
+    which (0 is the outermost; those levels have no axis name). ``size`` is the ``axis_size`` to
+    give ``vmap`` when no argument is mapped at this level (a batch dim only the results have).
+    ``spmd_axis_name`` holds the mesh axes the level is split over (``shard=``).
+    """
+
+    batch_name: str
+    axis_name: str | None
+    in_axes: tuple[int | None, ...]
+    out_axes: tuple[int | None, ...]
+    size: int | None = None
+    index: int | None = None
+    spmd_axis_name: str | tuple[str, ...] | None = None
+
+    @property
+    def key(self) -> str:
+        """``graph``, or ``batch[0]`` for the outermost dim of ``*batch``: what names the level."""
+        return self.batch_name if self.index is None else variadic_key(self.batch_name, self.index)
+
+
+@dataclass(frozen=True)
+class VmapNest:
+    """The nest of ``jax.vmap`` one call runs: its levels (outermost first), and the size-1 axes
+    to squeeze from each array argument first (broadcast dims shared, not mapped)."""
+
+    levels: tuple[Level, ...]
+    squeeze: tuple[tuple[int, ...], ...]
+
+
+def levels_for(
+    plan: Plan, variadic_length: int, argument_lengths: tuple[int, ...], squeezed: tuple[frozenset[str], ...]
+) -> VmapNest:
+    """The levels for one shape of call.
+
+    ``variadic_length`` is the broadcast number of ``*batch`` dims, ``argument_lengths`` how many
+    each array argument has (right-aligned), and ``squeezed`` the level keys at which each argument
+    has a size-1 dim that broadcasts (squeezed, not mapped). Memoised per plan.
+    """
+    return plan.memo(
+        ("levels", variadic_length, argument_lengths, squeezed),
+        lambda: _derive(plan, variadic_length, argument_lengths, squeezed),
+    )
+
+
+def _derive(
+    plan: Plan, variadic_length: int, argument_lengths: tuple[int, ...], squeezed: tuple[frozenset[str], ...]
+) -> VmapNest:
+    argument_slots, squeeze = [], []
+    for index, length, dropped in zip(plan.array_arguments, argument_lengths, squeezed, strict=True):
+        placement = plan.arguments[index].placement
+        slots = placement.slots(length)
+        if placement.variadic_batch is not None:
+            # Right-align this argument's batch dims with the broadcast ones.
+            shift = variadic_length - length
+            slots = tuple(_shift_key(slot, placement.variadic_batch, shift) for slot in slots)
+        squeeze.append(tuple(_axis_in(slots, position) for position, slot in enumerate(slots) if slot in dropped))
+        argument_slots.append(tuple(slot for slot in slots if slot not in dropped))
+    result_slots = [result.placement.slots(variadic_length) for result in plan.results]
+    order = _expand_order(plan.order, plan.variadic_batch, variadic_length)
+    levels = _levels(order, plan, argument_slots, result_slots)
+    return VmapNest(levels, tuple(squeeze))
+
+
+def _shift_key(slot: str, name: str, shift: int) -> str:
+    prefix = f"{name}["
+    if slot.startswith(prefix) and slot.endswith("]"):
+        return variadic_key(name, int(slot[len(prefix) : -1]) + shift)
+    return slot
+
+
+def _expand_order(order: tuple[str, ...], variadic: str | None, length: int) -> tuple[tuple[str, str, int | None], ...]:
+    """``(level key, batch name, index)`` per level, outermost first; ``*batch`` spans ``length`` levels."""
+    expanded: list[tuple[str, str, int | None]] = []
+    for name in order:
+        if name == variadic:
+            expanded.extend((variadic_key(name, j), name, j) for j in range(length))
+        else:
+            expanded.append((name, name, None))
+    return tuple(expanded)
+
+
+def _axis_in(slots: tuple[str, ...], position: int) -> int:
+    """The axis of ``slots[position]``: negative when a core variadic comes before it."""
+    if _CORE_VARIADIC in slots[:position]:
+        return position - len(slots)
+    return position
+
+
+def _axis_at_level(slots: tuple[str, ...], key: str, outer: set[str]) -> int | None:
+    remaining = tuple(slot for slot in slots if slot not in outer)
+    if key not in remaining:
+        return None
+    return _axis_in(remaining, remaining.index(key))
+
+
+def _levels(
+    order: tuple[tuple[str, str, int | None], ...],
+    plan: Plan,
+    argument_slots: list[tuple[str, ...]],
+    result_slots: list[tuple[str, ...]],
+) -> tuple[Level, ...]:
+    levels = []
+    keys = [key for key, _, _ in order]
+    for depth, (key, batch_name, index) in enumerate(order):
+        outer = set(keys[:depth])
+        levels.append(
+            Level(
+                axis_name=batch_name if index is None else None,  # the dims of '*batch' are unnamed
+                in_axes=tuple(_axis_at_level(slots, key, outer) for slots in argument_slots),
+                out_axes=tuple(_axis_at_level(slots, key, outer) for slots in result_slots),
+                size=plan.fixed_sizes.get(key),
+                batch_name=batch_name,
+                index=index,
+            )
+        )
+    return tuple(levels)
