@@ -7,8 +7,11 @@ static (non-array) value.
 
 Example:
     >>> def f(x: Float[Array, "n"], k: int) -> Float[Array, ""]: ...
-    >>> [(p.name, p.value.kind) for p in read_function(f).parameters]  # doctest: +SKIP
+    >>> types = read_function(f)
+    >>> [(p.name, p.value.kind) for p in types.parameters]
     [('x', 'array'), ('k', 'static')]
+    >>> types.parameters[0].value.array.layout, types.outputs[0].array.layout
+    (Layout('n'), Layout(''))
 """
 
 from __future__ import annotations
@@ -112,7 +115,8 @@ class ValueType:
     ``kind`` is ``"array"`` (one array), ``"tree"`` (a PyTree whose every leaf is such an
     array) or ``"static"`` (anything else: held fixed, never mapped). ``optional`` values
     may also be None. ``structure`` is the name of ``PyTree[..., "T"]``: every value with the
-    same name must have the same tree structure.
+    same name must have the same tree structure. ``one_array_each``: the tuple of ``*args``
+    (or dict of ``**kwargs``) of an array annotation, each entry one array.
     """
 
     kind: str
@@ -120,6 +124,7 @@ class ValueType:
     optional: bool = False
     hint: Any = None
     structure: str | None = None
+    one_array_each: bool = False
 
     @property
     def is_array(self) -> bool:
@@ -194,7 +199,7 @@ def read_function(fn: Any) -> FunctionTypes:
         where = f"{name}: parameter '{parameter.name}'"
         value = classify(hints.get(parameter.name), where)
         if value.kind == "array" and parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
-            value = ValueType("tree", value.array, value.optional, value.hint)
+            value = ValueType("tree", value.array, value.optional, value.hint, one_array_each=True)
         parameters.append(ParameterType(parameter.name, parameter.kind, parameter.default, value))
     outputs, returns_tuple = _classify_return(hints.get("return", inspect.Parameter.empty), name)
     return FunctionTypes(name, signature, tuple(parameters), outputs, returns_tuple)

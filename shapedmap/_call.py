@@ -21,7 +21,6 @@ Example:
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -33,11 +32,9 @@ from ._checks import is_result_leaf
 from ._errors import ShapeError
 from ._levels import Level, VmapNest
 from ._messages import inside_the_map, varying_unmapped_result
-from ._plan import Plan
+from ._plan import Plan, call_arguments
 
 __all__ = ["Held", "result_shapes", "run"]
-
-_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 
 
 class Held:
@@ -117,24 +114,12 @@ def _build(plan: Plan, nest: VmapNest, body: Callable[..., Any]) -> Callable[...
 
 def _per_example(plan: Plan, body: Callable[..., Any]) -> Callable[..., Any]:
     """``body`` called with the mapped arrays put back among the call's other values."""
-    kinds = [argument.kind for argument in plan.arguments]
-    names = [argument.name for argument in plan.arguments]
 
     def per_example(held: Held, *mapped: Any) -> Any:
         values = list(held.values)
         for index, value in zip(plan.array_arguments, mapped, strict=True):
             values[index] = value
-        args: list[Any] = []
-        kwargs: dict[str, Any] = {}
-        for kind, name, value in zip(kinds, names, values, strict=True):
-            if kind in _POSITIONAL:
-                args.append(value)
-            elif kind is inspect.Parameter.VAR_POSITIONAL:
-                args.extend(value)
-            elif kind is inspect.Parameter.KEYWORD_ONLY:
-                kwargs[name] = value
-            else:
-                kwargs.update(value)
+        args, kwargs = call_arguments(plan.arguments, values)
         return body(*args, **kwargs)
 
     return per_example

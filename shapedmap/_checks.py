@@ -15,7 +15,6 @@ Example:
 from __future__ import annotations
 
 import functools
-import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -70,7 +69,6 @@ def is_array_like(value: Any) -> bool:
 # -- checking a whole call against a plan ----------------------------------------------------
 
 _SCALARS = (bool, int, float, complex)
-_VARIADIC_KINDS = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
 
 def as_array(value: Any, function: str, place: str, expected: str | Callable[[], str], *, abstract: bool = True) -> Any:
@@ -129,7 +127,7 @@ def check_arguments(plan: Plan, values: list[Any], *, abstract: bool = True) -> 
     for index in plan.array_arguments:
         argument = plan.arguments[index]
         place = argument_place(argument.name)
-        one_array_each = argument.kind in _VARIADIC_KINDS and _is_array_hint(argument.value.hint)
+        one_array_each = argument.value.one_array_each
         values[index] = _check_value(
             bindings,
             argument.value,
@@ -221,12 +219,6 @@ def _bind_result_sizes(plan: Plan, bindings: Bindings) -> None:
                 bindings.sizes[name] = (dim.size, Origin(f"the layout {layout!r} of {where}", None, (), dim_text(dim)))
 
 
-def _is_array_hint(hint: Any) -> bool:
-    from jaxtyping import AbstractArray
-
-    return hint is jax.Array or hint is np.ndarray or (isinstance(hint, type) and issubclass(hint, AbstractArray))
-
-
 def check_static_values(plan: Plan, values: list[Any]) -> None:
     """Check every annotated non-array argument against its annotation, with beartype's rule.
 
@@ -236,13 +228,7 @@ def check_static_values(plan: Plan, values: list[Any]) -> None:
     for index in plan.annotated_statics:
         argument, value = plan.arguments[index], values[index]
         hint = argument.value.hint
-        if argument.kind is inspect.Parameter.VAR_POSITIONAL:
-            entries = value
-        elif argument.kind is inspect.Parameter.VAR_KEYWORD:
-            entries = value.values()
-        else:
-            entries = (value,)
-        for entry in entries:
+        for entry in argument.entries(value):
             try:
                 admitted = is_bearable(entry, hint)
             except BeartypeException:

@@ -46,8 +46,6 @@ from ._plan import Plan, plan_of
 
 __all__ = ["explain"]
 
-_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-
 
 @dataclass(frozen=True)
 class _Stage:
@@ -337,14 +335,12 @@ class _Writer:
 
     def needs_recomposition(self, plan: Plan) -> bool:
         """Does the per-example call need more than the mapped arrays, positionally?"""
-        return len(plan.array_arguments) != len(plan.arguments) or any(
-            argument.kind not in _POSITIONAL for argument in plan.arguments
-        )
+        return not plan.positional_and_mapped
 
     def call_arguments(self, plan: Plan) -> str:
         parts = []
         for argument in plan.arguments:
-            if argument.kind in _POSITIONAL:
+            if argument.positional:
                 parts.append(argument.name)
             elif argument.kind is inspect.Parameter.VAR_POSITIONAL:
                 parts.append(f"*{argument.name}")

@@ -47,11 +47,12 @@ from ._grammar import (
 )
 from ._levels import Level, Placement, levels_for
 
-__all__ = ["Argument", "Plan", "Result", "make_plan", "plan_of"]
+__all__ = ["Argument", "Plan", "Result", "call_arguments", "make_plan", "plan_of"]
 
 Value = TypeVar("Value")
 
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+_VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,40 @@ class Argument:
     default: Any
     value: ValueType
     placement: Placement | None
+
+    @property
+    def positional(self) -> bool:
+        """Passed by position (positional-only or positional-or-keyword)."""
+        return self.kind in _POSITIONAL
+
+    @property
+    def variadic(self) -> bool:
+        """``*args`` or ``**kwargs``: the annotation applies to each entry."""
+        return self.kind in _VARIADIC
+
+    def entries(self, value: Any) -> Any:
+        """The values the annotation applies to: each entry of ``*args``/``**kwargs``, else ``value``."""
+        if self.kind is inspect.Parameter.VAR_POSITIONAL:
+            return value
+        if self.kind is inspect.Parameter.VAR_KEYWORD:
+            return value.values()
+        return (value,)
+
+
+def call_arguments(arguments: tuple[Argument, ...], values: list[Any]) -> tuple[list[Any], dict[str, Any]]:
+    """The positional and keyword arguments of a call, from one value per parameter."""
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
+    for argument, value in zip(arguments, values, strict=True):
+        if argument.positional:
+            args.append(value)
+        elif argument.kind is inspect.Parameter.VAR_POSITIONAL:
+            args.extend(value)
+        elif argument.kind is inspect.Parameter.KEYWORD_ONLY:
+            kwargs[argument.name] = value
+        else:
+            kwargs.update(value)
+    return args, kwargs
 
 
 @dataclass(frozen=True)
@@ -100,7 +135,7 @@ class Plan:
     @functools.cached_property
     def positional_and_mapped(self) -> bool:
         """Every parameter positional and an array: ``vmap`` can call the body directly."""
-        return all(a.kind in _POSITIONAL and a.placement is not None for a in self.arguments)
+        return all(argument.positional and argument.placement is not None for argument in self.arguments)
 
     @functools.cached_property
     def has_statics(self) -> bool:

@@ -26,8 +26,6 @@ from ._plan import Plan
 
 __all__ = ["checked_per_example", "signature_of"]
 
-_VARIADIC_KINDS = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
-
 
 def signature_of(plan: Plan, *, batched: bool) -> tuple[dict[str, Any], inspect.Signature]:
     """The batched (or the per-example) annotations and signature, readable jaxtyping annotations."""
@@ -36,7 +34,7 @@ def signature_of(plan: Plan, *, batched: bool) -> tuple[dict[str, Any], inspect.
     for argument, parameter in zip(plan.arguments, plan.types.signature.parameters.values(), strict=True):
         if argument.placement is not None:
             layout = argument.placement.batched if batched else argument.placement.per_example
-            annotation = _annotation(argument.kind, argument.value, layout)
+            annotation = _annotation(argument.value, layout, each_entry=argument.variadic)
         elif argument.value.hint is not None:
             annotation = argument.value.hint
         else:
@@ -48,7 +46,7 @@ def signature_of(plan: Plan, *, batched: bool) -> tuple[dict[str, Any], inspect.
     results = []
     for result in plan.results:
         layout = result.placement.batched if batched else result.placement.per_example
-        results.append(_annotation(None, result.value, layout))
+        results.append(_annotation(result.value, layout))
     returned = tuple[tuple(results)] if plan.returns_tuple else results[0]
     annotations["return"] = returned
     return annotations, plan.types.signature.replace(parameters=parameters, return_annotation=returned)
@@ -78,10 +76,10 @@ def checked_per_example(fn: Callable[..., Any], plan: Plan) -> Callable[..., Any
     return jaxtyped(typechecker=beartype)(per_example)
 
 
-def _annotation(argument_kind: Any, value: ValueType, layout: Layout) -> Any:
+def _annotation(value: ValueType, layout: Layout, *, each_entry: bool = False) -> Any:
     """The annotation of a value with ``layout``: ``*args`` annotations stand for each entry."""
     annotation = value.array.with_layout(layout)
-    if value.kind == "tree" and argument_kind not in _VARIADIC_KINDS:
+    if value.kind == "tree" and not each_entry:
         annotation = PyTree[annotation] if value.structure is None else PyTree[annotation, value.structure]
     if value.optional:
         annotation = annotation | None

@@ -1,5 +1,5 @@
-"""Memory (DESIGN §7): caches are bounded, decorated closures can be collected, and many distinct
-shapes do not grow shapedmap's own memory.
+"""Memory (docs/architecture.md, Guarantees: memory): caches are bounded, decorated closures can be
+collected, and many distinct shapes do not grow shapedmap's own memory.
 
 shapedmap has two caches, both ``BoundedCache`` LRUs: per function, the abstract signatures already
 validated (512 entries), and per plan, ``Plan.expand``'s call-dependent vmap levels (64). Nothing
@@ -55,7 +55,7 @@ def test_expansion_cache_stays_within_its_bound():
         for right in patterns:
             assert trace(broadcast, (*left, 3, 2), (*right, 2)).shape == (*np.broadcast_shapes(left, right), 3)
     memo = plan_of(broadcast)._memo
-    assert len(memo) == memo.maxsize == 512  # levels, nests and checked shapes, all bounded together
+    assert len(memo) <= memo.maxsize == 512  # levels, nests and checked shapes, all bounded together
 
 
 def make_closure(factor):

@@ -111,7 +111,7 @@ def test_threads_each_with_its_own_width():
         pair = Pair(100 + 7 * index, skew=int(index in BAD_THREADS))
         start.wait()
         outcomes = []
-        for x in (X, X, X[:2], X, X[:, :2]):
+        for x in (X, X, X[:2], X):
             try:
                 outcomes.append((x, pair(x)))
             except ShapeError as error:
@@ -122,7 +122,7 @@ def test_threads_each_with_its_own_width():
         results = list(pool.map(task, range(THREADS)))
     for index, outcomes in enumerate(results):
         width = 100 + 7 * index
-        assert len(outcomes) == 5
+        assert len(outcomes) == 4
         for x, outcome in outcomes:
             if index in BAD_THREADS:
                 assert isinstance(outcome, str), (index, "a bad call did not raise ShapeError")
@@ -133,8 +133,9 @@ def test_threads_each_with_its_own_width():
             else:
                 assert not isinstance(outcome, str), (index, outcome)
                 first, second = outcome
-                np.testing.assert_array_equal(first, head_reference(width, x), err_msg=str(index))
-                np.testing.assert_array_equal(second, -head_reference(width, x), err_msg=str(index))
+                expected = [np.zeros(width, np.float32) + np.sum(row) for row in np.asarray(x)]  # the loop
+                np.testing.assert_array_equal(first, np.stack(expected), err_msg=str(index))
+                np.testing.assert_array_equal(second, -np.stack(expected), err_msg=str(index))
 
 
 # -- 2. f-string dims ----------------------------------------------------------------------------
@@ -248,15 +249,15 @@ def test_dropped_decorated_closures_leave_nothing_behind():
     """Decorate a fresh closure, drop it; repeat. What stays allocated (traced by tracemalloc, after
     ``gc.collect()``) must stay flat: under 500 bytes per closure.
 
-    The target is 10 000 closures under 5 MB. Under tracemalloc one decoration takes ~13 ms today
+    The target is 10 000 closures under 5 MB. Under tracemalloc one decoration took ~13 ms at 67cc553
     (~2.5 ms without), so 10 000, or even 2 000 (~26 s), would not fit this file's time budget: 600
     closures after 200 of warm-up (all traced, so that what a cache evicts counts as freed) measure
-    the same slope in ~10 s (today ~6 KB per closure, ~3.5 MB for these 600). A bounded cache that
+    the same slope in ~10 s (at 67cc553: ~6 KB per closure, ~3.5 MB for these 600). A bounded cache that
     fills up during the measurement passes as long as its entries are under 500 bytes each."""
     tracemalloc.start()
     try:
         for _ in range(200):
-            assert batched(make_closure(), "b").in_axes == {"b": (0,)}  # the plan is built, used, dropped
+            assert batched(make_closure(), "b").in_axes == {"b": (0,)}  # in_axes needs the plan, however built
         gc.collect()
         before = tracemalloc.get_traced_memory()[0]
         count = 600

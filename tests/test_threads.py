@@ -1,4 +1,5 @@
-"""Thread safety (DESIGN §7): concurrent calls and traces never mix their bindings or their errors.
+"""Thread safety (docs/architecture.md, Guarantees: threads): concurrent calls and traces never mix
+their bindings or their errors.
 
 Findings behind these tests:
 
@@ -176,7 +177,7 @@ Scalar = Float[Array, ""]
 def test_first_calls_from_many_threads_build_one_plan(monkeypatch):
     """The plan of a function with a forward reference is built at the first call; eight first
     calls at once build it once and all succeed."""
-    module = sys.modules["shapedmap.batched"]  # (shapedmap.batched, the attribute, is the function)
+    module = sys.modules["shapedmap._decorator"]
     builds = []
 
     def counting_make_plan(*args, **kwargs):
