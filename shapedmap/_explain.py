@@ -10,10 +10,13 @@ A batched function whose per-example function is itself batched (``mm = batched(
 is written out down to the innermost per-example function, as one would by hand.
 
 Example:
-    >>> print(explain(pairwise, u, v))  # u, v: f32[13,17]  # doctest: +SKIP
-    # The jax.vmap nest that shapedmap.batched derives for concat (i f, j f -> i j 2*f),
-    # for u: f32[13,17], v: f32[13,17]. Sizes: i=13, f=17, j=13.
-    # `concat` is the per-example function (fn.fn).
+    >>> from shapedmap.examples import pairwise
+    >>> u = v = jnp.ones((13, 17))
+    >>> print(explain(pairwise, u, v))
+    # concat, batched as
+    #     i f, j f -> i j 2*f
+    # written out as plain jax.vmap for u: f32[13,17], v: f32[13,17]
+    # (sizes: i=13, f=17, j=13). `concat` is the per-example function, fn.fn.
     import jax
     <BLANKLINE>
     <BLANKLINE>
@@ -94,10 +97,12 @@ def explain(fn: Any, /, *args: Any, **kwargs: Any) -> str:
         TypeError: when ``fn`` was not made by ``shapedmap.batched``.
 
     Example:
-        >>> print(explain(column_sums, jnp.ones((3, 4))))  # doctest: +SKIP
+        >>> from shapedmap.examples import column_sums
+        >>> print(explain(column_sums, jnp.ones((3, 4))))
+        # sum_vector, batched as
         ...
         def batched_sum_vector(x):
-            vmapped = jax.vmap(sum_vector, in_axes=(1,), out_axes=0, axis_name="col")  # col = 4
+            vmapped = jax.vmap(sum_vector, in_axes=1, out_axes=0, axis_name="col")  # col = 4
             return vmapped(x)  # -> f32[4]
     """
     if inspect.ismethod(fn) and hasattr(fn.__func__, "__shapedmap__"):

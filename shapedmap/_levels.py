@@ -7,6 +7,7 @@ are exactly the per-example layout. ``levels_for`` turns the placements of a pla
 first, so one level serves any number of variadic dims).
 
 Example:
+    >>> from shapedmap._grammar import parse_layout
     >>> placement = Placement(parse_layout("n col"), parse_layout("n"), ((1, "col"),))
     >>> placement.slots()
     ('<core>', 'col')

@@ -10,6 +10,7 @@ a size-1 ``#graph`` dim is shared rather than mapped), ``Plan.levels`` is None a
 settles them (``_nest.nest_for``).
 
 Example:
+    >>> from shapedmap._annotations import read_function
     >>> def vv(x: Float[Array, "a"], y: Float[Array, "a"]) -> Float[Array, ""]:
     ...     return x @ y
     >>> plan = make_plan(read_function(vv), "b a, a -> b")

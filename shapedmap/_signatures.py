@@ -6,7 +6,9 @@ the per-example parameters are checked by ``jaxtyped(typechecker=beartype)`` aga
 per-example annotations as shapedmap resolved them.
 
 Example:
-    >>> annotations, signature = signature_of(plan_of(mm), batched=True)  # doctest: +SKIP
+    >>> from shapedmap._plan import plan_of
+    >>> from shapedmap.examples import mm
+    >>> annotations, signature = signature_of(plan_of(mm), batched=True)
     >>> str(signature)
     "(x: jaxtyping.Float[Array, 'b a'], y: jaxtyping.Float[Array, 'a c']) -> jaxtyping.Float[Array, 'b c']"
 """
