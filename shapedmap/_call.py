@@ -14,7 +14,7 @@ Example:
     >>> from shapedmap._annotations import read_function
     >>> from shapedmap._binding import Bindings
     >>> from shapedmap._nest import nest_for
-    >>> from shapedmap._plan import make_plan
+    >>> from shapedmap._planner import make_plan
     >>> def vv(x: Float[Array, "a"], y: Float[Array, "a"]) -> Float[Array, ""]:
     ...     return x @ y
     >>> plan = make_plan(read_function(vv), "b a, a -> b")

@@ -46,7 +46,8 @@ from ._config import config
 from ._errors import SpecError, describe_value
 from ._face import describe_wrapper
 from ._nest import nest_for
-from ._plan import Plan, make_plan
+from ._plan import Plan
+from ._planner import make_plan
 from ._sharding import Sharding, make_sharding
 from ._signatures import checked_per_example
 

@@ -8,7 +8,7 @@ the plan alone (``describe()`` renders the same facts in other forms).
 
 Example:
     >>> from shapedmap._annotations import read_function
-    >>> from shapedmap._plan import make_plan
+    >>> from shapedmap._planner import make_plan
     >>> def vv(x: Float[Array, "a"], y: Float[Array, "a"]) -> Float[Array, ""]:
     ...     return x @ y
     >>> print(shapes_section(make_plan(read_function(vv), "b a, a -> b")))

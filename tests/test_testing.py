@@ -20,7 +20,7 @@ from hypothesis import Phase, find, given, settings
 from hypothesis import strategies as st
 from jaxtyping import Array, Bool, Complex, Float, Float32, Int, Key, Num, PyTree, Shaped
 
-import shapedmap.testing
+import shapedmap.testing._loop
 from shapedmap import batched
 from shapedmap.examples import message_passing
 from shapedmap.testing import BatchedCheckError, check_batched, inputs
@@ -557,13 +557,13 @@ def test_the_loop_indexes_by_name_independently_of_the_core():
 def examples_run(monkeypatch):
     """A list that grows by one for every example check_batched checks."""
     runs: list[int] = []
-    original = shapedmap.testing._Checker.check
+    original = shapedmap.testing._loop._Checker.check
 
     def counting(self, example):
         runs.append(1)
         return original(self, example)
 
-    monkeypatch.setattr(shapedmap.testing._Checker, "check", counting)
+    monkeypatch.setattr(shapedmap.testing._loop._Checker, "check", counting)
     return runs
 
 

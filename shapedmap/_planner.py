@@ -1,0 +1,362 @@
+"""Annotations and a spec -> the ``Plan`` of a batched function: ``make_plan`` (decoration time).
+
+Every array parameter and every result gets a batched layout (from the spec, ``layouts=``
+and ``out=``); its batch dims are the names the per-example annotation lacks, and the
+remaining core dims must be exactly the per-example ones. Then the batch names are ordered
+(outermost first), their fixed sizes read, every symbolic dim checked to be computable, and
+the ``jax.vmap`` levels derived (``levels_for``). A spec that can never work is a
+``SpecError`` here, naming the function and the parameter.
+
+Example:
+    >>> from shapedmap._annotations import read_function
+    >>> def vv(x: Float[Array, "a"], y: Float[Array, "a"]) -> Float[Array, ""]:
+    ...     return x @ y
+    >>> make_plan(read_function(vv), "b a, a c -> b c").order
+    ('b', 'c')
+    >>> make_plan(read_function(vv), "b a, b -> b")
+    Traceback (most recent call last):
+    ...
+    shapedmap._errors.SpecError: vv: the layout 'b' of parameter 'y' lacks the per-example dim(s) 'a' ...
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from typing import Any
+
+from ._annotations import FunctionTypes
+from ._errors import SpecError
+from ._grammar import (
+    FixedDim,
+    Layout,
+    NamedDim,
+    Spec,
+    SymbolicDim,
+    VariadicDim,
+    dim_name,
+    dim_text,
+    is_batch_token,
+    parse_layout,
+    parse_spec,
+    symbolic_arguments,
+    symbolic_names,
+)
+from ._levels import Placement, levels_for
+from ._plan import Argument, Plan, Result
+
+__all__ = ["make_plan"]
+
+
+def make_plan(
+    types: FunctionTypes,
+    spec: str | None,
+    layouts: dict[str, str] | None = None,
+    out: str | tuple[str, ...] | list[str] | None = None,
+) -> Plan:
+    """Derive the plan for ``types`` (from ``read_function``) batched by ``spec``.
+
+    Raises:
+        SpecError: for any spec that can never work, naming the function and the parameter.
+    """
+    name = types.name
+
+    def fail(message: str) -> SpecError:
+        return SpecError(f"{name}: {message}")
+
+    parsed = _parse_spec_for(spec, fail)
+    array_parameters = [p for p in types.parameters if p.value.is_array]
+    layouts = _check_layouts_argument(layouts, types, fail)
+    if parsed.inputs == () and len(array_parameters) == 1:
+        # Nothing before '->' is no layout, or one scalar's for the one array parameter.
+        parsed = dataclasses.replace(parsed, inputs=(Layout(()),))
+    if parsed.inputs is not None and len(parsed.inputs) != len(array_parameters):
+        names = ", ".join(f"'{p.name}'" for p in array_parameters) or "none"
+        raise fail(
+            f"the spec {spec!r} has {len(parsed.inputs)} input layout(s) but the function has "
+            f"{len(array_parameters)} array parameter(s) ({names}); give one layout per array "
+            "parameter, in order (non-array parameters are skipped)"
+        )
+    arguments = []
+    signature_layouts = iter(parsed.inputs or ())
+    for parameter in types.parameters:
+        if not parameter.value.is_array:
+            arguments.append(Argument(parameter.name, parameter.kind, parameter.default, parameter.value, None))
+            continue
+        per_example = parameter.value.array.layout
+        from_signature = next(signature_layouts, None)
+        where = f"parameter '{parameter.name}'"
+        if parameter.name in layouts:
+            batched_layout = _parse_for(layouts[parameter.name], where, fail)
+        elif parsed.batch is not None:
+            batched_layout = _prepend(parsed.batch, per_example, where, fail)
+        elif from_signature is not None:
+            batched_layout = from_signature
+        else:
+            batched_layout = per_example
+        placement = _place(batched_layout, per_example, where, fail)
+        arguments.append(Argument(parameter.name, parameter.kind, parameter.default, parameter.value, placement))
+
+    input_batch = _ordered_names(a.placement for a in arguments if a.placement is not None)
+    results = _place_results(types, parsed, out, input_batch, spec, fail)
+    order, fixed_sizes = _order_and_sizes(arguments, results, fail)
+    _check_symbolic(arguments, results, fail)
+    plan = Plan(
+        function=name,
+        types=types,
+        arguments=tuple(arguments),
+        results=tuple(results),
+        returns_tuple=types.returns_tuple,
+        order=order,
+        fixed_sizes=fixed_sizes,
+        levels=None,
+    )
+    if not order:
+        raise fail(
+            "no batch dims: every layout equals its per-example annotation, so there is "
+            "nothing to map. Name the batch dims in the spec, e.g. batched(f, 'batch')"
+        )
+    if plan.variadic_batch is None and not plan.broadcastable_batch:
+        lengths = tuple(0 for _ in plan.array_arguments)
+        unsqueezed = tuple(frozenset() for _ in plan.array_arguments)
+        plan = dataclasses.replace(plan, levels=levels_for(plan, 0, lengths, unsqueezed).levels)
+    return plan
+
+
+def _parse_spec_for(spec: str | None, fail: Any) -> Spec:
+    if spec is None:
+        return Spec()
+    try:
+        return parse_spec(spec)
+    except SpecError as error:
+        raise fail(f"invalid spec {spec!r}: {error}") from None
+
+
+def _parse_for(text: Any, where: str, fail: Any) -> Layout:
+    try:
+        return parse_layout(text)
+    except SpecError as error:
+        raise fail(f"invalid layout {text!r} for {where}: {error}") from None
+
+
+def _check_layouts_argument(layouts: Any, types: FunctionTypes, fail: Any) -> dict[str, str]:
+    if layouts is None:
+        return {}
+    if not isinstance(layouts, dict):
+        raise fail(f"layouts= must be a dict from parameter name to layout, got {type(layouts).__name__}")
+    known = {p.name: p for p in types.parameters}
+    for key in layouts:
+        if key not in known:
+            raise fail(f"layouts= names {key!r}, which is not a parameter (parameters: {', '.join(known) or 'none'})")
+        if not known[key].value.is_array:
+            hint = known[key].value.hint
+            annotated = "is not annotated" if hint is None else f"is annotated {getattr(hint, '__name__', hint)}"
+            raise fail(
+                f"layouts= gives a layout for '{key}', which {annotated}: only array parameters "
+                "have layouts (non-array parameters are held static, never mapped)"
+            )
+    return layouts
+
+
+def _prepend(batch: tuple[Any, ...], per_example: Layout, where: str, fail: Any) -> Layout:
+    clashes = [dim_name(dim) for dim in batch if dim_name(dim) in per_example.names()]
+    if clashes:
+        raise fail(
+            f"the batch name '{clashes[0]}' is already a dimension of the per-example annotation "
+            f"{str(per_example)!r} of {where}; pick another batch name"
+        )
+    return Layout((*batch, *per_example.dims))
+
+
+def _place(batched: Layout, per_example: Layout, where: str, fail: Any) -> Placement:
+    """Find the batch dims of ``batched`` and check the rest is exactly ``per_example``."""
+    core_names = per_example.names()
+    batch: list[tuple[int, str]] = []
+    for index, dim in enumerate(batched.dims):
+        name = dim_name(dim)
+        if name is None or name in core_names:
+            continue
+        if not is_batch_token(dim):
+            raise fail(
+                f"{dim_text(dim)!r} in the layout {str(batched)!r} of {where} is not in the per-example "
+                f"annotation {str(per_example)!r}, so it would be a batch dim, but a batch dim must be "
+                "a plain name, 'name=size' or '*name'"
+            )
+        if name in dict((n, i) for i, n in batch):
+            raise fail(f"the batch name '{name}' appears twice in the layout {str(batched)!r} of {where}")
+        batch.append((index, name))
+    if sum(isinstance(dim, VariadicDim) for dim in batched.dims) > 1:
+        raise fail(
+            f"the layout {str(batched)!r} of {where} has two variadic dims ('*name' or '...'): a "
+            "'*batch' spec needs per-example annotations without '*name' or '...'"
+        )
+    core = batched.without({index for index, _ in batch})
+    if core != per_example:
+        raise fail(_core_mismatch(batched, core, per_example, where))
+    return Placement(batched, per_example, tuple(batch))
+
+
+def _core_mismatch(batched: Layout, core: Layout, per_example: Layout, where: str) -> str:
+    head = f"the layout {str(batched)!r} of {where}"
+    core_tokens = [dim_text(d) for d in core.dims]
+    example_tokens = [dim_text(d) for d in per_example.dims]
+    if sorted(core_tokens) == sorted(example_tokens):
+        return (
+            f"{head} has the core dims in the order {str(core)!r} but the per-example annotation "
+            f"says {str(per_example)!r}; vmap cannot transpose: keep the per-example order and "
+            "insert only the batch dims"
+        )
+    missing = list((Counter(example_tokens) - Counter(core_tokens)).elements())
+    if missing:
+        return (
+            f"{head} lacks the per-example dim(s) {', '.join(map(repr, missing))} of the annotation "
+            f"{str(per_example)!r}; a batched layout is the per-example layout with batch dims inserted"
+        )
+    return (
+        f"{head} without its batch dims is {str(core)!r}, but the per-example annotation is "
+        f"{str(per_example)!r}; a batched layout is the per-example layout with batch dims inserted"
+    )
+
+
+def _ordered_names(placements: Any) -> tuple[str, ...]:
+    names: dict[str, None] = {}
+    for placement in placements:
+        for name in placement.batch_names:
+            names.setdefault(name)
+    return tuple(names)
+
+
+def _place_results(
+    types: FunctionTypes, parsed: Spec, out: Any, input_batch: tuple[str, ...], spec: Any, fail: Any
+) -> list[Result]:
+    count = len(types.outputs)
+    if out is not None:
+        texts = (out,) if isinstance(out, str) else tuple(out) if isinstance(out, tuple | list) else None
+        if texts is None:
+            raise fail(f"out= must be a layout string or a tuple of them, got {type(out).__name__}")
+        layouts = [_parse_for(text, "the return value", fail) for text in texts]
+    elif parsed.outputs is not None:
+        layouts = list(parsed.outputs)
+    else:
+        layouts = None
+    if layouts is not None and len(layouts) != count:
+        shape = f"a tuple of {count}" if types.returns_tuple else "one value"
+        raise fail(
+            f"{len(layouts)} output layout(s) given but the return annotation says {shape}"
+            + ("" if types.returns_tuple or count != 1 else " (annotate tuple[...] for several results)")
+        )
+    results = []
+    for index, value in enumerate(types.outputs):
+        where = f"result {index}" if types.returns_tuple else "the return value"
+        per_example = value.array.layout
+        if layouts is not None:
+            batched_layout = layouts[index]
+        elif parsed.batch is not None:
+            batched_layout = _prepend(parsed.batch, per_example, where, fail)
+        else:
+            names = [n for n in input_batch if n not in per_example.names()]
+            batched_layout = Layout((*(NamedDim(n) for n in names), *per_example.dims))
+        results.append(Result(value, _place(batched_layout, per_example, where, fail)))
+    return results
+
+
+def _order_and_sizes(
+    arguments: list[Argument], results: list[Result], fail: Any
+) -> tuple[tuple[str, ...], dict[str, int]]:
+    """Batch names outermost first (by the outputs, then the inputs), and their fixed sizes."""
+    argument_placements = [a.placement for a in arguments if a.placement is not None]
+    placements = [r.placement for r in results] + argument_placements
+    order = _ordered_names(placements)
+    fixed_sizes: dict[str, int] = {}
+    for placement in placements:
+        for index, batch_name in placement.batch:
+            dim = placement.batched.dims[index]
+            if isinstance(dim, FixedDim) and fixed_sizes.setdefault(batch_name, dim.size) != dim.size:
+                raise fail(f"the batch dim '{batch_name}' is given two sizes, {fixed_sizes[batch_name]} and {dim.size}")
+    variadic = {p.variadic_batch for p in placements if p.variadic_batch is not None}
+    if len(variadic) > 1:
+        raise fail(f"at most one '*name' batch dim is supported, got {', '.join(sorted(variadic))}")
+    # Only a plain name binds one size an output batch dim can take: not a core dim's label
+    # ('n=3' documents a fixed size), nor a variadic ('*rest' binds several), nor a '?n' per leaf.
+    bound_anywhere, variadic_anywhere, mentioned = set(), set(), set()
+    for placement in placements[len(results) :]:
+        bound_anywhere |= {d.name for d in placement.batched.dims if isinstance(d, NamedDim) and not d.treepath}
+        bound_anywhere |= placement.labels
+        variadic_anywhere |= {d.name for d in placement.batched.dims if isinstance(d, VariadicDim)}
+        mentioned |= placement.batched.names()
+    for result in results:
+        for batch_name in result.placement.batch_names:
+            binding = variadic_anywhere if batch_name == result.placement.variadic_batch else bound_anywhere
+            if batch_name not in binding and batch_name not in fixed_sizes:
+                where = (
+                    "gets no size from the input layouts (there it is only a variadic or a fixed size's label)"
+                    if batch_name in mentioned
+                    else "appears in no input layout"
+                )
+                raise fail(
+                    f"the output batch dim '{batch_name}' {where}, so its size is unknown; give it a size "
+                    f"in the output layout ('{batch_name}=5') or map an input over it"
+                )
+    for name in variadic:
+        if any(p.variadic_batch != name and name in p.batch_names for p in placements):
+            raise fail(f"'{name}' is used both as '*{name}' and as a single batch dim")
+    return order, fixed_sizes
+
+
+def _check_symbolic(arguments: list[Argument], results: list[Result], fail: Any) -> None:
+    """Every name an expression uses must be bound somewhere; jaxtyping needs it bound earlier."""
+    parameter_names = {argument.name for argument in arguments}
+    bound: set[str] = set()
+    for argument in arguments:
+        if argument.placement is not None:
+            bound |= {dim.name for dim in argument.placement.batched.dims if isinstance(dim, NamedDim)}
+    for result in results:
+        bound |= {dim.name for dim in result.placement.batched.dims if isinstance(dim, NamedDim)}
+    seen_in_order: set[str] = set()
+    for argument in arguments:
+        if argument.placement is None:
+            continue
+        for dim in argument.placement.per_example.dims:
+            if isinstance(dim, NamedDim):
+                seen_in_order.add(dim.name)
+            elif isinstance(dim, SymbolicDim):
+                _check_expression(dim, f"parameter '{argument.name}'", bound, parameter_names, fail)
+                later = symbolic_names(dim) - seen_in_order
+                if later:
+                    raise fail(
+                        f"the dimension {dim.expression!r} of parameter '{argument.name}' uses "
+                        f"{', '.join(map(repr, sorted(later)))} before any earlier parameter binds it; "
+                        "jaxtyping checks parameters left to right, so put the parameter that binds "
+                        "it first (or use the expression only in the return annotation)"
+                    )
+    # The per-example check (jaxtyping) sees one example: only names the per-example annotations
+    # bind have a size there, not batch names.
+    per_example = seen_in_order | {
+        dim.name for result in results for dim in result.placement.per_example.dims if isinstance(dim, NamedDim)
+    }
+    for index, result in enumerate(results):
+        for dim in result.placement.batched.dims:
+            if isinstance(dim, SymbolicDim):
+                _check_expression(dim, f"result {index}", bound, parameter_names, fail)
+                batch_only = symbolic_names(dim) - per_example
+                if batch_only:
+                    raise fail(
+                        f"the dimension {dim.expression!r} of result {index} uses "
+                        f"{', '.join(map(repr, sorted(batch_only)))}, which only a batched layout binds: the "
+                        "per-example annotation is checked on one example, where a batch dim has no size"
+                    )
+
+
+def _check_expression(dim: SymbolicDim, where: str, bound: set[str], parameters: set[str], fail: Any) -> None:
+    unknown = symbolic_names(dim) - bound
+    if unknown:
+        raise fail(
+            f"the dimension {dim.expression!r} of {where} uses {', '.join(map(repr, sorted(unknown)))}, "
+            "which no layout binds"
+        )
+    unknown_arguments = symbolic_arguments(dim) - parameters
+    if unknown_arguments:
+        raise fail(
+            f"the dimension {dim.expression!r} of {where} refers to {', '.join(map(repr, sorted(unknown_arguments)))} "
+            "in braces, which is not a parameter"
+        )

@@ -1,0 +1,36 @@
+"""Property tests for batched functions: Hypothesis inputs from the annotations, batched == loop.
+
+``inputs(fn)`` is a Hypothesis strategy of ``(args, kwargs)`` that fit a batched function's
+layouts: one size per dimension name, shared by every argument (batch and core dims
+alike), fixed and symbolic dims honoured, ``*batch`` dims drawn broadcastable, ``#name``
+dims sometimes 1, dtypes and PRNG keys per annotation, finite values, small shapes that
+shrink to size 1.
+
+``check_batched(fn)`` is the property every batched function must have: for drawn inputs
+the batched call equals the naive Python loop over every batch index (calling the
+per-example ``fn.fn``), eagerly and under ``jax.jit``, and every output has its annotated
+shape and dtype. A failure raises ``BatchedCheckError`` with the inputs' shapes, the first
+batch index where the two differ and by how much.
+
+Both read only the function's plan (its layouts) and the core's checks, never how a call
+runs: ``_strategies`` (with ``_input_spec`` and ``_trees``) draws, ``_loop`` (with
+``_compare``) checks.
+
+Example:
+    >>> import jax.numpy as jnp
+    >>> from hypothesis import given, settings
+    >>> from shapedmap.examples import message_passing
+    >>> from shapedmap.testing import check_batched, inputs
+    >>> check_batched(message_passing, max_examples=5)
+    >>> @settings(max_examples=5, deadline=None)  # the first call compiles
+    ... @given(inputs(message_passing))
+    ... def test_message_passing_is_finite(example):
+    ...     args, kwargs = example
+    ...     assert jnp.isfinite(message_passing(*args, **kwargs)).all()
+    >>> test_message_passing_is_finite()
+"""
+
+from ._loop import BatchedCheckError, check_batched
+from ._strategies import inputs
+
+__all__ = ["BatchedCheckError", "check_batched", "inputs"]

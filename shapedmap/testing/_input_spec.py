@@ -1,0 +1,218 @@
+"""What ``inputs`` draws for one batched function, read off its plan and checked once.
+
+``InputSpec.build`` turns the plan and the options of ``inputs`` into: how to draw each
+parameter (its dtypes, its element strategy, or the value of a static one), the dim names
+drawn once per example, the ``*name`` core dims drawn as one shape per example, and the
+sizes fixed by the layouts or by the user. Every mistake in the options (an unknown dim or
+parameter name, a size of the wrong kind, a static parameter with nothing to call it with)
+is a ``ValueError`` here, before anything is drawn.
+
+Example:
+    >>> from shapedmap.examples import message_passing
+    >>> spec = InputSpec.build(message_passing, {}, {}, {"feat": 3}, max_size=4, allow_empty=False)
+    >>> spec.names, spec.fixed["feat"], spec.parameters[0].dtypes
+    (('graph', 'node', 'feat'), 3, ('float32',))
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import hypothesis.strategies as st
+import jax
+import jax.numpy as jnp
+
+from .._annotations import ArrayType
+from .._grammar import FixedDim, NamedDim, VariadicDim
+from .._levels import Placement
+from .._plan import Argument, Plan, plan_of
+
+__all__ = ["KEY", "InputSpec", "ParameterSpec"]
+
+# Dtypes drawn for an annotation, in shrinking order: the first few whenever the annotation
+# admits them (``Num`` draws float32, int32, complex64, uint32), else the first admitted one
+# of the rest (``Float16``, ``Int8``…). 64-bit dtypes only when ``jax_enable_x64`` is on.
+_COMMON_DTYPES = ("float32", "int32", "bool", "complex64", "uint32")
+_COMMON_DTYPES_X64 = ("float64", "int64", "complex128", "uint64")
+_OTHER_DTYPES = ("float16", "bfloat16", "int8", "int16", "uint8", "uint16")
+KEY = "key"  # the "dtype" of a PRNG key array (``jax.random.key``)
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    """How to draw one parameter."""
+
+    argument: Argument
+    dtypes: tuple[str, ...] = ()
+    elements: st.SearchStrategy[Any] | None = None
+    static: st.SearchStrategy[Any] | None = None
+    bound: bool = False  # the ``self``/``cls`` of a bound method: never passed
+
+    @property
+    def name(self) -> str:
+        return self.argument.name
+
+    @property
+    def placement(self) -> Placement | None:
+        return self.argument.placement
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """Everything ``inputs`` needs, validated once when the strategy is made."""
+
+    plan: Plan
+    parameters: tuple[ParameterSpec, ...]
+    names: tuple[str, ...]  # dim names drawn once per example, in first-seen order
+    core_variadics: tuple[str, ...]  # ``*name`` core dims: one shape per example
+    fixed: dict[str, Any]  # sizes (or strategies of sizes or shapes) fixed by the layouts or the user
+    batch_names: frozenset[str]
+    max_size: int
+    allow_empty: bool
+
+    @classmethod
+    def build(
+        cls,
+        fn: Callable[..., Any],
+        static: dict[str, Any],
+        elements: dict[str, Any],
+        sizes: dict[str, Any],
+        max_size: int,
+        allow_empty: bool,
+    ) -> InputSpec:
+        """The spec for ``fn`` and the options of ``inputs`` (``ValueError`` for a wrong one)."""
+        plan = plan_of(fn)
+        where = f"inputs({plan.function})"
+        if not isinstance(max_size, int) or max_size < 1:
+            raise ValueError(f"{where}: max_size must be a positive int, got {max_size!r}")
+        _check_parameter_names(plan, static, elements, where)
+        arguments = list(plan.arguments)
+        parameters: list[ParameterSpec] = []
+        if inspect.ismethod(fn) and arguments:  # obj.method: its first parameter is bound already
+            parameters.append(ParameterSpec(arguments.pop(0), static=st.just(fn.__self__), bound=True))
+        parameters += [_parameter_spec(argument, static, elements, where) for argument in arguments]
+        names: dict[str, None] = {}
+        core_variadics: dict[str, None] = {}
+        labels: dict[str, int] = {}  # 'xyz=3': a size the layout fixes, under a name
+        for argument in plan.arguments:
+            if argument.placement is None:
+                continue
+            for dim in argument.placement.batched.dims:
+                if isinstance(dim, NamedDim) and not dim.treepath:
+                    names.setdefault(dim.name)
+                elif isinstance(dim, VariadicDim) and dim.name not in (None, plan.variadic_batch) and not dim.treepath:
+                    core_variadics.setdefault(dim.name)
+                elif isinstance(dim, FixedDim) and dim.label is not None and dim.label not in plan.fixed_sizes:
+                    labels.setdefault(dim.label, dim.size)
+        fixed = _check_sizes(where, sizes, plan, names, core_variadics, labels)
+        return cls(
+            plan=plan,
+            parameters=tuple(parameters),
+            names=tuple(names),
+            core_variadics=tuple(core_variadics),
+            fixed=fixed,
+            batch_names=frozenset(plan.order),
+            max_size=max_size,
+            allow_empty=allow_empty,
+        )
+
+
+def _check_parameter_names(plan: Plan, static: dict[str, Any], elements: dict[str, Any], where: str) -> None:
+    """``static=`` names only static parameters, ``elements=`` only array ones."""
+    by_name = {argument.name: argument for argument in plan.arguments}
+    for option, names in (("static", static), ("elements", elements)):
+        for name in names:
+            if name not in by_name:
+                raise ValueError(
+                    f"{where}: {option}= names {name!r}, which is not a parameter "
+                    f"(parameters: {', '.join(by_name) or 'none'})"
+                )
+            is_static = by_name[name].placement is None
+            if (option == "static") != is_static:
+                kind = "a static (non-array) parameter" if is_static else "an array parameter"
+                use = "static=" if is_static else "elements= (or a size)"
+                raise ValueError(f"{where}: {option}= names {name!r}, which is {kind}; use {use} for it")
+
+
+def _parameter_spec(argument: Argument, static: dict[str, Any], elements: dict[str, Any], where: str) -> ParameterSpec:
+    if argument.placement is not None:
+        dtypes = _dtypes_for(argument.value.array, argument.name, where)
+        return ParameterSpec(argument, dtypes=dtypes, elements=elements.get(argument.name))
+    if argument.name in static:
+        value = static[argument.name]
+        return ParameterSpec(argument, static=value if isinstance(value, st.SearchStrategy) else st.just(value))
+    if argument.default is inspect.Parameter.empty and argument.kind not in (
+        inspect.Parameter.VAR_POSITIONAL,
+        inspect.Parameter.VAR_KEYWORD,
+    ):
+        hint = argument.value.hint
+        annotated = f" (annotated {getattr(hint, '__name__', hint)})" if hint is not None else ""
+        raise ValueError(
+            f"{where}: the static parameter '{argument.name}'{annotated} has no default, so there is "
+            f"nothing to call it with; pass a value or a strategy: static={{{argument.name!r}: ...}}"
+        )
+    return ParameterSpec(argument)
+
+
+def _check_sizes(
+    where: str,
+    sizes: dict[str, Any],
+    plan: Plan,
+    names: dict[str, None],
+    core_variadics: dict[str, None],
+    labels: dict[str, int],
+) -> dict[str, Any]:
+    """The fixed sizes: the layouts', then the user's (an int, a tuple for ``*name``, or a strategy)."""
+    fixed: dict[str, Any] = dict(plan.fixed_sizes)
+    variadic_batch = plan.variadic_batch
+    known = set(names) | set(core_variadics) | ({variadic_batch} if variadic_batch else set())
+    for name, size in sizes.items():
+        if name in labels and name not in known:
+            if size != labels[name]:
+                raise ValueError(
+                    f"{where}: '{name}' is fixed to {labels[name]} by the layout ('{name}={labels[name]}'), "
+                    f"cannot draw {size!r}"
+                )
+            continue  # the size the layout fixes anyway
+        if name not in known:
+            raise ValueError(
+                f"{where}: {name}= is not a dimension of any argument's layout "
+                f"(dimensions: {', '.join(sorted(known)) or 'none'}); output-only dims are not drawn"
+            )
+        if name in plan.fixed_sizes and size != plan.fixed_sizes[name]:
+            raise ValueError(f"{where}: '{name}' has size {plan.fixed_sizes[name]} in the layout, cannot draw {size!r}")
+        is_shape = name in core_variadics or name == variadic_batch
+        if isinstance(size, st.SearchStrategy):
+            fixed[name] = size
+        elif is_shape and isinstance(size, tuple) and all(isinstance(s, int) and s >= 0 for s in size):
+            fixed[name] = st.just(size)
+        elif not is_shape and isinstance(size, int) and not isinstance(size, bool) and size >= 0:
+            fixed[name] = size
+        else:
+            wanted = "a tuple of sizes (it is a '*name' dim)" if is_shape else "a non-negative int"
+            raise ValueError(f"{where}: {name}= must be {wanted} or a strategy of them, got {size!r}")
+    return fixed
+
+
+def _dtypes_for(array: ArrayType, parameter: str, where: str) -> tuple[str, ...]:
+    """The dtypes to draw for an annotation, most common first (see ``_COMMON_DTYPES``)."""
+    if array.dtypes is None:
+        return ("float32",)
+    x64 = bool(jax.config.read("jax_enable_x64"))
+    common = _COMMON_DTYPES + (_COMMON_DTYPES_X64 if x64 else ())
+    admitted = tuple(name for name in common if array.admits_dtype(jnp.dtype(name)))
+    if admitted:
+        return admitted
+    if array.admits_dtype(jax.eval_shape(lambda: jax.random.key(0)).dtype):
+        return (KEY,)
+    others = tuple(name for name in _OTHER_DTYPES if array.admits_dtype(jnp.dtype(name)))
+    if others:
+        return others[:1]
+    hint = f"; set jax.config.update('jax_enable_x64', True) for {array.dtype_description()}" if not x64 else ""
+    raise ValueError(
+        f"{where}: cannot draw arrays for parameter '{parameter}': its annotation admits "
+        f"{array.dtype_description()} dtypes, none of which inputs() generates{hint}"
+    )
