@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -52,6 +53,8 @@ from ._sharding import Sharding, make_sharding
 from ._signatures import checked_per_example
 
 __all__ = ["Batched", "Options", "batched"]
+
+_BUILDING = threading.Lock()  # plans are built once, whichever thread calls first
 
 
 def batched(
@@ -152,9 +155,22 @@ class Batched:
     def __reduce__(self) -> tuple[Any, ...]:
         return (Batched, (self.fn, self.options, self.check, self.defined_in))
 
-    @functools.cached_property
+    @property
     def plan(self) -> Plan:
-        """The plan; ``UnresolvedAnnotation`` (a ``NameError``) while a forward reference is undefined."""
+        """The plan; ``UnresolvedAnnotation`` (a ``NameError``) while a forward reference is undefined.
+
+        Built once, also when the first calls come from several threads at once.
+        """
+        plan = self.__dict__.get("_plan")
+        if plan is None:
+            with _BUILDING:
+                plan = self.__dict__.get("_plan")
+                if plan is None:
+                    plan = self._make_plan()
+                    object.__setattr__(self, "_plan", plan)
+        return plan
+
+    def _make_plan(self) -> Plan:
         options = self.options
         plan = make_plan(read_function(self.fn), options.spec, options.layouts, options.out)
         if hasattr(unwrap_partial(self.fn), "__shapedmap__"):

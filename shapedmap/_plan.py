@@ -100,14 +100,13 @@ class Plan:
     ``arguments`` follow the signature; ``array_arguments`` are the indices of those that
     go through ``vmap`` (mapped or not), in order. ``order`` lists the batch names,
     outermost first. ``levels`` is None when the levels depend on the call (``*batch``,
-    ``#graph``); then ``expand`` gives them.
+    ``#graph``); then ``_nest.nest_for`` settles them per call.
     """
 
     function: str
     types: FunctionTypes
     arguments: tuple[Argument, ...]
     results: tuple[Result, ...]
-    returns_tuple: bool
     order: tuple[str, ...]
     fixed_sizes: dict[str, int]
     levels: tuple[Level, ...] | None
@@ -116,6 +115,11 @@ class Plan:
     def array_arguments(self) -> tuple[int, ...]:
         """Indices (in ``arguments``) of the parameters that go through ``vmap``."""
         return tuple(i for i, argument in enumerate(self.arguments) if argument.placement is not None)
+
+    @property
+    def returns_tuple(self) -> bool:
+        """The return annotation is a ``tuple[...]``: one result per element."""
+        return self.types.returns_tuple
 
     @functools.cached_property
     def positional_and_mapped(self) -> bool:

@@ -106,7 +106,6 @@ def make_plan(
         types=types,
         arguments=tuple(arguments),
         results=tuple(results),
-        returns_tuple=types.returns_tuple,
         order=order,
         fixed_sizes=fixed_sizes,
         levels=None,

@@ -187,7 +187,7 @@ def test_first_calls_from_many_threads_build_one_plan(monkeypatch):
     make_plan = module.make_plan
     monkeypatch.setattr(module, "make_plan", counting_make_plan)
     described = deferred.__shapedmap__
-    assert "plan" not in vars(described)  # not built yet: a forward reference
+    assert "_plan" not in vars(described)  # not built yet: a forward reference
 
     def first_call(index):
         result = deferred(jnp.full((2, index + 1), 2.0))
