@@ -1,7 +1,7 @@
 """Where batch dims sit in a layout, and the ``jax.vmap`` levels that follow from it.
 
 A ``Placement`` records which tokens of a batched layout are batch dims; the other tokens
-are exactly the per-example layout. ``levels_for`` turns the placements of a plan into one
+are exactly the per-example layout. ``derive_levels`` turns the placements of a plan into one
 ``Level`` per batch dim (outermost first): the ``in_axes`` of every array argument and the
 ``out_axes`` of every result, as token positions (negative when a variadic token comes
 first, so one level serves any number of variadic dims).
@@ -16,15 +16,12 @@ Example:
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from ._grammar import FixedDim, Layout, VariadicDim
 
-if TYPE_CHECKING:
-    from ._plan import Plan
-
-__all__ = ["Level", "Placement", "VmapNest", "levels_for", "variadic_key"]
+__all__ = ["CallShape", "Level", "Placement", "VmapNest", "derive_levels", "variadic_key"]
 
 # Slot markers: a token that is not a batch dim, and a variadic token that is not one.
 _CORE = "<core>"
@@ -125,6 +122,17 @@ class Level:
 
 
 @dataclass(frozen=True)
+class CallShape:
+    """What of a call's shapes its levels depend on: the broadcast number of ``*batch`` dims,
+    how many of them each array argument has (right-aligned), and the level keys at which each
+    argument has a size-1 dim that broadcasts (squeezed, not mapped)."""
+
+    variadic_length: int
+    argument_lengths: tuple[int, ...]
+    squeezed: tuple[frozenset[str], ...]
+
+
+@dataclass(frozen=True)
 class VmapNest:
     """The nest of ``jax.vmap`` one call runs: its levels (outermost first), and the size-1 axes
     to squeeze from each array argument first (broadcast dims shared, not mapped)."""
@@ -133,38 +141,31 @@ class VmapNest:
     squeeze: tuple[tuple[int, ...], ...]
 
 
-def levels_for(
-    plan: Plan, variadic_length: int, argument_lengths: tuple[int, ...], squeezed: tuple[frozenset[str], ...]
+def derive_levels(
+    arguments: tuple[Placement, ...],
+    results: tuple[Placement, ...],
+    order: tuple[str, ...],
+    fixed_sizes: Mapping[str, int],
+    shape: CallShape,
 ) -> VmapNest:
-    """The levels for one shape of call.
+    """The levels of a plan for one shape of call.
 
-    ``variadic_length`` is the broadcast number of ``*batch`` dims, ``argument_lengths`` how many
-    each array argument has (right-aligned), and ``squeezed`` the level keys at which each argument
-    has a size-1 dim that broadcasts (squeezed, not mapped). Memoised per plan.
+    ``arguments`` and ``results`` are the placements of the array arguments and of the results,
+    ``order`` the batch names outermost first, ``fixed_sizes`` the sizes layouts give them.
     """
-    return plan.memo(
-        ("levels", variadic_length, argument_lengths, squeezed),
-        lambda: _derive(plan, variadic_length, argument_lengths, squeezed),
-    )
-
-
-def _derive(
-    plan: Plan, variadic_length: int, argument_lengths: tuple[int, ...], squeezed: tuple[frozenset[str], ...]
-) -> VmapNest:
+    variadic = next((p.variadic_batch for p in (*arguments, *results) if p.variadic_batch is not None), None)
     argument_slots, squeeze = [], []
-    for index, length, dropped in zip(plan.array_arguments, argument_lengths, squeezed, strict=True):
-        placement = plan.arguments[index].placement
+    for placement, length, dropped in zip(arguments, shape.argument_lengths, shape.squeezed, strict=True):
         slots = placement.slots(length)
         if placement.variadic_batch is not None:
             # Right-align this argument's batch dims with the broadcast ones.
-            shift = variadic_length - length
+            shift = shape.variadic_length - length
             slots = tuple(_shift_key(slot, placement.variadic_batch, shift) for slot in slots)
         squeeze.append(tuple(_axis_in(slots, position) for position, slot in enumerate(slots) if slot in dropped))
         argument_slots.append(tuple(slot for slot in slots if slot not in dropped))
-    result_slots = [result.placement.slots(variadic_length) for result in plan.results]
-    order = _expand_order(plan.order, plan.variadic_batch, variadic_length)
-    levels = _levels(order, plan, argument_slots, result_slots)
-    return VmapNest(levels, tuple(squeeze))
+    result_slots = [placement.slots(shape.variadic_length) for placement in results]
+    expanded = _expand_order(order, variadic, shape.variadic_length)
+    return VmapNest(_levels(expanded, fixed_sizes, argument_slots, result_slots), tuple(squeeze))
 
 
 def _shift_key(slot: str, name: str, shift: int) -> str:
@@ -201,7 +202,7 @@ def _axis_at_level(slots: tuple[str, ...], key: str, outer: set[str]) -> int | N
 
 def _levels(
     order: tuple[tuple[str, str, int | None], ...],
-    plan: Plan,
+    fixed_sizes: Mapping[str, int],
     argument_slots: list[tuple[str, ...]],
     result_slots: list[tuple[str, ...]],
 ) -> tuple[Level, ...]:
@@ -214,7 +215,7 @@ def _levels(
                 axis_name=batch_name if index is None else None,  # the dims of '*batch' are unnamed
                 in_axes=tuple(_axis_at_level(slots, key, outer) for slots in argument_slots),
                 out_axes=tuple(_axis_at_level(slots, key, outer) for slots in result_slots),
-                size=plan.fixed_sizes.get(key),
+                size=fixed_sizes.get(key),
                 batch_name=batch_name,
                 index=index,
             )

@@ -30,7 +30,7 @@ from ._errors import describe_value
 from ._grammar import (
     SymbolicDim,
 )
-from ._levels import Level, Placement
+from ._levels import CallShape, Level, Placement, VmapNest, derive_levels
 
 __all__ = ["Argument", "Plan", "Result", "call_arguments", "plan_of"]
 
@@ -180,6 +180,19 @@ class Plan:
         inputs = ", ".join(str(self.arguments[i].placement.batched) for i in self.array_arguments)
         outputs = ", ".join(str(result.placement.batched) for result in self.results)
         return f"{inputs} -> {outputs}"
+
+    def levels_for(self, shape: CallShape) -> VmapNest:
+        """The levels for one shape of call (memoised)."""
+        return self.memo(
+            ("levels", shape),
+            lambda: derive_levels(
+                tuple(self.arguments[i].placement for i in self.array_arguments),
+                tuple(result.placement for result in self.results),
+                self.order,
+                self.fixed_sizes,
+                shape,
+            ),
+        )
 
     def memo(self, key: Hashable, compute: Callable[[], Value]) -> Value:
         """``compute()``, remembered under ``key`` for this plan (bounded): what calls with the same

@@ -4,7 +4,7 @@ Every array parameter and every result gets a batched layout (from the spec, ``l
 and ``out=``); its batch dims are the names the per-example annotation lacks, and the
 remaining core dims must be exactly the per-example ones. Then the batch names are ordered
 (outermost first), their fixed sizes read, every symbolic dim checked to be computable, and
-the ``jax.vmap`` levels derived (``levels_for``). A spec that can never work is a
+the ``jax.vmap`` levels derived (``Plan.levels_for``). A spec that can never work is a
 ``SpecError`` here, naming the function and the parameter.
 
 Example:
@@ -42,7 +42,7 @@ from ._grammar import (
     symbolic_arguments,
     symbolic_names,
 )
-from ._levels import Placement, levels_for
+from ._levels import CallShape, Placement
 from ._plan import Argument, Plan, Result
 
 __all__ = ["make_plan"]
@@ -118,7 +118,7 @@ def make_plan(
     if plan.variadic_batch is None and not plan.broadcastable_batch:
         lengths = tuple(0 for _ in plan.array_arguments)
         unsqueezed = tuple(frozenset() for _ in plan.array_arguments)
-        plan = dataclasses.replace(plan, levels=levels_for(plan, 0, lengths, unsqueezed).levels)
+        plan = dataclasses.replace(plan, levels=plan.levels_for(CallShape(0, lengths, unsqueezed)).levels)
     return plan
 
 
