@@ -144,10 +144,7 @@ def _parameter_spec(argument: Argument, static: dict[str, Any], elements: dict[s
     if argument.name in static:
         value = static[argument.name]
         return ParameterSpec(argument, static=value if isinstance(value, st.SearchStrategy) else st.just(value))
-    if argument.default is inspect.Parameter.empty and argument.kind not in (
-        inspect.Parameter.VAR_POSITIONAL,
-        inspect.Parameter.VAR_KEYWORD,
-    ):
+    if argument.default is inspect.Parameter.empty and not argument.variadic:
         hint = argument.value.hint
         annotated = f" (annotated {getattr(hint, '__name__', hint)})" if hint is not None else ""
         raise ValueError(

@@ -235,7 +235,7 @@ class _Checker:
         for argument in self.plan.arguments:
             value = bound.arguments.get(argument.name)
             if argument.placement is None:
-                if argument.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD) and not value:
+                if argument.variadic and not value:
                     continue
                 text = repr(value)
                 parts.append(f"{argument.name}={text if len(text) <= 40 else text[:37] + '...'}")

@@ -30,7 +30,6 @@ from ._trees import fill, structure_for
 
 __all__ = ["inputs"]
 
-_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 _OMIT = object()  # a parameter left to its default
 _MAX_VARIADIC_DIMS = 3
 
@@ -286,7 +285,7 @@ def _element_strategy(dtype: str, *, custom: bool) -> tuple[np.dtype[Any], st.Se
 def _arrange(draw: st.DrawFn, spec: InputSpec, values: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """Positional and keyword arguments; trailing positional-or-keyword ones sometimes by keyword."""
     parameters = [p.argument for p in spec.parameters if not p.bound]
-    positional = [a for a in parameters if a.kind in _POSITIONAL]
+    positional = [a for a in parameters if a.positional]
     var_positional = next((a for a in parameters if a.kind is inspect.Parameter.VAR_POSITIONAL), None)
     needs_all = var_positional is not None and values.get(var_positional.name, _OMIT) not in (_OMIT, ())
     required = 0  # positional parameters before this index must be passed positionally
