@@ -23,8 +23,8 @@ START, END = "<!-- benchmark-results:start -->", "<!-- benchmark-results:end -->
 # interquartile range that reaches 1.00 also meets it ("1.00 within noise")
 GOALS = {
     "jit": ("batched", 1.05, "1.00 within noise"),
-    "eager": ("batched", 1.10, "≤ 1.10"),
-    "first_call": ("batched", 1.30, "≤ 1.3"),
+    "eager": ("batched", 1.05, "≤ 1.05"),
+    "first_call": ("batched", 1.20, "≤ 1.2"),
 }
 _METHODS = ("vmap", "batched", "vectorize", "einx")
 
@@ -55,14 +55,14 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def _named_ratio(entry: dict[str, Any]) -> str:
-    """batched / (the same vmap nest with ``axis_name=`` per batch name): a diagnostic.
+def _named_ratio(entry: dict[str, Any], limit: float | None = None) -> str:
+    """batched / (the same vmap nest with ``axis_name=`` per batch name): the same program.
 
-    An eager ``batched`` call binds the names only when the body uses them, so against this nest
-    it can come out below 1 (a bound name slows JAX's dispatch of every ``jnp`` call).
+    Every level of an eager ``batched`` call binds its batch name (so collectives work in any
+    call); this ratio is shapedmap's own cost.
     """
     named = entry["eager"].get("ratios_to_named")
-    return _ratio(named["batched"]) if named else "–"
+    return _ratio(named["batched"], limit) if named else "–"
 
 
 def ratio_table(results: dict[str, Any]) -> str:
@@ -70,9 +70,9 @@ def ratio_table(results: dict[str, Any]) -> str:
     header = [
         "workload",
         "jit: batched / vmap",
-        "eager: batched / vmap",
-        "first call: batched / vmap(jaxtyped(f))",
         "eager: batched / vmap with axis names",
+        "first call: batched / vmap(jaxtyped(f))",
+        "eager: batched / vmap without axis names",
         "jit vmap",
         "eager vmap",
         "eager batched",
@@ -84,9 +84,9 @@ def ratio_table(results: dict[str, Any]) -> str:
             [
                 name,
                 _ratio(entry["jit"]["ratios"]["batched"], GOALS["jit"][1], noise=True),
-                _ratio(entry["eager"]["ratios"]["batched"], GOALS["eager"][1]),
+                _named_ratio(entry, GOALS["eager"][1]),
                 _ratio(entry["first_call"]["ratios"]["batched"], GOALS["first_call"][1]),
-                _named_ratio(entry),
+                _ratio(entry["eager"]["ratios"]["batched"]),
                 _time(entry["jit"]["times"]["vmap"]),
                 _time(entry["eager"]["times"]["vmap"]),
                 _time(entry["eager"]["times"]["batched"]),
@@ -115,9 +115,9 @@ def scaling_table(rows: list[dict[str, Any]], axis: str) -> str:
         axis,
         "eager vmap",
         "eager batched",
-        "eager overhead (paired)",
-        "eager ratio",
+        "eager overhead (paired, vs named)",
         "eager / vmap with axis names",
+        "eager / vmap without",
         "jit ratio",
         "first call ratio",
         "first call batched",
@@ -126,15 +126,16 @@ def scaling_table(rows: list[dict[str, Any]], axis: str) -> str:
     for row in rows:
         eager = row["eager"]["times"]
         # from the paired ratio, which load bursts disturb far less than two separate medians
-        overhead = (row["eager"]["ratios"]["batched"]["median"] - 1) * eager["vmap"]["median"]
+        named = row["eager"].get("ratios_to_named") or row["eager"]["ratios"]
+        overhead = (named["batched"]["median"] - 1) * eager["vmap"]["median"]
         body.append(
             [
                 str(row["count"]),
                 _time(eager["vmap"]),
                 _time(eager["batched"]),
                 f"{overhead * 1e6:+.0f} µs",
-                _ratio(row["eager"]["ratios"]["batched"], GOALS["eager"][1]),
-                _named_ratio(row),
+                _named_ratio(row, GOALS["eager"][1]),
+                _ratio(row["eager"]["ratios"]["batched"]),
                 _ratio(row["jit"]["ratios"]["batched"]),
                 _ratio(row["first_call"]["ratios"]["batched"]),
                 _time(row["first_call"]["times"]["batched"]),
@@ -227,13 +228,13 @@ def chart(results: dict[str, Any], path: Path = CHART) -> Path | None:
         ),
         (
             lambda e: e["eager"]["ratios"]["batched"],
-            "eager: batched / vmap",
-            dict(color="tab:purple", marker="x", linestyle="--", markersize=9),
+            "eager: batched / vmap without axis names",
+            dict(color="tab:grey", marker=".", linestyle=":"),
         ),
         (
             lambda e: e["eager"]["ratios_to_named"]["batched"],
             "eager: batched / vmap with axis names",
-            dict(color="tab:grey", marker=".", linestyle=":"),
+            dict(color="tab:purple", marker="x", linestyle="--", markersize=9),
         ),
     ):
         points = [(n, get(entry)) for n, entry in entries]
@@ -242,7 +243,9 @@ def chart(results: dict[str, Any], path: Path = CHART) -> Path | None:
             [n for n, _ in points], [s["median"] for _, s in points], yerr=spread, label=label, capsize=3, **style
         )
     ratios.axhline(1.0, color="black", linewidth=0.8)
-    ratios.axhline(GOALS["eager"][1], color="grey", linestyle=":", linewidth=0.8, label="eager goal (1.10)")
+    ratios.axhline(
+        GOALS["eager"][1], color="grey", linestyle=":", linewidth=0.8, label=f"eager goal ({GOALS['eager'][1]:.2f})"
+    )
     ratios.set_xscale("log")
     ratios.set_xlabel("n")
     ratios.set_ylabel("ratio (median of paired repeats, IQR bars)")
