@@ -3,12 +3,31 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Dispatch the subcommands; returns the exit code."""
+    """Dispatch the subcommands; returns the exit code.
+
+    Example:
+        >>> import sys, types
+        >>> import jax.numpy as jnp
+        >>> from jaxtyping import Array, Float
+        >>> from shapedmap import batched
+        >>> def total(x: Float[Array, "n"]) -> Float[Array, ""]:
+        ...     return jnp.sum(x)
+        >>> sys.modules["sums"] = types.ModuleType("sums")  # as if imported
+        >>> sys.modules["sums"].totals = batched(total, "b")
+        >>> main(["docs", "sums", "--format", "rst"])  # doctest: +ELLIPSIS
+        Shapes of sums
+        ==============
+        <BLANKLINE>
+        ``totals``
+        ----------
+        ...
+        0
+        >>> del sys.modules["sums"]
+    """
     parser = argparse.ArgumentParser(prog="python -m shapedmap", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("demo", help="run the seed examples, show derived axes, a caught bug and timings")
@@ -26,44 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         from ._demo import main as demo
 
         return demo()
-    return _docs(arguments.module, arguments.format, arguments.output)  # argparse allows only these two
+    from ._docs_cli import run  # argparse allows only these two commands
 
-
-def _docs(module_name: str, format: str, output: str | None) -> int:
-    """``python -m shapedmap docs``: 0 on success, 2 when a module does not import."""
-    from ._describe import document_module
-    from ._errors import SpecError
-
-    try:
-        module = importlib.import_module(module_name)
-    except (Exception, SystemExit) as error:  # the user's module: any exception at import is theirs to see
-        print(
-            f"python -m shapedmap docs: cannot import {module_name}: {type(error).__name__}: {error}", file=sys.stderr
-        )
-        if isinstance(error, ModuleNotFoundError) and error.name == module_name.split(".")[0]:
-            print(
-                f"  run it from the directory that contains {error.name}, or add that directory to PYTHONPATH",
-                file=sys.stderr,
-            )
-        return 2
-    try:
-        text = document_module(module, format)
-    except ImportError as error:  # a submodule
-        print(f"python -m shapedmap docs: {error}", file=sys.stderr)
-        return 2
-    except SpecError as error:  # a batched function whose annotations never resolve
-        print(f"python -m shapedmap docs: {error}", file=sys.stderr)
-        return 1
-    if output is None:
-        sys.stdout.write(text)
-        return 0
-    try:
-        with open(output, "w", encoding="utf-8") as file:
-            file.write(text)
-    except OSError as error:
-        print(f"python -m shapedmap docs: cannot write {output}: {error.strerror or error}", file=sys.stderr)
-        return 2
-    return 0
+    return run(arguments.module, arguments.format, arguments.output)
 
 
 if __name__ == "__main__":

@@ -58,7 +58,21 @@ def _show(example: Example, out: TextIO) -> bool:
 
 
 def main(out: TextIO = sys.stdout) -> int:
-    """Run every seed example, then show the error a shape bug gets. Returns the exit code."""
+    """Run every seed example, then show the error a shape bug gets. Returns the exit code.
+
+    Skipped as a doctest: it takes half a minute (it times every example against its loop),
+    and the timings differ from run to run.
+
+    Example:
+        >>> import io
+        >>> out = io.StringIO()
+        >>> main(out)  # doctest: +SKIP
+        0
+        >>> print(out.getvalue())  # doctest: +SKIP
+        shapedmap demo on cpu (jax ...)
+        <BLANKLINE>
+        * square_each: ...
+    """
     print(f"shapedmap demo on {jax.devices()[0].platform} (jax {jax.__version__})\n", file=out)
     all_equal = all([_show(example, out) for example in EXAMPLES.values()])
     print("\nA deliberate shape bug: 5 adjacency matrices but 4 feature matrices.", file=out)

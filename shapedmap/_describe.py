@@ -5,14 +5,17 @@ parameter with its per-example and batched layout, dtype and batch dims (or that
 static), every output, and one ``BatchDim`` per ``jax.vmap`` with its ``in_axes`` and
 ``out_axes``. The contract renders as Markdown, reStructuredText, a JSON-able dict, an SVG
 picture (``shapedmap._diagram``) and the NumPy-docstring "Shapes" section that ``@batched``
-appends to ``__doc__``.
-
-The "Shapes" section is a bullet list of double-backquoted literals: the one markup that
-``help()`` shows plainly, reStructuredText (Sphinx, with or without napoleon) renders as a
-list of code, and Markdown (mkdocstrings, in its NumPy and Google styles) renders the same.
+appends to ``__doc__``. That section and the ``jax.vmap`` arguments are written by
+``shapedmap._face`` (one implementation, for the docstring and for this view alike).
 
 Example:
-    >>> contract = describe(message_passing)  # doctest: +SKIP
+    >>> import jax.numpy as jnp
+    >>> from jaxtyping import Array, Float
+    >>> from shapedmap import batched
+    >>> @batched("graph")
+    ... def message_passing(a: Float[Array, "node node"], f: Float[Array, "node feat"]) -> Float[Array, "node feat"]:
+    ...     return a @ f
+    >>> contract = describe(message_passing)
     >>> contract.batch_dims[0].in_axes
     {'a': 0, 'f': 0}
     >>> print(contract.shapes_section())
@@ -26,32 +29,20 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import json
-import pkgutil
-import types
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ._annotations import ValueType, function_name, hint_text, unwrap_partial
-from ._face import shapes_section, strip_shapes_section, with_shapes_section
+from ._diagram import contract_svg
+from ._face import shapes_section, strip_shapes_section, vmap_arguments
 from ._grammar import Layout
 from ._levels import Placement
 from ._nest import nominal_levels
-from ._plan import Plan
+from ._plan import Plan, plan_of
 
-__all__ = [
-    "BatchDim",
-    "Contract",
-    "OutputShape",
-    "ParameterShape",
-    "batched_functions",
-    "describe",
-    "document_module",
-    "shapes_section",
-    "with_shapes_section",
-]
+__all__ = ["BatchDim", "Contract", "OutputShape", "ParameterShape", "contract_of", "describe"]
 
 _KINDS = {
     inspect.Parameter.POSITIONAL_ONLY: "positional-only",
@@ -71,6 +62,20 @@ class ParameterShape:
 
     ``batch_axes`` maps each batch dim of the batched layout to its token position there
     (``{"graph": 0}``); an array parameter with none is shared by every example.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxtyping import Array, Float
+        >>> from shapedmap import batched
+        >>> def linear(x: Float[Array, "feat"], w: Float[Array, "feat out"], *, scale: float = 2.0) -> Float[Array, "out"]:
+        ...     return scale * jnp.dot(x, w)
+        >>> x, w, scale = describe(batched(linear, "batch", layouts={"w": "feat out"})).parameters
+        >>> x.batched, x.per_example, x.dtype, x.batch_axes
+        ('batch feat', 'feat', 'Float', {'batch': 0})
+        >>> w.batched, w.shared
+        ('feat out', True)
+        >>> scale.static, scale.kind, scale.annotation, scale.default
+        (True, 'keyword-only', 'float', '2.0')
     """
 
     name: str
@@ -93,7 +98,20 @@ class ParameterShape:
 
 @dataclass(frozen=True)
 class OutputShape:
-    """One output (``return``, or ``return[i]`` of a tuple) and where each batch dim lands."""
+    """One output (``return``, or ``return[i]`` of a tuple) and where each batch dim lands.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxtyping import Array, Float
+        >>> from shapedmap import batched
+        >>> def stats(x: Float[Array, "n"]) -> tuple[Float[Array, ""], Float[Array, "n"]]:
+        ...     return jnp.sum(x), 2 * x
+        >>> total, doubled = describe(batched(stats, "b n -> b, n b")).outputs
+        >>> total.name, total.batched, total.per_example
+        ('return[0]', 'b', '')
+        >>> doubled.name, doubled.batched, doubled.batch_axes
+        ('return[1]', 'n b', {'b': 1})
+    """
 
     name: str
     annotation: str
@@ -114,6 +132,18 @@ class BatchDim:
     ``vmap`` each, and ``broadcastable`` ones let a size-1 argument be shared. For those
     (``per_call``) the axes shown are for one dim without broadcasting: ``explain`` shows a
     given call's. ``mesh_axes`` are the mesh axes the dim is split over (``shard=``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxtyping import Array, Float
+        >>> from shapedmap import batched
+        >>> def concat(u: Float[Array, "f"], v: Float[Array, "f"]) -> Float[Array, "2*f"]:
+        ...     return jnp.concatenate([u, v])
+        >>> i, j = describe(batched(concat, "i f, j f -> i j 2*f")).batch_dims
+        >>> i.depth, i.in_axes, i.out_axes
+        (0, {'u': 0, 'v': None}, {'return': 0})
+        >>> j.vmap_arguments()
+        'in_axes=(None, 0), out_axes=0'
     """
 
     name: str
@@ -126,18 +156,11 @@ class BatchDim:
     broadcastable: bool
     per_call: bool
     mesh_axes: tuple[str, ...] = ()
+    _vmap_arguments: str = field(kw_only=True, repr=False)  # by shapedmap._face; not data: to_dict leaves it out
 
     def vmap_arguments(self) -> str:
-        """``in_axes=(0, None), out_axes=0``: what this level gives ``jax.vmap``."""
-        in_axes = tuple(self.in_axes.values())
-        outs = tuple(self.out_axes.values())
-        text = f"in_axes={_axes_text(in_axes)}, out_axes={_axes_text(outs)}"
-        if self.size is not None and all(axis is None for axis in in_axes):
-            text += f", axis_size={self.size}"
-        if self.mesh_axes:
-            spmd = self.mesh_axes[0] if len(self.mesh_axes) == 1 else self.mesh_axes
-            text += f", spmd_axis_name={spmd!r}"
-        return text
+        """``in_axes=(0, None), out_axes=0``: what this level gives ``jax.vmap`` (as the docstring says)."""
+        return self._vmap_arguments
 
 
 @dataclass(frozen=True)
@@ -154,6 +177,25 @@ class Contract:
         parameters: every parameter, in signature order (static ones included).
         outputs: the result, or each element of a tuple result.
         batch_dims: one per ``jax.vmap``, outermost first.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxtyping import Array, Float
+        >>> from shapedmap import batched
+        >>> def vv(x: Float[Array, "a"], y: Float[Array, "a"]) -> Float[Array, ""]:
+        ...     '''Vector-vector product.'''
+        ...     return jnp.dot(x, y)
+        >>> contract = describe(batched(vv, "b a, a -> b"), name="mv")
+        >>> contract.signature, contract.summary, contract.per_call
+        ('b a, a -> b', 'Vector-vector product.', False)
+        >>> print(contract.to_markdown().splitlines()[-1])  # the last table: one row per jax.vmap
+        | `b` | `"b"` | `in_axes=(0, None), out_axes=0` |
+        >>> print(contract.to_rst().splitlines()[0])
+        ``mv``
+        >>> contract.to_dict()["batch_dims"][0]["in_axes"]
+        {'x': 0, 'y': None}
+        >>> contract.to_svg().startswith("<svg")
+        True
     """
 
     name: str
@@ -165,6 +207,7 @@ class Contract:
     parameters: tuple[ParameterShape, ...]
     outputs: tuple[OutputShape, ...]
     batch_dims: tuple[BatchDim, ...]
+    _shapes_section: str = field(kw_only=True, repr=False)  # by shapedmap._face; not data: to_dict leaves it out
 
     @property
     def per_call(self) -> bool:
@@ -175,7 +218,7 @@ class Contract:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict (``json.dumps(contract.to_dict())`` works) with every field."""
-        data = asdict(self)
+        data = asdict(self, dict_factory=lambda items: {key: value for key, value in items if key[0] != "_"})
         data["per_call"] = self.per_call
         return json.loads(json.dumps(data))
 
@@ -217,47 +260,11 @@ class Contract:
 
     def to_svg(self) -> str:
         """A picture: each argument's dims as boxes, batch dims coloured, and where they land."""
-        from ._diagram import contract_svg
-
         return contract_svg(self)
 
     def shapes_section(self) -> str:
-        """The NumPy-docstring "Shapes" section (see the module docstring for the format)."""
-        lines = ["Shapes", "------"]
-        for parameter in self.parameters:
-            if parameter.static:
-                lines.append(f"- ``{parameter.name}``: static, not mapped")
-                continue
-            layout = _literal(parameter.batched) + _kind_note(parameter.pytree, parameter.optional)
-            if parameter.shared:
-                lines.append(f"- ``{parameter.name}``: {layout}, shared (not mapped)")
-            else:
-                lines.append(f"- ``{parameter.name}``: {layout} (per example {_literal(parameter.per_example)})")
-        for output in self.outputs:
-            layout = _literal(output.batched) + _kind_note(output.pytree, False)
-            lines.append(f"- {output.name}: {layout} (per example {_literal(output.per_example)})")
-        nested = len(self.batch_dims) > 1
-        for dim in self.batch_dims:
-            position = ""
-            if nested:
-                position = (
-                    " (outermost)"
-                    if dim.depth == 0
-                    else " (innermost)"
-                    if dim.depth == len(self.batch_dims) - 1
-                    else ""
-                )
-            if dim.variadic:
-                lines.append(
-                    f"- vmap over ``*{dim.name}``{position}: any number of dims, broadcast; one ``jax.vmap`` "
-                    f"per dim, like ``{dim.vmap_arguments()}``"
-                )
-                continue
-            line = f"- vmap over ``{dim.name}``{position}: ``{dim.vmap_arguments()}``"
-            if dim.broadcastable:
-                line += "; an argument of size 1 there is shared"
-            lines.append(line)
-        return "\n".join(lines)
+        """The NumPy-docstring "Shapes" section ``@batched`` appends to ``__doc__`` (``shapedmap._face``)."""
+        return self._shapes_section
 
     # -- shared by the renderers ------------------------------------------------------------
 
@@ -337,12 +344,17 @@ def describe(fn: Any, name: str | None = None) -> Contract:
         TypeError: when ``fn`` was not made by ``shapedmap.batched``.
 
     Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxtyping import Array, Float
+        >>> from shapedmap import batched
+        >>> def vv(x: Float[Array, "a"], y: Float[Array, "a"]) -> Float[Array, ""]:
+        ...     return jnp.dot(x, y)
         >>> mv = batched(vv, "b a, a -> b")
         >>> describe(mv).batch_dims[0].in_axes
         {'x': 0, 'y': None}
+        >>> print(describe(mv).batch_dims[0].vmap_arguments())
+        in_axes=(0, None), out_axes=0
     """
-    from ._plan import plan_of
-
     plan = plan_of(fn)
     per_example = getattr(fn, "fn", fn)
     per_example = unwrap_partial(per_example)  # document the function a partial fixes arguments of
@@ -366,7 +378,24 @@ def contract_of(
     doc: str | None = None,
     mesh_axes: dict[str, tuple[str, ...]] | None = None,
 ) -> Contract:
-    """The contract of ``plan`` (``describe`` fills the names in from the function)."""
+    """The contract of ``plan`` (``describe`` fills the names in from the function).
+
+    ``mesh_axes`` (batch name -> mesh axes, from ``shard=``) adds each ``vmap``'s ``spmd_axis_name``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxtyping import Array, Float
+        >>> from shapedmap import batched
+        >>> from shapedmap._plan import plan_of
+        >>> def total(x: Float[Array, "n"]) -> Float[Array, ""]:
+        ...     return jnp.sum(x)
+        >>> contract = contract_of(plan_of(batched(total, "b")), mesh_axes={"b": ("data",)})
+        >>> contract.name, contract.signature
+        ('total', 'b n -> b')
+        >>> contract.batch_dims[0].vmap_arguments()
+        "in_axes=0, out_axes=0, spmd_axis_name='data'"
+    """
+    mesh_axes = mesh_axes or {}
     levels, per_call = nominal_levels(plan)
     array_names = [plan.arguments[i].name for i in plan.array_arguments]
     output_names = [f"return[{i}]" for i in range(len(plan.results))] if plan.returns_tuple else ["return"]
@@ -385,6 +414,7 @@ def contract_of(
     )
     batch_dims = []
     for depth, level in enumerate(levels):
+        axes = tuple(mesh_axes.get(level.batch_name, ()))
         batch_dims.append(
             BatchDim(
                 name=level.batch_name,
@@ -396,7 +426,8 @@ def contract_of(
                 variadic=level.index is not None,
                 broadcastable=level.index is not None or level.batch_name in plan.broadcastable_batch,
                 per_call=per_call,
-                mesh_axes=tuple((mesh_axes or {}).get(level.batch_name, ())),
+                mesh_axes=axes,
+                _vmap_arguments=vmap_arguments(plan, level, axes),
             )
         )
     return Contract(
@@ -409,6 +440,7 @@ def contract_of(
         parameters=parameters,
         outputs=outputs,
         batch_dims=tuple(batch_dims),
+        _shapes_section=shapes_section(plan, mesh_axes),
     )
 
 
@@ -481,15 +513,6 @@ def _kind_note(pytree: bool, optional: bool) -> str:
     return (" on every leaf" if pytree else "") + (" or None" if optional else "")
 
 
-def _literal(layout: str | None) -> str:
-    return f"``{layout}``" if layout else "scalar"
-
-
-def _axes_text(axes: tuple[int | None, ...]) -> str:
-    """As ``jax.vmap`` is given them (and ``explain`` writes them): a bare axis for one value."""
-    return repr(axes[0]) if len(axes) == 1 else repr(tuple(axes))
-
-
 def _markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
     def row(cells: list[str]) -> str:
         return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
@@ -503,91 +526,3 @@ def _rst_table(header: list[str], rows: list[list[str]]) -> list[str]:
         for index, cell in enumerate(cells):
             lines.append(f"   {'* -' if index == 0 else '  -'} {cell}".rstrip())
     return lines
-
-
-# -- documenting a module ------------------------------------------------------------------------
-
-
-def batched_functions(module: types.ModuleType) -> list[tuple[str, str, Any]]:
-    """Every batched function in ``module`` and its submodules: ``(module name, name, function)``.
-
-    Batched methods, classmethods and staticmethods of the classes a module defines are listed
-    as ``Class.method``.
-
-    A function reachable from several modules is listed once, under the module that made it
-    (where ``batched`` was called; else its ``__module__``) when that one is walked, else where
-    it is first seen.
-
-    Raises:
-        ImportError: when a submodule does not import (its name is in the message).
-    """
-    modules = [module]
-    if hasattr(module, "__path__"):
-        for info in pkgutil.walk_packages(module.__path__, prefix=f"{module.__name__}."):
-            if info.name.rsplit(".", 1)[-1] == "__main__":
-                continue
-            try:
-                modules.append(importlib.import_module(info.name))
-            except (Exception, SystemExit) as error:
-                raise ImportError(f"cannot import {info.name}: {type(error).__name__}: {error}") from error
-    found: dict[int, tuple[str, str, Any]] = {}
-    for current in modules:
-        for attribute, value in _members(current):  # definition order
-            seen = found.get(id(value))
-            home = getattr(value.__shapedmap__, "defined_in", None) or getattr(value, "__module__", None)
-            if seen is None or (home == current.__name__ != seen[0]):
-                found[id(value)] = (current.__name__, attribute, value)
-    order = {current.__name__: index for index, current in enumerate(modules)}
-    return sorted(found.values(), key=lambda item: order[item[0]])  # stable: definition order within
-
-
-def _members(module: types.ModuleType) -> list[tuple[str, Any]]:
-    """The module's batched functions, and the batched methods of the classes it defines (``Model.apply``)."""
-    members = []
-    for attribute, value in list(vars(module).items()):
-        if callable(value) and getattr(value, "__shapedmap__", None) is not None:
-            members.append((attribute, value))
-        elif isinstance(value, type) and value.__module__ == module.__name__:
-            for name, member in vars(value).items():
-                member = member.__func__ if isinstance(member, classmethod | staticmethod) else member
-                if callable(member) and getattr(member, "__shapedmap__", None) is not None:
-                    members.append((f"{attribute}.{name}", member))
-    return members
-
-
-def document_module(module: types.ModuleType, format: str = "markdown") -> str:
-    """The shape documentation of every batched function in ``module`` (and submodules).
-
-    Args:
-        module: an imported module or package.
-        format: ``"markdown"``, ``"rst"`` or ``"json"``.
-
-    Example:
-        >>> import shapedmap.examples
-        >>> print(document_module(shapedmap.examples, "markdown"))  # doctest: +SKIP
-    """
-    if format not in ("markdown", "rst", "json"):
-        raise ValueError(f"unknown format {format!r}: use 'markdown', 'rst' or 'json'")
-    entries = [(module_name, describe(fn, name=name)) for module_name, name, fn in batched_functions(module)]
-    if format == "json":
-        data = {
-            "module": module.__name__,
-            "functions": [{**contract.to_dict(), "module": module_name} for module_name, contract in entries],
-        }
-        return json.dumps(data, indent=2) + "\n"
-    title = f"Shapes of {module.__name__}"
-    parts = [f"# {title}\n"] if format == "markdown" else [f"{title}\n{'=' * len(title)}\n"]
-    if not entries:
-        parts.append(f"No function in {module.__name__} is made by shapedmap.batched.\n")
-    current = None
-    for module_name, contract in entries:
-        if module_name != current and module_name != module.__name__:
-            heading = module_name if format == "markdown" else f"``{module_name}``"
-            parts.append(f"## {heading}\n" if format == "markdown" else f"{heading}\n{'-' * len(heading)}\n")
-        current = module_name
-        nested = module_name != module.__name__
-        if format == "markdown":
-            parts.append(contract.to_markdown(heading_level=3 if nested else 2))
-        else:
-            parts.append(contract.to_rst(heading_level=3 if nested else 2))
-    return "\n".join(parts)

@@ -8,24 +8,35 @@ the outer side of each row, and the legend spells out each ``jax.vmap``, outermo
 
 The SVG is self-contained (no scripts, no external fonts) and sizes itself from its text.
 
+The dependency runs one way: ``shapedmap._describe`` builds the contract and its
+``Contract.to_svg`` calls ``contract_svg``; this module reads the contract's fields and
+imports nothing of ``_describe``.
+
 Example:
-    >>> svg = describe(message_passing).to_svg()  # doctest: +SKIP
+    >>> import jax.numpy as jnp
+    >>> from jaxtyping import Array, Float
+    >>> from shapedmap import batched, describe
+    >>> @batched("graph")
+    ... def message_passing(a: Float[Array, "node node"], f: Float[Array, "node feat"]) -> Float[Array, "node feat"]:
+    ...     return jnp.dot(a, f)
+    >>> svg = describe(message_passing).to_svg()
     >>> svg.startswith("<svg")
+    True
+    >>> 'graph: jax.vmap(in_axes=(0, 0), out_axes=0, axis_name="graph")' in svg  # the legend
     True
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 from ._grammar import VariadicDim, dim_name, dim_text, parse_layout
 
-if TYPE_CHECKING:
-    from ._describe import Contract
-
 __all__ = ["contract_svg"]
+
+Contract = Any  # a shapedmap._describe.Contract: read through its fields, never imported
 
 # Colours: one per batch dim, in nest order; core dims and text in greys.
 _PALETTE = ("#e8590c", "#1c7ed6", "#2f9e44", "#ae3ec9", "#0c8599", "#e03131", "#f08c00", "#5f3dc4")
@@ -77,7 +88,18 @@ class _Group:
 
 
 def contract_svg(contract: Contract) -> str:
-    """The SVG picture of ``contract`` (see the module docstring)."""
+    """The SVG picture of ``contract`` (see the module docstring); ``Contract.to_svg`` calls it.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxtyping import Array, Float
+        >>> from shapedmap import batched, describe
+        >>> def concat(u: Float[Array, "f"], v: Float[Array, "f"]) -> Float[Array, "2*f"]:
+        ...     return jnp.concatenate([u, v])
+        >>> svg = contract_svg(describe(batched(concat, "i f, j f -> i j 2*f"), name="pairwise"))
+        >>> svg.splitlines()[1]
+        '<title>pairwise: i f, j f -&gt; i j 2*f</title>'
+    """
     colours = {dim.name: _PALETTE[index % len(_PALETTE)] for index, dim in enumerate(contract.batch_dims)}
     inputs = [_parameter_group(parameter, colours) for parameter in contract.parameters]
     outputs = [
@@ -135,7 +157,7 @@ def contract_svg(contract: Contract) -> str:
 # -- building the groups -------------------------------------------------------------------------
 
 
-def _parameter_group(parameter: object, colours: dict[str, str]) -> _Group:
+def _parameter_group(parameter: Any, colours: dict[str, str]) -> _Group:
     if parameter.static:
         text = f"static {parameter.annotation}"
         box = _Box(text, _mono_width(text, 12) + 20, None, "", False)

@@ -40,7 +40,33 @@ _KINDS = {
 
 
 class BatchedFunctions(griffe.Extension):
-    """Replace members made by ``shapedmap.batched`` with their batched signature and docstring."""
+    """Replace members made by ``shapedmap.batched`` with their batched signature and docstring.
+
+    Example:
+        >>> import sys, tempfile, textwrap
+        >>> from pathlib import Path
+        >>> import griffe
+        >>> folder = tempfile.mkdtemp()
+        >>> _ = Path(folder, "sums_module.py").write_text(textwrap.dedent('''
+        ...     import jax.numpy as jnp
+        ...     from jaxtyping import Array, Float
+        ...     from shapedmap import batched
+        ...
+        ...     def total(x: Float[Array, "n"]) -> Float[Array, ""]:
+        ...         "The sum of one vector."
+        ...         return jnp.sum(x)
+        ...
+        ...     totals = batched(total, "b")
+        ... '''))
+        >>> sys.path.insert(0, folder)  # the extension imports the module it documents
+        >>> extensions = griffe.load_extensions(BatchedFunctions)
+        >>> totals = griffe.load("sums_module", extensions=extensions, search_paths=[folder]).members["totals"]
+        >>> totals.is_function, [(p.name, p.annotation) for p in totals.parameters], totals.returns
+        (True, [('x', "Float[Array, 'b n']")], "Float[Array, 'b']")
+        >>> print(totals.docstring.value.splitlines()[0])
+        The sum of one vector.
+        >>> sys.path.remove(folder)
+    """
 
     def on_module(self, *, mod: griffe.Module, loader: griffe.GriffeLoader, **kwargs: Any) -> None:
         """Swap the batched members of a module, once its object tree is complete."""
@@ -71,7 +97,25 @@ def _replace_members(parent: griffe.Module | griffe.Class, runtime: Any) -> None
 
 
 def batched_function(fn: Any, name: str, member: griffe.Object) -> griffe.Function:
-    """A griffe ``Function`` for the batched ``fn``, at the place of ``member`` in the source."""
+    """A griffe ``Function`` for the batched ``fn``, at the place of ``member`` in the source.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxtyping import Array, Float
+        >>> from shapedmap import batched
+        >>> def total(x: Float[Array, "n"]) -> Float[Array, ""]:
+        ...     return jnp.sum(x)
+        >>> member = griffe.Attribute("totals", lineno=3, endlineno=3)  # ``totals = batched(total, "b")``
+        >>> function = batched_function(batched(total, "b"), "totals", member)
+        >>> function.name, [(p.name, p.annotation) for p in function.parameters], function.returns
+        ('totals', [('x', "Float[Array, 'b n']")], "Float[Array, 'b']")
+        >>> print(function.docstring.value)
+        Shapes
+        ------
+        - ``x``: ``b n`` (per example ``n``)
+        - return: ``b`` (per example scalar)
+        - vmap over ``b``: ``in_axes=0, out_axes=0``
+    """
     signature = inspect.signature(fn)
     parameters = griffe.Parameters(
         *(

@@ -10,8 +10,11 @@ Opt in with the command-line option or the ini option, naming modules by import 
 
 Each function made by ``shapedmap.batched`` at the top level of those modules becomes a
 test item ``mypkg.layers::attention`` that runs ``check_batched`` on it (Hypothesis
-settings from the loaded profile, e.g. ``--hypothesis-profile``). A module may pass options
-to ``check_batched`` per function, or skip one, with a dict named ``__shapedmap_check__``::
+settings from the loaded profile, e.g. ``--hypothesis-profile``). They are found as
+``python -m shapedmap docs`` finds them (``shapedmap._docs_cli.batched_functions``, without
+submodules or methods): a re-export is left to the module that made it, an alias is checked
+once. A module may pass options to ``check_batched`` per function, or skip one, with a dict
+named ``__shapedmap_check__``::
 
     __shapedmap_check__ = {"attention": {"head": 2, "static": {"causal": st.booleans()}}, "sample": False}
 
@@ -24,8 +27,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +39,33 @@ _HELP = "check_batched every function made by shapedmap.batched in these modules
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    """Add ``--shapedmap-modules`` and the ini option ``shapedmap_modules``.
+
+    Example:
+        >>> import contextlib, io, os, tempfile
+        >>> import pytest
+        >>> with contextlib.redirect_stdout(io.StringIO()) as out:
+        ...     code = pytest.main(["-c", os.devnull, "--rootdir", tempfile.mkdtemp(), "--help"])
+        >>> "--shapedmap-modules=MODULES" in out.getvalue()
+        True
+    """
     group = parser.getgroup("shapedmap", "shapedmap property checks")
     group.addoption("--shapedmap-modules", dest=_OPTION, action="append", default=[], metavar="MODULES", help=_HELP)
     parser.addini(_OPTION, help=_HELP, type="linelist", default=[])
 
 
 def module_names(config: pytest.Config) -> list[str]:
-    """The modules named by ``--shapedmap-modules`` (repeatable, comma-separated) or the ini option."""
+    """The modules named by ``--shapedmap-modules`` (repeatable, comma-separated) or the ini option.
+
+    Example:
+        >>> class Config:  # what pytest gives: the command-line values, else the ini option's
+        ...     def getoption(self, name):
+        ...         return ["mypkg.layers,mypkg.losses", "mypkg.layers"]
+        ...     def getini(self, name):
+        ...         return []
+        >>> module_names(Config())
+        ['mypkg.layers', 'mypkg.losses']
+    """
     given = config.getoption(_OPTION) or config.getini(_OPTION)
     names: dict[str, None] = {}
     for text in given:
@@ -56,6 +77,18 @@ def module_names(config: pytest.Config) -> list[str]:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Collect each named module (a ``BatchedModule``) and add its items, before ``-k``/``-m`` select.
+
+    Example:
+        >>> import contextlib, io, os, tempfile
+        >>> import pytest
+        >>> here = tempfile.mkdtemp()  # an empty folder: the plugin's items are the only ones
+        >>> arguments = ["-c", os.devnull, "--rootdir", here, here, "-p", "no:cacheprovider"]
+        >>> with contextlib.redirect_stdout(io.StringIO()) as out:
+        ...     code = pytest.main([*arguments, "--shapedmap-modules=shapedmap.examples", "-k", "mv or mm", "--co", "-q"])
+        >>> [line for line in out.getvalue().splitlines() if "::" in line]
+        ['shapedmap.examples::mv', 'shapedmap.examples::mm']
+    """
     # tryfirst: our items exist before -k/-m deselection and other plugins' reordering. The
     # collect report goes through the usual hooks, so the items are counted and an import
     # error is a collection error like any other.
@@ -68,9 +101,37 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 
 
 class BatchedModule(pytest.Collector):
-    """The batched functions of one module (named by its import path)."""
+    """The batched functions of one module (named by its import path): one item each.
+
+    Example:
+        >>> import contextlib, io, os, tempfile
+        >>> import pytest
+        >>> here = tempfile.mkdtemp()  # an empty folder: the plugin's items are the only ones
+        >>> arguments = ["-c", os.devnull, "--rootdir", here, here, "-p", "no:cacheprovider"]
+        >>> with contextlib.redirect_stdout(io.StringIO()) as out:
+        ...     code = pytest.main([*arguments, "--shapedmap-modules=shapedmap.examples", "--collect-only", "-q"])
+        >>> for line in out.getvalue().splitlines():
+        ...     if "::" in line:
+        ...         print(line)
+        shapedmap.examples::square_each
+        shapedmap.examples::row_sums
+        shapedmap.examples::column_sums
+        shapedmap.examples::row_softmax
+        shapedmap.examples::angles
+        shapedmap.examples::message_passing
+        shapedmap.examples::chained
+        shapedmap.examples::pairwise
+        shapedmap.examples::row_custom_dot
+        shapedmap.examples::mv
+        shapedmap.examples::mm
+        shapedmap.examples::batch_sum_of_squares
+    """
 
     def collect(self) -> list[pytest.Item]:
+        """Import the module and make a ``BatchedFunctionItem`` per batched function (``CollectError``
+        when it does not import, or when its ``__shapedmap_check__`` is malformed)."""
+        from shapedmap._docs_cli import batched_functions
+
         try:
             module = importlib.import_module(self.name)
         except Exception as error:
@@ -84,7 +145,7 @@ class BatchedModule(pytest.Collector):
                 f"{self.name}.__shapedmap_check__ must be a dict from function name to check_batched "
                 f"options (or False to skip), got {type(options).__name__}"
             )
-        found = dict(batched_functions(module))
+        found = {name: fn for _, name, fn in batched_functions(module, submodules=False, methods=False)}
         for unknown in options.keys() - found.keys():
             raise self.CollectError(
                 f"{self.name}.__shapedmap_check__ names {unknown!r}, which is not a batched function of "
@@ -104,33 +165,19 @@ class BatchedModule(pytest.Collector):
         return items
 
 
-def batched_functions(module: Any) -> Iterator[tuple[str, Any]]:
-    """``(attribute name, function)`` for each batched function of ``module``, in order.
-
-    Aliases of one function are listed once, under their first name. Re-exports are left to the
-    module that made them (where ``batched`` was called), or that their ``__module__`` names,
-    when that module holds them; a function batched here from a per-example function imported
-    from elsewhere is this module's.
-    """
-    seen: set[int] = set()
-    for attribute, value in vars(module).items():
-        if attribute.startswith("_") or not hasattr(value, "__shapedmap__") or id(value) in seen:
-            continue
-        if _imported(value, module):
-            continue
-        seen.add(id(value))
-        yield attribute, value
-
-
-def _imported(value: Any, module: Any) -> bool:
-    """Is ``value`` a re-export: held by the other module that made it or that it names?"""
-    names = (getattr(value.__shapedmap__, "defined_in", None), getattr(value, "__module__", None))
-    homes = [sys.modules.get(name) for name in names if name and name != module.__name__]
-    return any(home is not None and any(item is value for item in vars(home).values()) for home in homes)
-
-
 class BatchedFunctionItem(pytest.Item):
-    """``check_batched`` on one batched function."""
+    """``check_batched`` on one batched function, with the options its module gives it.
+
+    Example:
+        >>> import contextlib, io, os, tempfile
+        >>> import pytest
+        >>> here = tempfile.mkdtemp()  # an empty folder: the plugin's items are the only ones
+        >>> arguments = ["-c", os.devnull, "--rootdir", here, here, "-p", "no:cacheprovider"]
+        >>> with contextlib.redirect_stdout(io.StringIO()) as out:
+        ...     code = pytest.main([*arguments, "--shapedmap-modules=shapedmap.examples", "-k", "column_sums", "-q"])
+        >>> code, out.getvalue().splitlines()[-1].split(" in ")[0]
+        (<ExitCode.OK: 0>, '1 passed, 11 deselected')
+    """
 
     def __init__(self, *, function: Any, options: dict[str, Any], **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -139,11 +186,13 @@ class BatchedFunctionItem(pytest.Item):
         self.add_marker("shapedmap")
 
     def runtest(self) -> None:
+        """Run ``check_batched`` (a failure raises its ``BatchedCheckError``)."""
         from shapedmap.testing import check_batched
 
         check_batched(self.function, **self.options)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+        """A ``check_batched`` failure as its report (no traceback); anything else as pytest shows it."""
         from shapedmap.testing import BatchedCheckError
 
         if isinstance(excinfo.value, BatchedCheckError):
@@ -152,6 +201,7 @@ class BatchedFunctionItem(pytest.Item):
         return super().repr_failure(excinfo, style=style)
 
     def reportinfo(self) -> tuple[Path | str, int | None, str]:
+        """Where the function is defined, and ``check_batched(module.function)``."""
         target = inspect.unwrap(self.function)
         try:
             path: Path | str = Path(inspect.getsourcefile(target) or self.path)
@@ -162,4 +212,14 @@ class BatchedFunctionItem(pytest.Item):
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    """Register the ``shapedmap`` marker its items carry (``-m shapedmap`` selects them).
+
+    Example:
+        >>> import contextlib, io, os, tempfile
+        >>> import pytest
+        >>> with contextlib.redirect_stdout(io.StringIO()) as out:
+        ...     code = pytest.main(["-c", os.devnull, "--rootdir", tempfile.mkdtemp(), "--markers"])
+        >>> "@pytest.mark.shapedmap: a check_batched item made by --shapedmap-modules" in out.getvalue()
+        True
+    """
     config.addinivalue_line("markers", "shapedmap: a check_batched item made by --shapedmap-modules")

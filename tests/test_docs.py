@@ -7,6 +7,7 @@ import pydoc
 import re
 import sys
 import textwrap
+import types
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -16,8 +17,9 @@ import pytest
 from jaxtyping import Array, Float, Int, PyTree
 
 from shapedmap import batched, describe
-from shapedmap._describe import batched_functions, document_module, strip_shapes_section, with_shapes_section
 from shapedmap._diagram import _PALETTE
+from shapedmap._docs_cli import batched_functions, document_module
+from shapedmap._face import strip_shapes_section, with_shapes_section
 from shapedmap._plan import plan_of
 from shapedmap.examples import EXAMPLES, message_passing, mm, mv, pairwise
 
@@ -414,6 +416,24 @@ def test_batched_functions_of_the_examples_module():
     assert len(names) == len(set(names))
     assert {example.function for example in EXAMPLES.values()} <= {fn for _, _, fn in found}
     assert names.index("square_each") < names.index("message_passing") < names.index("mm")  # definition order
+
+
+def test_one_discovery_for_the_docs_command_and_the_pytest_plugin():
+    """Each function once, re-exports left to their module; the plugin asks for one module, no methods."""
+
+    class Model:
+        @batched("b")
+        def __call__(self, x: Float[Array, "n"]) -> Float[Array, "n"]:
+            return x
+
+    module = types.ModuleType("discovered")
+    module.totals = module.alias = batched(count, "b")
+    module._private = batched(count, "c")
+    module.mv = mv  # a re-export: shapedmap.examples made it and holds it
+    module.Model, Model.__module__ = Model, "discovered"
+    found = [name for _, name, _ in batched_functions(module)]
+    assert found == ["totals", "_private", "Model.__call__"]
+    assert [name for _, name, _ in batched_functions(module, submodules=False, methods=False)] == ["totals", "_private"]
 
 
 def test_document_module_in_each_format():

@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pytest
 
+import shapedmap._docs_cli
 import shapedmap.examples
 import shapedmap.pytest_plugin
 import shapedmap.testing
 
 # pytester's in-process runs drop the modules they import afterwards; imported here first, jaxlib
-# (whose second import aborts the process) and beartype (whose classes must stay one) are kept.
+# (whose second import aborts the process) and beartype (whose classes must stay one) are kept, and
+# so is the discovery the plugin imports when it collects (shapedmap._docs_cli).
 
 pytest_plugins = ["pytester"]
 
