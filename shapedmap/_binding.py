@@ -2,17 +2,22 @@
 
 ``Bindings.bind`` matches one array against its layout; a size that disagrees with one seen
 before is a ``ShapeError`` naming the function, the dimension, and both places with their
-shapes. Nothing here uses ``assert``: these checks must hold under ``python -O``.
+shapes (``_messages`` words it from the sizes and ``Origin``s). Nothing here uses ``assert``:
+these checks must hold under ``python -O``.
 
 Example:
+    >>> import jax.numpy as jnp
+    >>> from shapedmap._grammar import parse_layout
     >>> bindings = Bindings("message_passing")
     >>> bindings.bind(parse_layout("graph node node"), jnp.ones((5, 7, 7)), "argument 'a'")
     >>> bindings.bind(parse_layout("graph node feat"), jnp.ones((4, 7, 2)), "argument 'f'")
     Traceback (most recent call last):
     ...
-    shapedmap.ShapeError: message_passing: dimension 'graph' has size 5 in argument 'a' (axis 0 of f32[5,7,7])
+    shapedmap._errors.ShapeError: message_passing: dimension 'graph' has size 5 in argument 'a' (axis 0 of f32[5,7,7])
     but size 4 in argument 'f' (axis 0 of f32[4,7,2])
       argument 'f' has layout 'graph node feat': expected (graph=5, node=7, feat), got f32[4,7,2]
+    >>> bindings.size_of("graph"), bindings.size_of("node"), bindings.size_of("feat")
+    (5, 7, None)
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from ._errors import ShapeError, describe_array, describe_value
+from . import _messages as messages
+from ._errors import ShapeError, describe_array
 from ._grammar import (
     AnonymousDim,
     FixedDim,
@@ -31,7 +37,6 @@ from ._grammar import (
     NamedDim,
     SymbolicDim,
     VariadicDim,
-    dim_text,
     evaluate_symbolic,
     symbolic_names,
 )
@@ -58,13 +63,7 @@ class Origin:
         return describe_array(self.shape, self.dtype)
 
     def __str__(self) -> str:
-        if self.axis is None:  # a size the layout itself gives: ``rep=3``
-            return f"{self.place}, which fixes it"
-        if isinstance(self.axis, tuple):
-            start, stop = self.axis
-            axes = f"axes {start}..{stop - 1}" if stop - start != 1 else f"axis {start}"
-            return f"{self.place} ({axes} of {self.value})"
-        return f"{self.place} (axis {self.axis} of {self.value})"
+        return messages.origin_text(self)
 
 
 class Bindings:
@@ -149,32 +148,23 @@ class Bindings:
         rank = len(shape)
         if layout.admits_rank(rank):
             return
-        message = (
-            f"{self.function}: {place} has {rank} dims ({describe_value(value)}) but its layout {str(layout)!r} "
-            f"needs {layout.rank_text}"
+        missing: list[Any] | None = None  # the batch dims of an argument passed with one example's rank
+        shared: tuple[str, ...] = ()  # the batch dims an argument has but is not mapped over
+        if parameter is not None:  # results come out of the map: their batch dims are never missing
+            if per_example is not None and rank == per_example.min_rank and per_example.min_rank < layout.min_rank:
+                missing = [dim for dim in layout.dims if dim not in per_example.dims]
+            elif shared_over and rank == layout.min_rank + len(shared_over):
+                shared = shared_over
+        message = messages.wrong_rank(
+            self.function,
+            place,
+            value,
+            layout,
+            parameter=parameter,
+            per_example=per_example,
+            missing=missing,
+            shared_over=shared,
         )
-        if (
-            parameter is not None  # results come out of the map: their batch dims are never missing
-            and per_example is not None
-            and rank == per_example.min_rank
-            and per_example.min_rank < layout.min_rank
-        ):
-            missing = [dim_text(d) for d in layout.dims if d not in per_example.dims]
-            names = ", ".join(map(repr, missing))
-            dims = f"batch dim {names} is" if len(missing) == 1 else f"batch dims {names} are"
-            message += f". It has the per-example shape {str(per_example)!r}: the {dims} missing."
-            if parameter is not None:
-                message += (
-                    f" To share one value across the batch, give it a layout without {'it' if len(missing) == 1 else 'them'}: "
-                    f"layouts={{{parameter!r}: {str(per_example)!r}}}."
-                )
-        elif parameter is not None and shared_over and rank == layout.min_rank + len(shared_over):
-            names = ", ".join(map(repr, shared_over))
-            batched = " ".join((*shared_over, str(layout))).strip()
-            message += (
-                f". Its layout has no {names}, so one value of it is shared across the batch: pass one, "
-                f"or map it too with layouts={{{parameter!r}: {batched!r}}}."
-            )
         raise ShapeError(message)
 
     def _bind_one(self, dim: Any, size: int, origin: Origin, layout: Layout, labels: frozenset[str]) -> None:
@@ -184,11 +174,7 @@ class Bindings:
             return
         if isinstance(dim, FixedDim):
             if size != dim.size:
-                what = f"'{dim.label}'" if dim.label else f"{dim.size}"
-                raise ShapeError(
-                    f"{self.function}: dimension {what} of layout {str(layout)!r} must have size "
-                    f"{dim.size}, but {origin} has {size}"
-                )
+                raise ShapeError(messages.fixed_size_mismatch(self.function, dim, layout, (size, origin)))
             if dim.label in labels:
                 self._unify(dim.label, size, origin, layout)
             return
@@ -203,13 +189,11 @@ class Bindings:
         if known is None:
             self.sizes[name] = (size, origin)
             return
-        known_size, known_origin = known
-        if known_size != size:
-            raise ShapeError(
-                f"{self.function}: dimension '{name}' has size {known_size} in {known_origin}\n"
-                f"but size {size} in {origin}"
-                f"{self._expected_line(origin, layout)}"
+        if known[0] != size:
+            conflict = messages.size_conflict(
+                self.function, name, known, (size, origin), layout, self.sizes, self.variadics
             )
+            raise ShapeError(conflict)
 
     def _unify_variadic(
         self, dim: VariadicDim, shape: tuple[int, ...], origin: Origin, layout: Layout, broadcast: frozenset[str]
@@ -225,29 +209,16 @@ class Bindings:
                 merged = tuple(np.broadcast_shapes(known_shape, shape))
             except ValueError:
                 raise ShapeError(
-                    f"{self.function}: the dims '*{name}' do not broadcast: {known_shape} in "
-                    f"{known_origin}\nbut {shape} in {origin}"
+                    messages.variadics_do_not_broadcast(self.function, name, known, (shape, origin))
                 ) from None
             if merged != known_shape:
                 self.variadics[name] = (merged, origin if merged == shape else known_origin)
             return
         if known_shape != shape:
-            raise ShapeError(
-                f"{self.function}: the dims '*{name}' are {known_shape} in {known_origin}\n"
-                f"but {shape} in {origin}{self._expected_line(origin, layout)}"
+            conflict = messages.variadic_conflict(
+                self.function, name, known, (shape, origin), layout, self.sizes, self.variadics
             )
-
-    def _expected_line(self, origin: Origin, layout: Layout) -> str:
-        """``\\n  expected argument 'f' to have shape (graph=5, node=7, feat) ...``."""
-        parts = []
-        for dim in layout.dims:
-            if isinstance(dim, NamedDim) and dim.name in self.sizes:
-                parts.append(f"{dim.name}={self.sizes[dim.name][0]}")
-            elif isinstance(dim, VariadicDim) and dim.name in self.variadics:
-                parts.append(f"*{dim.name}={self.variadics[dim.name][0]}")
-            else:
-                parts.append(dim_text(dim))
-        return f"\n  {origin.place} has layout {str(layout)!r}: expected ({', '.join(parts)}), got {origin.value}"
+            raise ShapeError(conflict)
 
     def unify_structure(self, name: str, value: Any, place: str) -> None:
         """Values annotated ``PyTree[..., name]`` must share one tree structure."""
@@ -257,21 +228,8 @@ class Bindings:
         if known is None:
             self.structures[name] = (treedef, paths, place)
             return
-        known_treedef, known_paths, known_place = known
-        if treedef == known_treedef:
-            return
-        extra = [path for path in known_paths if path not in paths]
-        missing = [path for path in paths if path not in known_paths]
-        if extra:
-            detail = f"{known_place} has {', '.join(extra)}, which {place} lacks"
-        elif missing:
-            detail = f"{place} has {', '.join(missing)}, which {known_place} lacks"
-        else:
-            detail = f"{known_place} is {known_treedef} but {place} is {treedef}"
-        raise ShapeError(
-            f"{self.function}: {place} and {known_place} must have the same PyTree structure '{name}' "
-            f"(both are annotated PyTree[..., '{name}']): {detail}"
-        )
+        if treedef != known[0]:
+            raise ShapeError(messages.structure_conflict(self.function, name, known, (treedef, paths, place)))
 
     # -- after all names are bound --------------------------------------------------------
 
@@ -284,22 +242,17 @@ class Bindings:
                 expected = evaluate_symbolic(dim, sizes, self.arguments)
             except NameError as error:
                 raise ShapeError(
-                    f"{self.function}: cannot evaluate the dimension {dim.expression!r} of "
-                    f"{origin.place} ({error}): no argument of this call binds that name"
+                    messages.unbound_expression(self.function, dim.expression, origin.place, error)
                 ) from None
             except Exception as error:
                 raise ShapeError(
-                    f"{self.function}: evaluating the dimension {dim.expression!r} of {origin.place} "
-                    f"failed: {type(error).__name__}: {error}"
+                    messages.expression_failed(self.function, dim.expression, origin.place, error)
                 ) from None
             if expected != size:
-                used = symbolic_names(dim)
-                names = ", ".join(
-                    f"{name}={known} from {where}" for name, (known, where) in self.sizes.items() if name in used
-                )
+                names = symbolic_names(dim)
+                used = {name: known for name, known in self.sizes.items() if name in names}
                 raise ShapeError(
-                    f"{self.function}: dimension {dim.expression!r} of layout {str(layout)!r} should be "
-                    f"{expected}{f' ({names})' if names else ''},\nbut {origin} has {size}"
+                    messages.expression_mismatch(self.function, dim.expression, layout, expected, used, (size, origin))
                 )
 
     def size_of(self, name: str) -> int | None:

@@ -1,15 +1,31 @@
-"""Bind dimension sizes by name across arguments and results, and explain conflicts.
+"""The checks of a call before and after the map, against the plan's layouts.
 
-A ``Bindings`` object collects, for one call, the size of every named dimension and
-where it was first seen. ``bind`` matches one array against its layout; a mismatch is a
-``ShapeError`` that names the function, the place (parameter or result), the dimension,
-the expected and the actual shape, and where a conflicting size came from.
-
-Nothing here uses ``assert``: these checks must hold under ``python -O``.
+Before the map, ``check_arguments`` converts every array argument (NumPy arrays and Python
+numbers become JAX arrays; lists and other objects are refused), checks its dtype and binds
+its sizes by name (``Bindings``), so that a conflict is a ``ShapeError`` naming the function,
+the parameter, the dimension and both sides. Inside the map, ``check_results_per_example``
+checks that each result is an array of its per-example rank (what ``jax.vmap`` needs to put
+the batch dims back); after it, ``check_results`` continues the call's bindings over the
+batched results. These functions decide what is wrong; ``_messages`` words it. Nothing here
+uses ``assert``: these checks must hold under ``python -O``.
 
 Example:
-    >>> bindings = Bindings("message_passing")
-    >>> bindings.bind(parse_layout("graph node node"), a, "argument 'a'")  # doctest: +SKIP
+    >>> import jax.numpy as jnp
+    >>> from jaxtyping import Array, Float
+    >>> from shapedmap import batched
+    >>> from shapedmap._plan import plan_of
+    >>> def vv(x: Float[Array, "a"], y: Float[Array, "a"]) -> Float[Array, ""]:
+    ...     return x @ y
+    >>> plan = plan_of(batched(vv, "b a, a -> b"))
+    >>> bindings, values = check_arguments(plan, [jnp.ones((5, 3)), jnp.ones(3)])
+    >>> bindings.size_of("b"), bindings.size_of("a")
+    (5, 3)
+    >>> check_arguments(plan, [jnp.ones((5, 3)), jnp.ones(4)])
+    Traceback (most recent call last):
+    ...
+    shapedmap._errors.ShapeError: vv: dimension 'a' has size 3 in argument 'x' (axis 1 of f32[5,3])
+    but size 4 in argument 'y' (axis 0 of f32[4])
+      argument 'y' has layout 'a': expected (a=3), got f32[4]
 """
 
 from __future__ import annotations
@@ -24,17 +40,10 @@ import numpy as np
 from beartype.door import is_bearable
 from beartype.roar import BeartypeException
 
-from ._annotations import hint_text
+from . import _messages as messages
 from ._binding import Bindings, Origin
-from ._errors import ShapeError, describe_value
-from ._grammar import (
-    FixedDim,
-    Layout,
-    SymbolicDim,
-    dim_text,
-    evaluate_symbolic,
-    symbolic_names,
-)
+from ._errors import ShapeError
+from ._grammar import FixedDim, SymbolicDim, dim_text, evaluate_symbolic, symbolic_names
 from ._messages import argument_place, leaf_place, result_place
 
 if TYPE_CHECKING:
@@ -89,27 +98,17 @@ def as_array(value: Any, function: str, place: str, expected: str | Callable[[],
         try:
             return jnp.asarray(value)
         except OverflowError as error:  # a Python int beyond every JAX integer dtype
-            raise ShapeError(
-                f"{function}: {place} must be an array {expected}, got {describe_value(value)}, "
-                f"which no JAX dtype can hold ({error})"
-            ) from None
+            raise ShapeError(messages.int_beyond_dtypes(function, place, expected, value, error)) from None
     if isinstance(value, jax.ShapeDtypeStruct):
         if abstract:
             return value
-        raise ShapeError(
-            f"{function}: {place} must be an array {expected}, got jax.ShapeDtypeStruct {describe_value(value)}: "
-            "a shape without data can be traced (jax.eval_shape), not called with"
-        )
+        raise ShapeError(messages.abstract_array_in_call(function, place, expected, value))
     if is_array_like(value) and not isinstance(value, np.ndarray | np.generic):
         try:
             return jnp.asarray(value)  # another array type, with __jax_array__ or __array__
         except Exception as error:
-            raise ShapeError(
-                f"{function}: {place} must be an array {expected}, got {type(value).__name__} "
-                f"{describe_value(value)}, which JAX cannot convert to one ({type(error).__name__}: {error})"
-            ) from None
-    hint = " (jnp.asarray makes one array of it)" if isinstance(value, list | tuple) else ""
-    raise ShapeError(f"{function}: {place} must be an array {expected}, got {describe_value(value)}{hint}")
+            raise ShapeError(messages.unconvertible_array(function, place, expected, value, error)) from None
+    raise ShapeError(messages.not_an_array(function, place, expected, value))
 
 
 def check_arguments(plan: Plan, values: list[Any], *, abstract: bool = True) -> tuple[Bindings, list[Any]]:
@@ -126,17 +125,15 @@ def check_arguments(plan: Plan, values: list[Any], *, abstract: bool = True) -> 
     _bind_result_sizes(plan, bindings)
     for index in plan.array_arguments:
         argument = plan.arguments[index]
-        place = argument_place(argument.name)
-        one_array_each = argument.value.one_array_each
         values[index] = _check_value(
             bindings,
             argument.value,
             argument.placement,
             values[index],
-            place,
+            argument_place(argument.name),
             broadcast,
-            convert=True,
-            one_array_each=one_array_each,
+            parameter=argument.name,
+            one_array_each=argument.value.one_array_each,
             abstract=abstract,
             shared_over=tuple(name for name in plan.order if name not in argument.placement.batch_names),
         )
@@ -177,7 +174,7 @@ def convert_arguments(plan: Plan, values: list[Any]) -> list[Any]:
         if isinstance(value, jax.Array) or (value is None and argument.value.optional):
             continue
         place = argument_place(argument.name)
-        expected = functools.partial(_expected_text, argument.value, argument.placement.batched)
+        expected = functools.partial(messages.expected_array, argument.value, argument.placement.batched)
         if argument.value.kind == "array":
             values[index] = as_array(value, plan.function, place, expected, abstract=False)
         else:
@@ -202,9 +199,9 @@ def _check_result_expressions(plan: Plan, bindings: Bindings) -> None:
                 evaluate_symbolic(dim, sizes, bindings.arguments)
             except (ValueError, ArithmeticError) as error:
                 where = result_place(plan.returns_tuple, number)
+                used = {name: sizes[name] for name in symbolic_names(dim)}
                 raise ShapeError(
-                    f"{plan.function}: the dimension {dim.expression!r} of {where} cannot be a size for these "
-                    f"arguments ({', '.join(f'{n}={sizes[n]}' for n in sorted(symbolic_names(dim)))}): {error}"
+                    messages.expression_cannot_be_a_size(plan.function, dim.expression, where, used, error)
                 ) from None
 
 
@@ -214,9 +211,8 @@ def _bind_result_sizes(plan: Plan, bindings: Bindings) -> None:
         for index, name in result.placement.batch:
             dim = result.placement.batched.dims[index]
             if isinstance(dim, FixedDim) and name not in bindings.sizes:
-                where = result_place(plan.returns_tuple, number)
-                layout = str(result.placement.batched)
-                bindings.sizes[name] = (dim.size, Origin(f"the layout {layout!r} of {where}", None, (), dim_text(dim)))
+                where = messages.layout_place(result.placement.batched, result_place(plan.returns_tuple, number))
+                bindings.sizes[name] = (dim.size, Origin(where, None, (), dim_text(dim)))
 
 
 def check_static_values(plan: Plan, values: list[Any]) -> None:
@@ -234,10 +230,7 @@ def check_static_values(plan: Plan, values: list[Any]) -> None:
             except BeartypeException:
                 admitted = True  # a hint beartype cannot check: nor could the per-example check
             if not admitted:
-                raise ShapeError(
-                    f"{plan.function}: argument '{argument.name}' is annotated {hint_text(hint)}, "
-                    f"got {describe_value(entry)}"
-                )
+                raise ShapeError(messages.static_mismatch(plan.function, argument.name, hint, entry))
 
 
 def _check_batch_dims_have_arrays(plan: Plan, values: list[Any]) -> None:
@@ -251,12 +244,8 @@ def _check_batch_dims_have_arrays(plan: Plan, values: list[Any]) -> None:
         mapping = [i for i in plan.array_arguments if name in plan.arguments[i].placement.batch_names]
         if not mapping or any(jax.tree_util.tree_leaves(values[i]) for i in mapping):
             continue  # sized by an array, or by the bindings (a batch dim only the outputs have)
-        holders = " nor ".join(f"argument '{plan.arguments[i].name}' ({describe_value(values[i])})" for i in mapping)
-        raise ShapeError(
-            f"{plan.function}: nothing gives the size of the batch dim '{name}': neither {holders} holds an array"
-            if len(mapping) > 1
-            else f"{plan.function}: nothing gives the size of the batch dim '{name}': {holders} holds no array"
-        )
+        holders = [(plan.arguments[i].name, values[i]) for i in mapping]
+        raise ShapeError(messages.no_array_sizes_batch_dim(plan.function, name, holders))
 
 
 def check_results(plan: Plan, bindings: Bindings, output: Any) -> None:
@@ -267,7 +256,7 @@ def check_results(plan: Plan, bindings: Bindings, output: Any) -> None:
     outputs = output if plan.returns_tuple else (output,)
     for index, (result, value) in enumerate(zip(plan.results, outputs, strict=True)):
         place = result_place(plan.returns_tuple, index)
-        _check_value(bindings, result.value, result.placement, value, place, frozenset(), convert=False)
+        _check_value(bindings, result.value, result.placement, value, place, frozenset())
     bindings.check_symbolic()
 
 
@@ -280,10 +269,7 @@ def check_results_per_example(plan: Plan, output: Any) -> None:
     """
     function = plan.function
     if plan.returns_tuple and not (isinstance(output, tuple) and len(output) == len(plan.results)):
-        raise ShapeError(
-            f"{function}: the return value should be a tuple of {len(plan.results)} (its annotation), "
-            f"got {describe_value(output)}"
-        )
+        raise ShapeError(messages.not_a_tuple(function, len(plan.results), output))
     outputs = output if plan.returns_tuple else (output,)
     for index, (result, value) in enumerate(zip(plan.results, outputs, strict=True)):
         place = result_place(plan.returns_tuple, index)
@@ -301,12 +287,9 @@ def check_results_per_example(plan: Plan, output: Any) -> None:
             elif is_result_leaf(leaf):
                 rank = len(leaf.shape)
             else:
-                raise ShapeError(f"{function}: {where} should be an array, got {_not_a_result_text(leaf)}")
+                raise ShapeError(messages.not_a_result(function, where, leaf, array_like=is_array_like(leaf)))
             if not layout.admits_rank(rank):
-                raise ShapeError(
-                    f"{function}: {where} of one example is {describe_value(leaf)} ({rank} dims), but its "
-                    f"per-example layout {str(layout)!r} needs {layout.rank_text} (the map adds the batch dims to it)"
-                )
+                raise ShapeError(messages.per_example_rank(function, where, leaf, rank, layout))
 
 
 def is_result_leaf(value: Any) -> bool:
@@ -318,22 +301,12 @@ def is_result_leaf(value: Any) -> bool:
     return False
 
 
-def _not_a_result_text(value: Any) -> str:
-    """``str 's'``; a value with a shape and a dtype JAX cannot hold: ``ndarray str32[3]``, by type."""
-    if is_array_like(value):
-        return f"{type(value).__name__} {describe_value(value)}, which JAX cannot hold"
-    return describe_value(value)
-
-
 def _check_python_scalar(function: str, where: str, value: bool | int | float | complex) -> None:
     """A Python int must fit the integer dtype JAX gives it (int32 unless x64 is on)."""
     if isinstance(value, int) and not isinstance(value, bool):
         limits = jnp.iinfo(jax.dtypes.canonicalize_dtype(np.int64))
         if not limits.min <= value <= limits.max:
-            raise ShapeError(
-                f"{function}: {where} should be an array, got {describe_value(value)}, which does not fit "
-                f"{limits.dtype} (JAX's integer dtype here)"
-            )
+            raise ShapeError(messages.int_result_beyond_dtype(function, where, value, limits.dtype))
 
 
 def _check_value(
@@ -344,27 +317,28 @@ def _check_value(
     place: str,
     broadcast: frozenset[str],
     *,
-    convert: bool,
+    parameter: str | None = None,
     one_array_each: bool = False,
     abstract: bool = True,
     shared_over: tuple[str, ...] = (),
 ) -> Any:
     """Check one argument or result (every leaf of a PyTree) against its placement.
 
+    ``parameter``: the name of the argument checked (it is converted to JAX arrays); None for a result.
     ``one_array_each``: the value is ``*args``' tuple or ``**kwargs``' dict of an array annotation,
     so each entry must be one array (``None`` or a list there is not an empty or a bigger PyTree).
     """
     function = bindings.function
-    parameter = place.removeprefix("argument '").removesuffix("'") if convert else None
+    convert = parameter is not None
     if value is None and value_type.optional:
         return value
 
     def check_leaf(leaf: Any, where: str, path: str | None = None) -> Any:
         if convert:
-            expected = functools.partial(_expected_text, value_type, placement.batched)
+            expected = functools.partial(messages.expected_array, value_type, placement.batched)
             leaf = as_array(leaf, function, where, expected, abstract=abstract)
         elif not is_result_leaf(leaf):
-            raise ShapeError(f"{function}: {where} should be an array, got {_not_a_result_text(leaf)}")
+            raise ShapeError(messages.not_a_result(function, where, leaf, array_like=is_array_like(leaf)))
         _check_dtype(function, value_type.array, leaf, where)
         bindings.bind(
             placement.batched,
@@ -394,19 +368,9 @@ def _flatten(value: Any, function: str, place: str, is_leaf: Any = None) -> tupl
     try:
         return jax.tree_util.tree_flatten_with_path(value, is_leaf=is_leaf)
     except Exception as error:  # e.g. a dict whose keys cannot be sorted ({1: x, "a": y})
-        raise ShapeError(
-            f"{function}: {place} is not a PyTree JAX can flatten ({type(error).__name__}: {error}): "
-            f"{describe_value(value)}"
-        ) from None
+        raise ShapeError(messages.not_a_pytree(function, place, value, error)) from None
 
 
 def _check_dtype(function: str, array: ArrayType, value: Any, where: str) -> None:
     if not array.admits_dtype(value.dtype):
-        raise ShapeError(
-            f"{function}: {where} has dtype {value.dtype} ({describe_value(value)}) but its "
-            f"annotation admits only {array.dtype_description()} dtypes"
-        )
-
-
-def _expected_text(value: ValueType, layout: Layout) -> str:
-    return f"matching {hint_text(value.array.with_layout(layout))}"
+        raise ShapeError(messages.dtype_mismatch(function, where, value, array))

@@ -1,27 +1,86 @@
 """The wording of the errors raised while a call runs, from structured facts.
 
-Where an error names a place, it says it the same way everywhere: ``argument 'f'``,
-``the return value`` or ``result 1`` (a tuple result), ``the return value at ['w']``
-(a PyTree leaf); where it happened inside the map, which map of which function.
+The checks (``_binding``, ``_checks``, ``_nest``, ``_sharding``, ``_call``) say what went wrong:
+the function, the place, the dimension, the sizes and where each was seen (``Origin``); the
+functions here return the message text. A place reads the same everywhere: ``argument 'f'``,
+``the return value`` or ``result 1`` (a tuple result), ``the return value at ['w']`` (a PyTree
+leaf); inside the map, which map of which function. Nothing here imports the checks at run
+time (types only): this is the lowest layer of the call path.
 
 Example:
-    >>> result_place(returns_tuple=True, index=1)
-    'result 1'
-    >>> result_place(returns_tuple=False, index=0)
-    'the return value'
+    >>> from shapedmap._binding import Origin
+    >>> from shapedmap._grammar import parse_layout
+    >>> a = Origin(argument_place("a"), 0, (5, 7, 7), "float32")  # axis 0 of a f32[5,7,7]
+    >>> f = Origin(argument_place("f"), 0, (4, 7, 2), "float32")
+    >>> sizes = {"graph": (5, a), "node": (7, a)}  # what the bindings hold when 'f' comes
+    >>> print(size_conflict("message_passing", "graph", (5, a), (4, f), parse_layout("graph node feat"), sizes, {}))
+    message_passing: dimension 'graph' has size 5 in argument 'a' (axis 0 of f32[5,7,7])
+    but size 4 in argument 'f' (axis 0 of f32[4,7,2])
+      argument 'f' has layout 'graph node feat': expected (graph=5, node=7, feat), got f32[4,7,2]
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import jax
 
+from ._annotations import hint_text
+from ._errors import describe_value
+from ._grammar import NamedDim, VariadicDim, dim_text
+
 if TYPE_CHECKING:
+    from ._annotations import ArrayType, ValueType
+    from ._binding import Origin
+    from ._grammar import FixedDim, Layout
     from ._levels import Level
     from ._plan import Plan
 
-__all__ = ["argument_place", "inside_the_map", "leaf_place", "result_place", "varying_unmapped_result"]
+__all__ = [
+    "abstract_array_in_call",
+    "argument_place",
+    "dtype_mismatch",
+    "expected_array",
+    "explicit_axes_outside_mesh",
+    "expression_cannot_be_a_size",
+    "expression_failed",
+    "expression_mismatch",
+    "fixed_size_mismatch",
+    "indivisible_batch",
+    "inside_the_map",
+    "int_beyond_dtypes",
+    "int_result_beyond_dtype",
+    "layout_place",
+    "leaf_place",
+    "leaves_disagree",
+    "needs_mesh",
+    "no_array_sizes_batch_dim",
+    "not_a_pytree",
+    "not_a_result",
+    "not_a_tuple",
+    "not_an_array",
+    "origin_text",
+    "per_example_rank",
+    "result_place",
+    "size_conflict",
+    "static_mismatch",
+    "structure_conflict",
+    "unbound_expression",
+    "unconvertible_array",
+    "variadic_conflict",
+    "variadics_do_not_broadcast",
+    "varying_unmapped_result",
+    "wrong_rank",
+]
+
+Seen = tuple[Any, "Origin"]  # a size (or a variadic's shape) and where it was seen
+Bound = Mapping[str, Seen]  # the sizes (or the variadics' shapes) bound so far, by name
+Structure = tuple[Any, Sequence[str], str]  # a PyTree's treedef, its leaf paths, and where it was seen
+
+
+# -- places ------------------------------------------------------------------------------------
 
 
 def argument_place(name: str) -> str:
@@ -38,6 +97,316 @@ def leaf_place(place: str, path: Any) -> str:
     """``the return value at ['a']``; a bare leaf has an empty path: just ``the return value``."""
     path_text = jax.tree_util.keystr(path)
     return f"{place} at {path_text}" if path_text else place
+
+
+def layout_place(layout: Layout, place: str) -> str:
+    """``the layout 'b=3 n' of the return value``: where a size the layout fixes comes from."""
+    return f"the layout {str(layout)!r} of {place}"
+
+
+def origin_text(origin: Origin) -> str:
+    """``argument 'a' (axis 0 of f32[5,7,7])``; a size the layout gives: ``..., which fixes it``."""
+    if origin.axis is None:  # a size the layout itself gives: ``rep=3``
+        return f"{origin.place}, which fixes it"
+    if isinstance(origin.axis, tuple):
+        start, stop = origin.axis
+        axes = f"axes {start}..{stop - 1}" if stop - start != 1 else f"axis {start}"
+        return f"{origin.place} ({axes} of {origin.value})"
+    return f"{origin.place} (axis {origin.axis} of {origin.value})"
+
+
+# -- sizes by name (_binding) -------------------------------------------------------------------
+
+
+def wrong_rank(
+    function: str,
+    place: str,
+    value: Any,
+    layout: Layout,
+    *,
+    parameter: str | None = None,
+    per_example: Layout | None = None,
+    missing: Sequence[Any] | None = None,
+    shared_over: tuple[str, ...] = (),
+) -> str:
+    """An array with a rank its layout does not admit.
+
+    ``missing``: the batch dims an argument with its per-example rank lacks; else ``shared_over``:
+    the batch dims of an argument not mapped over them that has them anyway.
+    """
+    message = (
+        f"{function}: {place} has {len(value.shape)} dims ({describe_value(value)}) but its layout {str(layout)!r} "
+        f"needs {layout.rank_text}"
+    )
+    if missing is not None and per_example is not None:
+        names = ", ".join(repr(dim_text(dim)) for dim in missing)
+        dims = f"batch dim {names} is" if len(missing) == 1 else f"batch dims {names} are"
+        message += (
+            f". It has the per-example shape {str(per_example)!r}: the {dims} missing. To share one value across "
+            f"the batch, give it a layout without {'it' if len(missing) == 1 else 'them'}: "
+            f"layouts={{{parameter!r}: {str(per_example)!r}}}."
+        )
+    elif shared_over:
+        names = ", ".join(map(repr, shared_over))
+        batched = " ".join((*shared_over, str(layout))).strip()
+        message += (
+            f". Its layout has no {names}, so one value of it is shared across the batch: pass one, "
+            f"or map it too with layouts={{{parameter!r}: {batched!r}}}."
+        )
+    return message
+
+
+def fixed_size_mismatch(function: str, dim: FixedDim, layout: Layout, seen: Seen) -> str:
+    """A dim the layout fixes (``3``, ``rep=3``) with another size."""
+    size, origin = seen
+    what = f"'{dim.label}'" if dim.label else f"{dim.size}"
+    return (
+        f"{function}: dimension {what} of layout {str(layout)!r} must have size "
+        f"{dim.size}, but {origin_text(origin)} has {size}"
+    )
+
+
+def size_conflict(
+    function: str, name: str, known: Seen, seen: Seen, layout: Layout, sizes: Bound, variadics: Bound
+) -> str:
+    """A named dim seen with two sizes; the last line: the shape the second place was expected to have."""
+    conflict = _both_sides(f"size {known[0]}", known[1], f"size {seen[0]}", seen[1])
+    return f"{function}: dimension '{name}' has {conflict}{_expected(seen[1], layout, sizes, variadics)}"
+
+
+def variadic_conflict(
+    function: str, name: str, known: Seen, seen: Seen, layout: Layout, sizes: Bound, variadics: Bound
+) -> str:
+    """A variadic dim (``*b``) seen with two shapes where one is needed, and the shape expected."""
+    conflict = _both_sides(known[0], known[1], seen[0], seen[1])
+    return f"{function}: the dims '*{name}' are {conflict}{_expected(seen[1], layout, sizes, variadics)}"
+
+
+def variadics_do_not_broadcast(function: str, name: str, known: Seen, seen: Seen) -> str:
+    """A broadcast variadic dim (``*batch``) with two shapes that do not broadcast."""
+    return f"{function}: the dims '*{name}' do not broadcast: {_both_sides(known[0], known[1], seen[0], seen[1])}"
+
+
+def structure_conflict(function: str, name: str, known: Structure, seen: Structure) -> str:
+    """Two ``PyTree[..., name]`` values of different structures: the leaf paths only one of them has."""
+    (known_treedef, known_paths, known_place), (treedef, paths, place) = known, seen
+    extra = [path for path in known_paths if path not in paths]
+    missing = [path for path in paths if path not in known_paths]
+    if extra:
+        detail = f"{known_place} has {', '.join(extra)}, which {place} lacks"
+    elif missing:
+        detail = f"{place} has {', '.join(missing)}, which {known_place} lacks"
+    else:
+        detail = f"{known_place} is {known_treedef} but {place} is {treedef}"
+    return (
+        f"{function}: {place} and {known_place} must have the same PyTree structure '{name}' "
+        f"(both are annotated PyTree[..., '{name}']): {detail}"
+    )
+
+
+def unbound_expression(function: str, expression: str, place: str, error: NameError) -> str:
+    """A dim expression (``2*f``) naming what no argument of the call binds."""
+    return (
+        f"{function}: cannot evaluate the dimension {expression!r} of "
+        f"{place} ({error}): no argument of this call binds that name"
+    )
+
+
+def expression_failed(function: str, expression: str, place: str, error: Exception) -> str:
+    """A dim expression whose evaluation raised."""
+    return f"{function}: evaluating the dimension {expression!r} of {place} failed: {type(error).__name__}: {error}"
+
+
+def expression_mismatch(function: str, expression: str, layout: Layout, expected: int, used: Bound, seen: Seen) -> str:
+    """A dim expression (``2*f``) whose value is not the size seen; ``used``: the sizes it read."""
+    size, origin = seen
+    names = ", ".join(f"{name}={known} from {origin_text(where)}" for name, (known, where) in used.items())
+    return (
+        f"{function}: dimension {expression!r} of layout {str(layout)!r} should be "
+        f"{expected}{f' ({names})' if names else ''},\nbut {origin_text(origin)} has {size}"
+    )
+
+
+def _both_sides(known: Any, known_origin: Origin, value: Any, origin: Origin) -> str:
+    """``size 5 in argument 'a' (...)\\nbut size 4 in argument 'f' (...)``."""
+    return f"{known} in {origin_text(known_origin)}\nbut {value} in {origin_text(origin)}"
+
+
+def _expected(origin: Origin, layout: Layout, sizes: Bound, variadics: Bound) -> str:
+    """``\\n  argument 'f' has layout 'graph node feat': expected (graph=5, node=7, feat), got f32[4,7,2]``."""
+    parts = []
+    for dim in layout.dims:
+        if isinstance(dim, NamedDim) and dim.name in sizes:
+            parts.append(f"{dim.name}={sizes[dim.name][0]}")
+        elif isinstance(dim, VariadicDim) and dim.name in variadics:
+            parts.append(f"*{dim.name}={variadics[dim.name][0]}")
+        else:
+            parts.append(dim_text(dim))
+    return f"\n  {origin.place} has layout {str(layout)!r}: expected ({', '.join(parts)}), got {origin.value}"
+
+
+# -- before and after the map (_checks) ----------------------------------------------------------
+
+
+def expected_array(value: ValueType, layout: Layout) -> str:
+    """``matching Float[Array, 'graph node feat']``: the array an argument must be."""
+    return f"matching {hint_text(value.array.with_layout(layout))}"
+
+
+def not_an_array(function: str, place: str, expected: str, value: Any) -> str:
+    """An argument that is not an array (a list may be meant as a PyTree: never guessed)."""
+    hint = " (jnp.asarray makes one array of it)" if isinstance(value, list | tuple) else ""
+    return f"{_must_be_an_array(function, place, expected)}{describe_value(value)}{hint}"
+
+
+def int_beyond_dtypes(function: str, place: str, expected: str, value: int, error: Exception) -> str:
+    """A Python int beyond every JAX integer dtype."""
+    return (
+        f"{_must_be_an_array(function, place, expected)}{describe_value(value)}, which no JAX dtype can hold ({error})"
+    )
+
+
+def abstract_array_in_call(function: str, place: str, expected: str, value: Any) -> str:
+    """A ``jax.ShapeDtypeStruct`` passed to a real call."""
+    return (
+        f"{_must_be_an_array(function, place, expected)}jax.ShapeDtypeStruct {describe_value(value)}: "
+        "a shape without data can be traced (jax.eval_shape), not called with"
+    )
+
+
+def unconvertible_array(function: str, place: str, expected: str, value: Any, error: Exception) -> str:
+    """An array of another library that ``jnp.asarray`` refuses."""
+    return (
+        f"{_must_be_an_array(function, place, expected)}{type(value).__name__} {describe_value(value)}, "
+        f"which JAX cannot convert to one ({type(error).__name__}: {error})"
+    )
+
+
+def _must_be_an_array(function: str, place: str, expected: str) -> str:
+    return f"{function}: {place} must be an array {expected}, got "
+
+
+def dtype_mismatch(function: str, place: str, value: Any, array: ArrayType) -> str:
+    """An array whose dtype its annotation does not admit."""
+    return (
+        f"{function}: {place} has dtype {value.dtype} ({describe_value(value)}) but its "
+        f"annotation admits only {array.dtype_description()} dtypes"
+    )
+
+
+def not_a_pytree(function: str, place: str, value: Any, error: Exception) -> str:
+    """A value JAX cannot flatten (e.g. a dict whose keys cannot be sorted)."""
+    return (
+        f"{function}: {place} is not a PyTree JAX can flatten ({type(error).__name__}: {error}): "
+        f"{describe_value(value)}"
+    )
+
+
+def static_mismatch(function: str, name: str, hint: Any, value: Any) -> str:
+    """A non-array argument its annotation does not admit."""
+    return f"{function}: {argument_place(name)} is annotated {hint_text(hint)}, got {describe_value(value)}"
+
+
+def no_array_sizes_batch_dim(function: str, name: str, holders: Sequence[tuple[str, Any]]) -> str:
+    """No argument mapped over the batch dim ``name`` holds an array; ``holders``: (parameter, value)."""
+    text = " nor ".join(f"{argument_place(parameter)} ({describe_value(value)})" for parameter, value in holders)
+    if len(holders) > 1:
+        return f"{function}: nothing gives the size of the batch dim '{name}': neither {text} holds an array"
+    return f"{function}: nothing gives the size of the batch dim '{name}': {text} holds no array"
+
+
+def expression_cannot_be_a_size(
+    function: str, expression: str, place: str, sizes: Mapping[str, int], error: Exception
+) -> str:
+    """A result's dim expression (``n // 0``) that the arguments' sizes make no size."""
+    arguments = ", ".join(f"{name}={size}" for name, size in sorted(sizes.items()))
+    return (
+        f"{function}: the dimension {expression!r} of {place} cannot be a size for these "
+        f"arguments ({arguments}): {error}"
+    )
+
+
+def not_a_tuple(function: str, count: int, output: Any) -> str:
+    """A function annotated to return a tuple that returned something else."""
+    return f"{function}: the return value should be a tuple of {count} (its annotation), got {describe_value(output)}"
+
+
+def not_a_result(function: str, place: str, value: Any, *, array_like: bool = False) -> str:
+    """A result leaf that is not an array; ``array_like``: it has a shape and a dtype JAX cannot hold."""
+    if array_like:
+        return f"{_should_be_an_array(function, place)}{type(value).__name__} {describe_value(value)}, which JAX cannot hold"
+    return f"{_should_be_an_array(function, place)}{describe_value(value)}"
+
+
+def int_result_beyond_dtype(function: str, place: str, value: int, dtype: Any) -> str:
+    """A Python int result that does not fit JAX's integer dtype."""
+    return (
+        f"{_should_be_an_array(function, place)}{describe_value(value)}, which does not fit "
+        f"{dtype} (JAX's integer dtype here)"
+    )
+
+
+def _should_be_an_array(function: str, place: str) -> str:
+    return f"{function}: {place} should be an array, got "
+
+
+def per_example_rank(function: str, place: str, value: Any, rank: int, layout: Layout) -> str:
+    """One example's result with a rank its per-example layout does not admit."""
+    return (
+        f"{function}: {place} of one example is {describe_value(value)} ({rank} dims), but its "
+        f"per-example layout {str(layout)!r} needs {layout.rank_text} (the map adds the batch dims to it)"
+    )
+
+
+# -- the levels and the mesh of a call (_nest, _sharding) ----------------------------------------
+
+
+def leaves_disagree(function: str, name: str, shapes: Sequence[tuple[int, ...]]) -> str:
+    """The leaves of one PyTree argument with different batch shapes."""
+    return (
+        f"{function}: the leaves of {argument_place(name)} disagree on their batch dims "
+        f"(shapes {', '.join(map(str, shapes))}); one in_axes entry maps the whole PyTree, so every "
+        "leaf needs the same batch shape"
+    )
+
+
+def indivisible_batch(function: str, name: str, seen: Seen, axes: Mapping[str, int]) -> str:
+    """A sharded batch dim whose size its mesh axes (``axes``: name -> size) cannot split evenly."""
+    size, origin = seen
+    devices = math.prod(axes.values())
+    described = " x ".join(f"'{axis}' (size {axis_size})" for axis, axis_size in axes.items())
+    mesh_axes = "mesh axis" if len(axes) == 1 else "mesh axes"
+    return (
+        f"{function}: the batch dim '{name}' has size {size} ({origin_text(origin)}), which the {mesh_axes} "
+        f"{described} cannot split evenly: make the batch a multiple of {devices}, or shard "
+        f"'{name}' over mesh axes whose size divides {size}"
+    )
+
+
+def needs_mesh(function: str, shard: Mapping[str, tuple[str, ...]]) -> str:
+    """A sharded call with no mesh given and none set (a ``SpecError``)."""
+    return (
+        f"{function}: shard={_shard_text(shard)} needs a mesh: pass mesh= to batched, "
+        "or call it inside `with jax.set_mesh(mesh):`"
+    )
+
+
+def explicit_axes_outside_mesh(function: str, shard: Mapping[str, tuple[str, ...]]) -> str:
+    """Mesh axes of type ``Explicit`` that need ``jax.set_mesh``, which a trace cannot enter (a ``SpecError``)."""
+    return (
+        f"{function}: shard={_shard_text(shard)} uses mesh axes of type Explicit, and JAX "
+        "needs a traced call (jax.jit, jax.grad, ...) over such arrays to run inside "
+        "`with jax.set_mesh(mesh):`, which only the caller can enter. Call it inside that block, "
+        "or make the mesh with axis_types=(jax.sharding.AxisType.Auto, ...)"
+    )
+
+
+def _shard_text(shard: Mapping[str, tuple[str, ...]]) -> str:
+    """``{'graph': 'data'}``, as ``shard=`` would be written."""
+    return "{" + ", ".join(f"{k!r}: {v[0]!r}" if len(v) == 1 else f"{k!r}: {v!r}" for k, v in shard.items()) + "}"
+
+
+# -- inside the map (_call) ------------------------------------------------------------------------
 
 
 def inside_the_map(plan: Plan, levels: tuple[Level, ...], mapped: list[Any]) -> str:

@@ -6,11 +6,23 @@ is shared rather than mapped, and a batch dim only the results have takes its si
 the call's bindings: those are settled here, per call, from the bound sizes alone.
 
 Example:
+    >>> import jax.numpy as jnp
+    >>> from jaxtyping import Array, Float
+    >>> from shapedmap import batched
+    >>> from shapedmap._plan import plan_of
     >>> def vv(x: Float[Array, "a"], y: Float[Array, "a"]) -> Float[Array, ""]:
     ...     return x @ y
-    >>> plan = make_plan(read_function(vv), "b a, a -> b")
+    >>> plan = plan_of(batched(vv, "b a, a -> b"))
     >>> nest_for(plan, [jnp.ones((5, 3)), jnp.ones(3)], Bindings("vv")).levels[0].in_axes
     (0, None)
+
+    A ``*b`` spec has as many levels as the call's broadcast ``*b`` dims (here ``(4, 5)``):
+
+    >>> from shapedmap._checks import check_arguments
+    >>> plan = plan_of(batched(vv, "*b a, *b a -> *b"))
+    >>> bindings, values = check_arguments(plan, [jnp.ones((4, 5, 3)), jnp.ones((5, 3))])
+    >>> [level.in_axes for level in nest_for(plan, values, bindings).levels]
+    [(0, None), (0, 0)]
 """
 
 from __future__ import annotations
@@ -21,9 +33,10 @@ from typing import Any
 
 import jax
 
+from . import _messages as messages
 from ._binding import Bindings
 from ._errors import ShapeError
-from ._levels import Level, Placement, VmapNest, levels_for, variadic_key
+from ._levels import CallShape, Level, Placement, VmapNest, variadic_key
 from ._plan import Plan
 
 __all__ = ["nest_for", "nominal_levels", "per_example_values"]
@@ -46,7 +59,7 @@ def nominal_levels(plan: Plan) -> tuple[tuple[Level, ...], bool]:
         return plan.levels, False
     lengths = tuple(1 if plan.arguments[i].placement.variadic_batch is not None else 0 for i in plan.array_arguments)
     unsqueezed = tuple(frozenset() for _ in plan.array_arguments)
-    return levels_for(plan, 1 if plan.variadic_batch is not None else 0, lengths, unsqueezed).levels, True
+    return plan.levels_for(CallShape(1 if plan.variadic_batch is not None else 0, lengths, unsqueezed)).levels, True
 
 
 def per_example_values(plan: Plan, values: list[Any], nest: VmapNest) -> tuple[list[Any], dict[str, int]]:
@@ -99,15 +112,11 @@ def _levels_of_call(
             argument = plan.arguments[index]
             per_leaf = {_squeezed_batch_dims(argument.placement, shape, variadic_shape, sizes) for shape in shapes}
             if len(per_leaf) > 1:
-                raise ShapeError(
-                    f"{plan.function}: the leaves of argument '{argument.name}' disagree on their batch dims "
-                    f"(shapes {', '.join(map(str, shapes))}); one in_axes entry maps the whole PyTree, so every "
-                    "leaf needs the same batch shape"
-                )
+                raise ShapeError(messages.leaves_disagree(plan.function, argument.name, shapes))
             own, dropped = per_leaf.pop() if per_leaf else (0, frozenset())
             lengths.append(own)
             squeezed.append(dropped)
-        expansion = levels_for(plan, len(variadic_shape), tuple(lengths), tuple(squeezed))
+        expansion = plan.levels_for(CallShape(len(variadic_shape), tuple(lengths), tuple(squeezed)))
         levels, squeeze = expansion.levels, expansion.squeeze
     if plan.unsized_levels:
         levels = tuple(_sized(level, sizes) for level in levels)

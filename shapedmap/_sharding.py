@@ -15,10 +15,28 @@ what lets collectives over a sharded batch name work there (plain ``jit(vmap(...
 inside JAX), at the same compiled cost.
 
 Example:
-    >>> mesh = jax.make_mesh((8,), ("data",))
+    On 8 devices, each gets one graph; in a plain process (one CPU device), that one gets all 8:
+
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> from jaxtyping import Array, Float
+    >>> from shapedmap import batched
+    >>> mesh = jax.make_mesh((jax.device_count(),), ("data",))
     >>> @batched("graph", shard={"graph": "data"}, mesh=mesh)
     ... def message_passing(a: Float[Array, "node node"], f: Float[Array, "node feat"]) -> Float[Array, "node feat"]:
     ...     return a @ f
+    >>> out = message_passing(jnp.ones((8, 7, 7)), jnp.ones((8, 7, 2)))
+    >>> out.shape, out.sharding.spec
+    ((8, 7, 2), P('data', None, None))
+
+    A batch the mesh cannot split evenly is refused before JAX sees it (this needs 8 devices):
+
+    >>> message_passing(jnp.ones((12, 7, 7)), jnp.ones((12, 7, 2)))  # doctest: +SKIP
+    Traceback (most recent call last):
+    ...
+    shapedmap._errors.ShapeError: message_passing: the batch dim 'graph' has size 12 (argument 'a' (axis 0 of
+    f32[12,7,7])), which the mesh axis 'data' (size 8) cannot split evenly: make the batch a multiple of 8, or
+    shard 'graph' over mesh axes whose size divides 12
 """
 
 from __future__ import annotations
@@ -34,6 +52,7 @@ from typing import Any
 import jax
 from jax.sharding import AbstractMesh, AxisType, Mesh, NamedSharding, PartitionSpec
 
+from . import _messages as messages
 from ._binding import Bindings
 from ._errors import ShapeError, SpecError, describe_value
 from ._levels import Placement, VmapNest
@@ -88,10 +107,7 @@ class Sharding:
         except ValueError:  # under jit JAX shows only the abstract mesh; constraints accept it
             mesh = jax.sharding.get_abstract_mesh()
         if mesh.empty:
-            raise SpecError(
-                f"{self.function}: shard={_shard_text(self.axes)} needs a mesh: pass mesh= to batched, "
-                "or call it inside `with jax.set_mesh(mesh):`"
-            )
+            raise SpecError(messages.needs_mesh(self.function, self.axes))
         _check_mesh_axes(self.function, self.axes, mesh)
         return mesh
 
@@ -101,14 +117,8 @@ class Sharding:
             size = bindings.size_of(name)
             devices = math.prod(mesh.shape[axis] for axis in axes)
             if size is not None and size % devices:
-                where = bindings.sizes[name][1]
-                described = " x ".join(f"'{axis}' (size {mesh.shape[axis]})" for axis in axes)
-                mesh_axes = "mesh axis" if len(axes) == 1 else "mesh axes"
-                raise ShapeError(
-                    f"{self.function}: the batch dim '{name}' has size {size} ({where}), which the {mesh_axes} "
-                    f"{described} cannot split evenly: make the batch a multiple of {devices}, or shard "
-                    f"'{name}' over mesh axes whose size divides {size}"
-                )
+                axis_sizes = {axis: mesh.shape[axis] for axis in axes}
+                raise ShapeError(messages.indivisible_batch(self.function, name, bindings.sizes[name], axis_sizes))
 
     def partition_spec(self, placement: Placement, shape: tuple[int, ...], bindings: Bindings) -> PartitionSpec:
         """The ``PartitionSpec`` of one array with ``placement``: one entry per axis.
@@ -226,12 +236,7 @@ class Sharding:
             try:
                 stack.enter_context(jax.set_mesh(mesh))
             except ValueError:  # JAX: "`set_mesh` can only be used outside of `jax.jit`"
-                raise SpecError(
-                    f"{self.function}: shard={_shard_text(self.axes)} uses mesh axes of type Explicit, and JAX "
-                    "needs a traced call (jax.jit, jax.grad, ...) over such arrays to run inside "
-                    "`with jax.set_mesh(mesh):`, which only the caller can enter. Call it inside that block, "
-                    "or make the mesh with axis_types=(jax.sharding.AxisType.Auto, ...)"
-                ) from None
+                raise SpecError(messages.explicit_axes_outside_mesh(self.function, self.axes)) from None
             yield
 
 
@@ -303,7 +308,3 @@ def _check_mesh_axes(function: str, axes: dict[str, tuple[str, ...]], mesh: Mesh
                     f"{function}: shard={{{key!r}: {axis!r}}} names a mesh axis the mesh lacks "
                     f"(mesh axes: {', '.join(map(repr, mesh.axis_names))})"
                 )
-
-
-def _shard_text(axes: dict[str, tuple[str, ...]]) -> str:
-    return "{" + ", ".join(f"{k!r}: {v[0]!r}" if len(v) == 1 else f"{k!r}: {v!r}" for k, v in axes.items()) + "}"
