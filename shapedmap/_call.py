@@ -32,10 +32,10 @@ import jax
 import numpy as np
 from jaxtyping import TypeCheckError
 
+from . import _messages as messages
 from ._checks import is_result_leaf
 from ._errors import ShapeError
 from ._levels import Level, VmapNest
-from ._messages import inside_the_map, varying_unmapped_result
 from ._plan import Plan, call_arguments
 
 __all__ = ["Held", "result_shapes", "run"]
@@ -67,18 +67,11 @@ def run(plan: Plan, nest: VmapNest, body: Callable[..., Any], values: list[Any])
             return vmapped(*mapped)
         return vmapped(Held(tuple(values)), *mapped)
     except TypeCheckError as error:
-        raise ShapeError(
-            f"{plan.function}: the per-example check failed {inside_the_map(plan, nest.levels, mapped)}:\n"
-            + "\n".join("    " + line for line in str(error).splitlines())
-        ) from error
+        raise ShapeError(messages.per_example_check_failed(plan, nest.levels, mapped, error)) from error
     except _UnmappedResultVaries as error:
-        raise ShapeError(varying_unmapped_result(plan, error.level)) from None
+        raise ShapeError(messages.varying_unmapped_result(plan, error.level)) from None
     except Exception as error:
-        note = f"(raised {inside_the_map(plan, nest.levels, mapped)}; shapes there are per example"
-        if isinstance(error, NameError):
-            names = ", ".join(f"'{level.axis_name}'" for level in nest.levels if level.axis_name)
-            note += f"; the batch names bound there: {names or 'none'}"
-        error.add_note(note + ")")
+        error.add_note(messages.raised_inside_the_map(plan, nest.levels, mapped, error))
         raise
 
 

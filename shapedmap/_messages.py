@@ -62,7 +62,9 @@ __all__ = [
     "not_a_tuple",
     "not_an_array",
     "origin_text",
+    "per_example_check_failed",
     "per_example_rank",
+    "raised_inside_the_map",
     "result_place",
     "size_conflict",
     "static_mismatch",
@@ -417,6 +419,21 @@ def inside_the_map(plan: Plan, levels: tuple[Level, ...], mapped: list[Any]) -> 
     )
     maps = "map" if len(levels) == 1 else "maps"
     return f"inside the {maps} of {plan.function} over {described}"
+
+
+def per_example_check_failed(plan: Plan, levels: tuple[Level, ...], mapped: list[Any], error: Exception) -> str:
+    """jaxtyping's report of a per-example check that failed, said to be from inside the map."""
+    report = "\n".join("    " + line for line in str(error).splitlines())
+    return f"{plan.function}: the per-example check failed {inside_the_map(plan, levels, mapped)}:\n{report}"
+
+
+def raised_inside_the_map(plan: Plan, levels: tuple[Level, ...], mapped: list[Any], error: Exception) -> str:
+    """The note added to any other error the body raised: where it came from, and what was bound."""
+    note = f"(raised {inside_the_map(plan, levels, mapped)}; shapes there are per example"
+    if isinstance(error, NameError):
+        names = ", ".join(f"'{level.axis_name}'" for level in levels if level.axis_name)
+        note += f"; the batch names bound there: {names or 'none'}"
+    return note + ")"
 
 
 def varying_unmapped_result(plan: Plan, level: Level) -> str:
