@@ -1,11 +1,16 @@
 """shapedmap: name your batch dims; ``jax.vmap`` axes and shape checks follow from jaxtyping annotations.
 
 Example:
+    >>> import jax.numpy as jnp
     >>> from jaxtyping import Array, Float
     >>> from shapedmap import batched
     >>> @batched("graph")
     ... def message_passing(a: Float[Array, "node node"], f: Float[Array, "node feat"]) -> Float[Array, "node feat"]:
     ...     return a @ f
+    >>> message_passing.in_axes
+    {'graph': (0, 0)}
+    >>> message_passing(jnp.ones((13, 7, 7)), jnp.ones((13, 7, 11))).shape
+    (13, 7, 11)
 """
 
 import importlib

@@ -19,6 +19,10 @@ class BoundedCache(Generic[Value]):
         >>> cache = BoundedCache(maxsize=2)
         >>> cache.get_or_compute("a", lambda: 1)
         1
+        >>> cache.get_or_compute("b", lambda: 2), cache.get_or_compute("c", lambda: 3)
+        (2, 3)
+        >>> cache.held_keys()  # "a", the least recently used, made room for "c"
+        ['b', 'c']
     """
 
     def __init__(self, maxsize: int = 256) -> None:

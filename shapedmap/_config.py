@@ -33,6 +33,20 @@ class Config:
 
     Attributes:
         checks: run the shape checks (default ``True``; env ``SHAPEDMAP_CHECKS``).
+
+    Example:
+        >>> from shapedmap import config
+        >>> @batched("b")
+        ... def wrong(x: Float[Array, "n"]) -> Float[Array, "n"]:
+        ...     return jnp.concatenate([x, x])  # contradicts its annotation
+        >>> saved, config.checks = config.checks, False
+        >>> wrong(jnp.ones((2, 3))).shape  # mapped, not checked
+        (2, 6)
+        >>> config.checks = saved
+        >>> config.check = False  # a misspelt setting is an error, not a no-op
+        Traceback (most recent call last):
+            ...
+        AttributeError: 'Config' object has no attribute 'check'...
     """
 
     __slots__ = ("checks",)  # a misspelt setting (``config.check = False``) is an error, not a no-op

@@ -17,8 +17,13 @@ class SpecError(ValueError):
     """A spec, layout or annotation that can never work (raised at decoration).
 
     Example:
-        >>> batched(f, "graph graph")  # doctest: +SKIP
-        SpecError: f: batch name 'graph' appears twice in the layout 'graph graph node' ...
+        >>> def mp(a: Float[Array, "node node"], f: Float[Array, "node feat"]) -> Float[Array, "node feat"]:
+        ...     return a @ f
+        >>> batched(mp, "graph graph")
+        Traceback (most recent call last):
+            ...
+        shapedmap._errors.SpecError: mp: the batch name 'graph' appears twice in the layout
+        'graph graph node node' of parameter 'a'
     """
 
 
@@ -27,6 +32,16 @@ class ShapeError(TypeError):
 
     Raised at call time (at trace time under ``jax.jit``). It subclasses ``TypeError``,
     as jaxtyping's ``TypeCheckError`` does, so code that catches type errors keeps working.
+
+    Example:
+        >>> from shapedmap.examples import message_passing  # batched over "graph"
+        >>> message_passing(jnp.ones((5, 7, 7)), jnp.ones((4, 7, 11)))
+        Traceback (most recent call last):
+            ...
+        shapedmap._errors.ShapeError: message_passing: dimension 'graph' has size 5
+        in argument 'a' (axis 0 of f32[5,7,7])
+        but size 4 in argument 'f' (axis 0 of f32[4,7,11])
+        ...
     """
 
 

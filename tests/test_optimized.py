@@ -1,4 +1,5 @@
-"""``python -O`` changes nothing (DESIGN §7): a subset of the suite runs again under ``-O``.
+"""``python -O`` changes nothing (docs/architecture.md, Guarantees: optimized): a subset of the suite
+runs again under ``-O``.
 
 Under ``-O`` beartype switches itself off, so jaxtyping's per-example checks inside the map do not
 run; shapedmap's own checks (arguments, static values, results) must still refuse every bad call by
