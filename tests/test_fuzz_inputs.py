@@ -1,5 +1,5 @@
 """Input fuzzing: every batched function, called with one argument corrupted, gives the naive loop's answer
-or a ``ShapeError``/``TypeError`` naming the function and that parameter (DESIGN §7).
+or a ``ShapeError``/``TypeError`` naming the function and that parameter (docs/architecture.md, Guarantees: reliability).
 
 A corpus of batched functions covers every spec form. Each case draws valid arguments from the
 layouts *as this file states them* (not as shapedmap derived them), corrupts one argument (or none),
@@ -788,7 +788,7 @@ def stack_results(entry: Entry, results: list[Any], axes: list[tuple[str, int]],
 
 
 class InternalError(AssertionError):
-    """shapedmap broke a promise of DESIGN §7 on this case."""
+    """shapedmap broke a promise of docs/architecture.md, Guarantees (reliability, results, specs) on this case."""
 
 
 @dataclass(frozen=True)

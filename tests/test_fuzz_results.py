@@ -1,5 +1,5 @@
 """Result fuzzing: a per-example function whose *body* is wrong gives the naive loop's answer or a
-``ShapeError`` that names the function and the result (DESIGN §7).
+``ShapeError`` that names the function and the result (docs/architecture.md, Guarantees: results).
 
 A corpus of per-example functions covers every spec form (batch names leading and not, several of them,
 full signatures, ``out=``, ``layouts=``, tuple, PyTree and ``Optional`` results, ``*batch``, ``#name``,

@@ -1,5 +1,5 @@
 """Spec fuzzing: any spec, ``layouts=``, ``out=`` and annotation gives a working function or a ``SpecError``
-at decoration (DESIGN §7).
+at decoration (docs/architecture.md, Guarantees: specs).
 
 Each case builds a per-example function from random annotations (valid dim strings, nonsense, string
 annotations, PyTrees, statics, unions, tuple and non-array returns) and decorates it with a random
@@ -7,7 +7,7 @@ spec: batch names, a full signature made by inserting batch names into the per-e
 (then maybe mutated: a dim dropped, two swapped, a name repeated, an unknown one added), or garbage
 (``"b b"``, ``"->"``, ``",,"``, random unicode, very long strings, non-strings), with random
 ``layouts=`` and ``out=``. Decoration must raise ``SpecError`` naming the function, or succeed; a
-function that decorates is read independently from the spec (DESIGN §2), called eagerly and under
+function that decorates is read independently from the spec (docs/architecture.md, Guarantees: layouts), called eagerly and under
 ``jax.jit`` on arrays matching its layouts, and must equal the naive loop
 (``tests/test_fuzz_inputs.py``'s oracle).
 
@@ -354,7 +354,7 @@ def arithmetic(node: ast.AST, sizes: dict[str, int]) -> int:
     return operators[type(node.op)](left, right)
 
 
-# -- reading a decorated function independently (DESIGN §2) ----------------------------------------
+# -- reading a decorated function independently (Guarantees: layouts) -------------------------------
 
 
 def core_names(dims: str) -> set[str]:
@@ -502,7 +502,7 @@ def run_case(case: SpecCase) -> str:
         values = draw_values(entry, case.parameters, case.seed)
     except Exception as error:
         raise InternalError(
-            f"{case.describe()}: decorated, but its layouts as DESIGN §2 reads them ({entry.params}, "
+            f"{case.describe()}: decorated, but its layouts as the layouts page reads them ({entry.params}, "
             f"{entry.outputs}) cannot be instantiated ({type(error).__name__}: {error}); shapedmap says "
             f"{function.signature!r}"
         ) from error
