@@ -37,8 +37,6 @@ from ._grammar import (
     NamedDim,
     SymbolicDim,
     VariadicDim,
-    evaluate_symbolic,
-    symbolic_names,
 )
 
 __all__ = ["Bindings", "Origin"]
@@ -239,7 +237,7 @@ class Bindings:
         sizes = {name: size for name, (size, _) in self.sizes.items()}
         for dim, size, origin, layout in pending:
             try:
-                expected = evaluate_symbolic(dim, sizes, self.arguments)
+                expected = dim.evaluate(sizes, self.arguments)
             except NameError as error:
                 raise ShapeError(
                     messages.unbound_expression(self.function, dim.expression, origin.place, error)
@@ -249,7 +247,7 @@ class Bindings:
                     messages.expression_failed(self.function, dim.expression, origin.place, error)
                 ) from None
             if expected != size:
-                names = symbolic_names(dim)
+                names = dim.names()
                 used = {name: known for name, known in self.sizes.items() if name in names}
                 raise ShapeError(
                     messages.expression_mismatch(self.function, dim.expression, layout, expected, used, (size, origin))

@@ -43,7 +43,7 @@ from beartype.roar import BeartypeException
 from . import _messages as messages
 from ._binding import Bindings, Origin
 from ._errors import ShapeError
-from ._grammar import FixedDim, SymbolicDim, dim_text, evaluate_symbolic, symbolic_names
+from ._grammar import FixedDim, SymbolicDim, dim_text
 from ._messages import argument_place, leaf_place, result_place
 
 if TYPE_CHECKING:
@@ -193,13 +193,13 @@ def _check_result_expressions(plan: Plan, bindings: Bindings) -> None:
     sizes = {name: size for name, (size, _) in bindings.sizes.items()}
     for number, result in enumerate(plan.results):
         for dim in result.placement.batched.dims:
-            if not isinstance(dim, SymbolicDim) or "{" in dim.expression or not symbolic_names(dim) <= sizes.keys():
+            if not isinstance(dim, SymbolicDim) or "{" in dim.expression or not dim.names() <= sizes.keys():
                 continue
             try:
-                evaluate_symbolic(dim, sizes, bindings.arguments)
+                dim.evaluate(sizes, bindings.arguments)
             except (ValueError, ArithmeticError) as error:
                 where = result_place(plan.returns_tuple, number)
-                used = {name: sizes[name] for name in symbolic_names(dim)}
+                used = {name: sizes[name] for name in dim.names()}
                 raise ShapeError(
                     messages.expression_cannot_be_a_size(plan.function, dim.expression, where, used, error)
                 ) from None

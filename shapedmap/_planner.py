@@ -39,8 +39,6 @@ from ._grammar import (
     is_batch_token,
     parse_layout,
     parse_spec,
-    symbolic_arguments,
-    symbolic_names,
 )
 from ._levels import CallShape, Placement
 from ._plan import Argument, Plan, Result
@@ -320,7 +318,7 @@ def _check_symbolic(arguments: list[Argument], results: list[Result], fail: Any)
                 seen_in_order.add(dim.name)
             elif isinstance(dim, SymbolicDim):
                 _check_expression(dim, f"parameter '{argument.name}'", bound, parameter_names, fail)
-                later = symbolic_names(dim) - seen_in_order
+                later = dim.names() - seen_in_order
                 if later:
                     raise fail(
                         f"the dimension {dim.expression!r} of parameter '{argument.name}' uses "
@@ -337,7 +335,7 @@ def _check_symbolic(arguments: list[Argument], results: list[Result], fail: Any)
         for dim in result.placement.batched.dims:
             if isinstance(dim, SymbolicDim):
                 _check_expression(dim, f"result {index}", bound, parameter_names, fail)
-                batch_only = symbolic_names(dim) - per_example
+                batch_only = dim.names() - per_example
                 if batch_only:
                     raise fail(
                         f"the dimension {dim.expression!r} of result {index} uses "
@@ -347,13 +345,13 @@ def _check_symbolic(arguments: list[Argument], results: list[Result], fail: Any)
 
 
 def _check_expression(dim: SymbolicDim, where: str, bound: set[str], parameters: set[str], fail: Any) -> None:
-    unknown = symbolic_names(dim) - bound
+    unknown = dim.names() - bound
     if unknown:
         raise fail(
             f"the dimension {dim.expression!r} of {where} uses {', '.join(map(repr, sorted(unknown)))}, "
             "which no layout binds"
         )
-    unknown_arguments = symbolic_arguments(dim) - parameters
+    unknown_arguments = dim.argument_names() - parameters
     if unknown_arguments:
         raise fail(
             f"the dimension {dim.expression!r} of {where} refers to {', '.join(map(repr, sorted(unknown_arguments)))} "

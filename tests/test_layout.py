@@ -9,11 +9,8 @@ from shapedmap._grammar import (
     NamedDim,
     SymbolicDim,
     VariadicDim,
-    evaluate_symbolic,
     parse_layout,
     parse_spec,
-    symbolic_arguments,
-    symbolic_names,
 )
 
 
@@ -52,13 +49,13 @@ def test_min_rank_and_variadic_index():
 def test_symbolic_names_and_arguments():
     (dim,) = parse_layout("{self.k}+2*n").dims
     assert isinstance(dim, SymbolicDim)
-    assert symbolic_names(dim) == {"n"}
-    assert symbolic_arguments(dim) == {"self"}
+    assert dim.names() == {"n"}
+    assert dim.argument_names() == {"self"}
 
     class Holder:
         k = 3
 
-    assert evaluate_symbolic(dim, {"n": 5}, {"self": Holder()}) == 13
+    assert dim.evaluate({"n": 5}, {"self": Holder()}) == 13
 
 
 @pytest.mark.parametrize(

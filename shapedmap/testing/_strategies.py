@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._grammar import AnonymousDim, FixedDim, NamedDim, SymbolicDim, evaluate_symbolic
+from .._grammar import AnonymousDim, FixedDim, NamedDim, SymbolicDim
 from .._levels import Placement
 from .._plan import Argument
 from ._input_spec import KEY, InputSpec, ParameterSpec
@@ -208,7 +208,7 @@ def _draw_argument(
 
 
 def _evaluate(dim: SymbolicDim, context: _Context, spec: InputSpec) -> int:
-    size = evaluate_symbolic(dim, context.sizes, context.statics)
+    size = dim.evaluate(context.sizes, context.statics)
     hypothesis.assume(size >= 1 or (size == 0 and spec.allow_empty))
     return size
 

@@ -1,0 +1,215 @@
+"""Dimension expressions (``2*f``, ``n+1``, ``min(n, m)``, ``{self.size}``): checked, read, evaluated.
+
+An expression is integer arithmetic on dim names (``+ - * // % **``, ``min``/``max``/``abs``),
+with f-string fields in braces that read the call's arguments, as jaxtyping allows. ``validate``
+refuses at parse time what can never be a size; ``evaluate`` interprets the arithmetic (it never
+``eval``s it) within ``±2**63``, so ``9**9**9`` is an error rather than a computation that never ends.
+
+Example:
+    >>> sorted(names("2*f + min(n, m)"))
+    ['f', 'm', 'n']
+    >>> evaluate("2*f + min(n, m)", {"f": 3, "n": 4, "m": 5}, {})
+    10
+    >>> constant("2*3"), constant("n+1")
+    (6, None)
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import re
+
+from ._errors import SpecError
+
+__all__ = ["argument_names", "constant", "evaluate", "names", "validate"]
+
+_ALLOWED_NODES = (
+    ast.Expression,
+    ast.BinOp,
+    ast.UnaryOp,
+    ast.Constant,
+    ast.Name,
+    ast.Load,
+    ast.Call,
+    ast.Attribute,
+    ast.Subscript,
+    ast.Add,
+    ast.Sub,
+    ast.Mult,
+    ast.FloorDiv,
+    ast.Mod,
+    ast.Pow,
+    ast.USub,
+    ast.UAdd,
+)
+_FUNCTIONS = {"min": min, "max": max, "abs": abs}
+_FSTRING_FIELD = re.compile(r"\{([^{}]*)\}")
+
+
+def validate(expression: str, token: str) -> None:
+    """Reject expressions that could never evaluate to a size, at parse time."""
+    plain = _FSTRING_FIELD.sub("0", expression)
+    if "{" in plain or "}" in plain:
+        raise SpecError(f"unbalanced braces in the dimension expression {token!r}")
+    for field_text in _FSTRING_FIELD.findall(expression):
+        _parse_python(field_text, token)
+    tree = _parse_python(plain, token)
+    for node in ast.walk(tree):
+        if not isinstance(node, _ALLOWED_NODES):
+            raise SpecError(
+                f"unsupported syntax {type(node).__name__} in the dimension expression {token!r}: "
+                "use names, integers, + - * // % ** and min/max/abs"
+            )
+        if isinstance(node, ast.Call) and not (
+            isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS and not node.keywords
+        ):
+            raise SpecError(f"only min, max and abs can be called in {token!r}")
+        if isinstance(node, ast.Attribute | ast.Subscript):
+            raise SpecError(f"attribute and item access belong inside braces in {token!r} (write '{{self.n}}')")
+        if isinstance(node, ast.Constant) and not isinstance(node.value, int):
+            raise SpecError(f"only integer constants are allowed in {token!r}")
+    # f-string fields read as 1 here: only what holds for every size is certain to fail.
+    sized = _parse_python(_FSTRING_FIELD.sub("1", expression), token)
+    for node in ast.walk(sized):
+        divides = isinstance(node, ast.BinOp) and isinstance(node.op, ast.FloorDiv | ast.Mod)
+        if divides and isinstance(node.right, ast.Constant) and node.right.value == 0:
+            raise SpecError(f"the dimension expression {token!r} divides by zero: it can never be a size")
+    top = sized.body
+    negated = isinstance(top, ast.UnaryOp) and isinstance(top.op, ast.USub)
+    # (a negated constant is refused with its value, by constant)
+    if negated and not isinstance(top.operand, ast.Constant) and _never_negative(top.operand):
+        raise SpecError(
+            f"the dimension expression {token!r} is negative for every positive size: a dimension cannot be negative"
+        )
+
+
+def _never_negative(node: ast.AST) -> bool:
+    """Is the expression at ``node`` >= 0 for all sizes (names, non-negative constants, + * // % **)?"""
+    if isinstance(node, ast.Name):
+        return True
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, int) and node.value >= 0
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Mult | ast.FloorDiv | ast.Mod | ast.Pow):
+        return _never_negative(node.left) and _never_negative(node.right)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+        return node.func.id == "abs" or all(_never_negative(argument) for argument in node.args)
+    return False
+
+
+def _parse_python(text: str, token: str) -> ast.Expression:
+    try:
+        return ast.parse(text, mode="eval")
+    except SyntaxError:
+        raise SpecError(f"the dimension expression {token!r} is not valid Python") from None
+
+
+@functools.lru_cache(maxsize=1024)
+def names(expression: str) -> frozenset[str]:
+    """The dimension names an expression refers to (outside f-string braces)."""
+    plain = _FSTRING_FIELD.sub("0", expression)
+    tree = ast.parse(plain, mode="eval")
+    return frozenset(node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and node.id not in _FUNCTIONS)
+
+
+def argument_names(expression: str) -> frozenset[str]:
+    """The argument names an expression's f-string fields refer to (``{self.n}`` -> ``self``)."""
+    found = set()
+    for field_text in _FSTRING_FIELD.findall(expression):
+        tree = ast.parse(field_text, mode="eval")
+        found.update(node.id for node in ast.walk(tree) if isinstance(node, ast.Name))
+    return frozenset(found)
+
+
+def evaluate(expression: str, sizes: dict[str, int], arguments: dict[str, object]) -> int:
+    """Evaluate ``expression`` given the bound sizes (and argument values for ``{...}`` fields).
+
+    The arithmetic (names, integers, ``+ - * // % **``, min/max/abs) is interpreted here, not
+    ``eval``'d, and refuses any value beyond ``2**63`` (no dimension is that big), so ``9**9**9``
+    is an error, not a computation that never ends. f-string fields are the user's own code,
+    evaluated like jaxtyping does.
+
+    Raises:
+        NameError: for a name no size is given for.
+        ValueError: for a value no dimension can have, or syntax an expression cannot hold.
+        ZeroDivisionError: for ``// 0`` or ``% 0``.
+    """
+
+    def field_value(match: re.Match[str]) -> str:
+        value = eval(match.group(1), {"__builtins__": {}}, dict(arguments))
+        return str(value)
+
+    filled = _FSTRING_FIELD.sub(field_value, expression)
+    try:
+        tree = _parsed(filled)
+    except SyntaxError:
+        raise ValueError(f"{expression} became {filled!r}, which is not an expression") from None
+    return _interpret(tree.body, sizes, expression)
+
+
+_LIMIT = 2**63  # larger than any dimension an array can have
+_OPERATORS = {
+    ast.Add: lambda a, b: a + b,
+    ast.Sub: lambda a, b: a - b,
+    ast.Mult: lambda a, b: a * b,
+    ast.FloorDiv: lambda a, b: a // b,
+    ast.Mod: lambda a, b: a % b,
+}
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed(expression: str) -> ast.Expression:
+    return ast.parse(expression, mode="eval")
+
+
+def _interpret(node: ast.AST, sizes: dict[str, int], text: str) -> int:
+    """The integer value of a validated expression's node, every step within ``±2**63``."""
+    if isinstance(node, ast.Constant) and type(node.value) is int:
+        value = node.value
+    elif isinstance(node, ast.Name):
+        if node.id not in sizes:
+            raise NameError(f"name {node.id!r} is not defined")
+        value = sizes[node.id]
+    elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        operand = _interpret(node.operand, sizes, text)
+        value = -operand if isinstance(node.op, ast.USub) else operand
+    elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
+        base, exponent = _interpret(node.left, sizes, text), _interpret(node.right, sizes, text)
+        if exponent < 0:
+            raise ValueError(f"{text} raises to a negative power, which gives no integer")
+        if abs(base) > 1 and exponent * (abs(base).bit_length() - 1) > 63:
+            raise ValueError(f"{text} is larger than 2**63, which no dimension can be")
+        value = base**exponent
+    elif isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
+        left, right = _interpret(node.left, sizes, text), _interpret(node.right, sizes, text)
+        value = _OPERATORS[type(node.op)](left, right)
+    elif (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in _FUNCTIONS
+        and node.args
+        and not node.keywords
+    ):
+        value = _FUNCTIONS[node.func.id](*(_interpret(arg, sizes, text) for arg in node.args))
+    else:
+        raise ValueError(f"{text} holds {ast.unparse(node)!r}, which is not integer arithmetic on sizes")
+    if not -_LIMIT <= value <= _LIMIT:
+        raise ValueError(f"{text} is larger than 2**63, which no dimension can be")
+    return value
+
+
+def constant(expression: str) -> int | None:
+    """The value of an expression without names or f-string fields (``2*3``), else None.
+
+    Raises:
+        ValueError: if it has a value no dimension can have (negative, or beyond ``2**63``).
+    """
+    if "{" in expression or names(expression):
+        return None
+    try:
+        value = _interpret(_parsed(expression).body, {}, expression)
+    except ZeroDivisionError:
+        raise ValueError(f"{expression} divides by zero") from None
+    if value < 0:
+        raise ValueError(f"{expression} is {value}: a dimension cannot be negative")
+    return value
