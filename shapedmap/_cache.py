@@ -47,11 +47,15 @@ class BoundedCache(Generic[Value]):
 
     def get(self, key: Hashable) -> Value | None:
         """The value for ``key`` (refreshed as most recently used), or None."""
-        with self._lock:
-            value = self._entries.get(key)
-            if value is not None:
+        # No lock: each OrderedDict operation is atomic, and an entry evicted between the two
+        # by another thread simply stays evicted.
+        value = self._entries.get(key)
+        if value is not None:
+            try:  # noqa: SIM105 (contextlib.suppress costs more on this per-call path)
                 self._entries.move_to_end(key)
-            return value
+            except KeyError:
+                pass
+        return value
 
     def add(self, key: Hashable, value: Value) -> None:
         """Insert (or refresh) ``key``, evicting the least recently used entry if full."""
@@ -63,10 +67,9 @@ class BoundedCache(Generic[Value]):
 
     def get_or_compute(self, key: Hashable, compute: Callable[[], Value]) -> Value:
         """The cached value for ``key``, computing and storing it on a miss."""
-        with self._lock:
-            if key in self._entries:
-                self._entries.move_to_end(key)
-                return self._entries[key]
+        value = self.get(key)
+        if value is not None:
+            return value
         value = compute()
         self.add(key, value)
         return value

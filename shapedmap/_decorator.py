@@ -55,6 +55,7 @@ from ._signatures import checked_per_example
 __all__ = ["Batched", "Options", "batched"]
 
 _BUILDING = threading.Lock()  # plans are built once, whichever thread calls first
+_NO_BINDINGS = Bindings("")  # a remembered call whose sizes nothing reads again
 
 
 def batched(
@@ -223,7 +224,11 @@ def call(described: Batched, args: tuple[Any, ...], kwargs: dict[str, Any]) -> A
         arguments_only = bindings.snapshot()  # taken before the results bind their own dims
         body = described.first_body
     else:
-        bindings = Bindings.restore(plan.function, seen)
+        # The sizes are needed again only to settle levels, place on a mesh or check results.
+        if plan.static_nest is None or plan.has_statics or described.sharding is not None:
+            bindings = Bindings.restore(plan.function, seen)
+        else:
+            bindings = _NO_BINDINGS
         body = described.results_body if plan.has_statics else described.fn
     output = _map(described, values, bindings, body)
     if seen is None or plan.has_statics:

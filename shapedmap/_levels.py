@@ -140,6 +140,13 @@ class VmapNest:
     levels: tuple[Level, ...]
     squeeze: tuple[tuple[int, ...], ...]
 
+    def __hash__(self) -> int:  # a key of the built vmaps on every call: hashed once
+        return self._hash
+
+    @functools.cached_property
+    def _hash(self) -> int:
+        return hash((self.levels, self.squeeze))
+
 
 def derive_levels(
     arguments: tuple[Placement, ...],

@@ -44,8 +44,8 @@ __all__ = ["nest_for", "nominal_levels", "per_example_values"]
 
 def nest_for(plan: Plan, values: list[Any], bindings: Bindings) -> VmapNest:
     """The nest of ``jax.vmap`` this call runs (``values``: one per parameter, checked)."""
-    if plan.levels is not None and not plan.unsized_levels:
-        return plan.memo("nest", lambda: VmapNest(plan.levels, ()))
+    if plan.static_nest is not None:
+        return plan.static_nest
     leaf_shapes = [[tuple(leaf.shape) for leaf in jax.tree.leaves(values[i])] for i in plan.array_arguments]
     sizes = {name: size for name, (size, _) in bindings.sizes.items()}
     variadic = bindings.variadics.get(plan.variadic_batch)

@@ -122,6 +122,11 @@ class Plan:
         return self.types.returns_tuple
 
     @functools.cached_property
+    def static_nest(self) -> VmapNest | None:
+        """The nest every call runs, when no call's shapes or sizes change it (else None)."""
+        return VmapNest(self.levels, ()) if self.levels is not None and not self.unsized_levels else None
+
+    @functools.cached_property
     def positional_and_mapped(self) -> bool:
         """Every parameter positional and an array: ``vmap`` can call the body directly."""
         return all(argument.positional and argument.placement is not None for argument in self.arguments)
