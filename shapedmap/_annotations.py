@@ -40,6 +40,7 @@ __all__ = [
     "ValueType",
     "function_name",
     "read_function",
+    "resolved_hints",
     "unwrap_partial",
 ]
 
@@ -175,7 +176,7 @@ def function_name(fn: Any) -> str:
     return name.rsplit("<locals>.", 1)[-1]
 
 
-def read_function(fn: Any) -> FunctionTypes:
+def read_function(fn: Any, hints: dict[str, Any] | None = None) -> FunctionTypes:
     """Classify every parameter and the return value of ``fn`` by its annotation.
 
     ``functools.partial`` objects are read through: the hints come from the wrapped function,
@@ -193,7 +194,7 @@ def read_function(fn: Any) -> FunctionTypes:
         signature = inspect.signature(fn)
     except (TypeError, ValueError) as error:
         raise SpecError(f"{name}: cannot read the signature: {error}") from None
-    hints = _type_hints(fn, name)
+    hints = resolved_hints(fn, name) if hints is None else hints
     parameters = []
     for parameter in signature.parameters.values():
         where = f"{name}: parameter '{parameter.name}'"
@@ -209,7 +210,8 @@ class UnresolvedAnnotation(NameError):
     """An annotation names something not defined (yet): maybe a forward reference."""
 
 
-def _type_hints(fn: Any, name: str) -> dict[str, Any]:
+def resolved_hints(fn: Any, name: str) -> dict[str, Any]:
+    """``fn``'s annotations, resolved (``typing.get_type_hints``); read through partials and callable objects."""
     target = unwrap_partial(fn)
     if not (inspect.isfunction(target) or inspect.ismethod(target)) and callable(target):
         target = type(target).__call__  # a callable object: its __call__ carries the hints

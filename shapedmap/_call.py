@@ -25,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable
 from typing import Any
 
@@ -39,6 +40,10 @@ from ._levels import Level, VmapNest
 from ._plan import Plan, call_arguments
 
 __all__ = ["Held", "result_shapes", "run"]
+
+
+# Per call: has the body returned yet? (Set by the body's wrapper, read when vmap raises.)
+_BODY_RETURNED: contextvars.ContextVar[list[bool]] = contextvars.ContextVar("shapedmap_body_returned")
 
 
 class Held:
@@ -62,17 +67,23 @@ def run(plan: Plan, nest: VmapNest, body: Callable[..., Any], values: list[Any])
             for value, axes in zip(mapped, nest.squeeze, strict=True)
         ]
     vmapped = plan.memo(("vmap", nest, body), lambda: _build(plan, nest, body))
+    returned = _BODY_RETURNED.set([False])
     try:
         if plan.positional_and_mapped:
             return vmapped(*mapped)
         return vmapped(Held(tuple(values)), *mapped)
     except TypeCheckError as error:
-        raise ShapeError(messages.per_example_check_failed(plan, nest.levels, mapped, error)) from error
+        if getattr(body, "checks_parameters", False) and not getattr(error, "_shapedmap_inside_body", False):
+            raise ShapeError(messages.per_example_check_failed(plan, nest.levels, mapped, error)) from error
+        error.add_note(messages.raised_inside_the_map(plan, nest.levels, mapped, error))
+        raise
     except _UnmappedResultVaries as error:
         raise ShapeError(messages.varying_unmapped_result(plan, error.level)) from None
     except Exception as error:
         error.add_note(messages.raised_inside_the_map(plan, nest.levels, mapped, error))
         raise
+    finally:
+        _BODY_RETURNED.reset(returned)
 
 
 def result_shapes(plan: Plan, nest: VmapNest, body: Callable[..., Any], values: list[Any]) -> Any:
@@ -152,14 +163,17 @@ class _UnmappedResultVaries(Exception):
 
 
 def _marking_body_errors(body: Callable[..., Any]) -> Callable[..., Any]:
-    """``body``, marking the exceptions it raises as its own (see ``_naming_unmapped_results``)."""
+    """``body``, marking the exceptions it raises as its own and noting that it returned
+    (see ``_naming_unmapped_results``)."""
 
     def call(*args: Any) -> Any:
         try:
-            return body(*args)
+            output = body(*args)
         except Exception as error:
             error._shapedmap_from_body = True  # type: ignore[attr-defined]
             raise
+        _BODY_RETURNED.get()[0] = True
+        return output
 
     return call
 
@@ -168,16 +182,18 @@ def _naming_unmapped_results(vmapped: Callable[..., Any], level: Level) -> Calla
     """The ``vmap`` of a level with an unmapped result, telling which level a varying result broke.
 
     ``jax.vmap`` refuses a result that ``out_axes=None`` leaves unmapped but that varies over the
-    level, with a ``ValueError`` raised after the body ran. A ``ValueError`` that the body did not
-    raise (it would be marked) and no inner level tagged is that one: the innermost level with an
-    unmapped result tags it first. JAX's message text is never read.
+    level, with a ``ValueError`` raised after the body returned. A ``ValueError`` raised after the
+    body returned, that the body did not raise (it would be marked) and that no inner level tagged,
+    is that one: the innermost level with an unmapped result tags it first. (Before the body runs,
+    ``jax.vmap`` can refuse sizes that do not agree; with the checks on, shapedmap has refused them
+    first.) JAX's message text is never read.
     """
 
     def call(*args: Any) -> Any:
         try:
             return vmapped(*args)
         except ValueError as error:
-            if getattr(error, "_shapedmap_from_body", False):
+            if getattr(error, "_shapedmap_from_body", False) or not _BODY_RETURNED.get()[0]:
                 raise
             raise _UnmappedResultVaries(level) from error
 

@@ -33,7 +33,7 @@ from typing import Any
 import jax
 from jax.sharding import Mesh
 
-from ._annotations import UnresolvedAnnotation, read_function, unwrap_partial
+from ._annotations import UnresolvedAnnotation, function_name, read_function, resolved_hints, unwrap_partial
 from ._binding import Bindings
 from ._call import result_shapes, run
 from ._checks import (
@@ -54,7 +54,6 @@ from ._signatures import checked_per_example
 
 __all__ = ["Batched", "Options", "batched"]
 
-_BUILDING = threading.Lock()  # plans are built once, whichever thread calls first
 _NO_BINDINGS = Bindings("")  # a remembered call whose sizes nothing reads again
 
 
@@ -115,6 +114,9 @@ def batched(
         raise SpecError(f"batched expects a function, got {describe_value(fn)}")
     if not isinstance(check, bool):
         raise SpecError(f"check= must be True or False, got {describe_value(check)}")
+    # Copies: a dict the caller changes later must not change this function (nor its pickle).
+    layouts = dict(layouts) if isinstance(layouts, dict) else layouts
+    shard = dict(shard) if isinstance(shard, dict) else shard
     described = Batched(fn, Options(spec, layouts, out, shard, mesh), check, _caller_module())
     wrapper = _wrapper(described)
     try:
@@ -145,16 +147,27 @@ class Batched:
     derived once, on first use, and cached on the instance. If an annotation names something
     not defined yet (a forward reference, such as a method annotated with its own class), the
     plan is built at the first call, and a name still undefined then is a ``SpecError``.
-    Pickled, it is rebuilt from the function and the options.
+    Pickled, it is rebuilt from the function, the options and the annotations as resolved here
+    (``hints``): a function pickled by value (cloudpickle) keeps only the globals its body uses,
+    so string annotations (``from __future__ import annotations``) could not be resolved again.
     """
 
     fn: Callable[..., Any]
     options: Options
     check: bool
     defined_in: str | None  # the module whose code called batched (documented and tested there)
+    hints: dict[str, Any] | None = dataclasses.field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        # Reentrant: reading the annotations can import a module that calls this function.
+        object.__setattr__(self, "_building", threading.RLock())
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (Batched, (self.fn, self.options, self.check, self.defined_in))
+        try:
+            hints = self.hints or resolved_hints(self.fn, function_name(self.fn))
+        except (NameError, SpecError):
+            hints = None  # a forward reference not defined yet: resolved again after loading
+        return (Batched, (self.fn, self.options, self.check, self.defined_in, hints))
 
     @property
     def plan(self) -> Plan:
@@ -164,7 +177,7 @@ class Batched:
         """
         plan = self.__dict__.get("_plan")
         if plan is None:
-            with _BUILDING:
+            with self._building:
                 plan = self.__dict__.get("_plan")
                 if plan is None:
                     plan = self._make_plan()
@@ -173,7 +186,7 @@ class Batched:
 
     def _make_plan(self) -> Plan:
         options = self.options
-        plan = make_plan(read_function(self.fn), options.spec, options.layouts, options.out)
+        plan = make_plan(read_function(self.fn, self.hints), options.spec, options.layouts, options.out)
         if hasattr(unwrap_partial(self.fn), "__shapedmap__"):
             # Batched again: name the layer, or every layer's errors would read 'vv: ...'.
             plan = dataclasses.replace(plan, function=f"{plan.function} [{plan.signature_text()}]")
@@ -190,7 +203,9 @@ class Batched:
         checked by ``jaxtyped(typechecker=beartype)``, its results' ranks by shapedmap."""
         plan = self.plan
         checked = self.fn if _already_checked(self.fn) else checked_per_example(self.fn, plan)
-        return _checking_results(checked, plan)
+        first = _checking_results(checked, plan)
+        first.checks_parameters = True  # type: ignore[attr-defined]  # its TypeCheckErrors are shapedmap's check
+        return first
 
     @functools.cached_property
     def results_body(self) -> Callable[..., Any]:

@@ -146,25 +146,32 @@ class Sharding:
         )
         return specs if plan.returns_tuple else specs[0]
 
-    def prefix_result_specs(self, plan: Plan) -> Any:
-        """Result specs read off the layouts alone (trailing dims replicated), or None.
+    def prefix_result_specs(self, plan: Plan, bindings: Bindings) -> Any:
+        """Result specs read off the layouts and the bound sizes (trailing dims replicated), or None.
 
-        None when a sharded batch dim follows a variadic in some result: its axis depends on the rank.
+        A sharded batch dim after a variadic sits at an axis that depends on how many dims the
+        variadic spans: the bindings know for a named one; None for an anonymous ``...``.
         """
         specs = []
         for result in plan.results:
             layout = result.placement.batched
             sharded = [index for index, name in result.placement.batch if name in self.axes]
-            if layout.variadic_index is not None and any(index > layout.variadic_index for index in sharded):
-                return None
-            batch_at = dict(result.placement.batch)
-            stop = max(sharded, default=-1) + 1
-            specs.append(PartitionSpec(*(self.spmd_axis_name(batch_at.get(i, "")) for i in range(stop))))
+            width = 1
+            variadic = layout.variadic_index
+            if variadic is not None and any(index > variadic for index in sharded):
+                known = bindings.variadics.get(layout.dims[variadic].name)
+                if known is None:
+                    return None
+                width = len(known[0])
+            axes = {(index if variadic is None or index < variadic else index - 1 + width): name
+                    for index, name in result.placement.batch}  # fmt: skip
+            stop = max((axis for axis, name in axes.items() if name in self.axes), default=-1) + 1
+            specs.append(PartitionSpec(*(self.spmd_axis_name(axes.get(axis, "")) for axis in range(stop))))
         return tuple(specs) if plan.returns_tuple else specs[0]
 
     def nest_out_specs(self, plan: Plan, bindings: Bindings, result_shapes: Callable[[], Any]) -> Any:
         """The results' specs for ``auto_axes``: read off the layouts, else from the traced shapes."""
-        specs = self.prefix_result_specs(plan)
+        specs = self.prefix_result_specs(plan, bindings)
         return specs if specs is not None else self.result_specs(plan, result_shapes(), bindings)
 
     def call(

@@ -65,7 +65,12 @@ def checked_per_example(fn: Callable[..., Any], plan: Plan) -> Callable[..., Any
     """
 
     def per_example(*args: Any, **kwargs: Any) -> Any:
-        return fn(*args, **kwargs)
+        try:
+            return fn(*args, **kwargs)
+        except Exception as error:
+            # Raised by the body itself (say by a @jaxtyped helper it calls), not by this check.
+            error._shapedmap_inside_body = True  # type: ignore[attr-defined]
+            raise
 
     target = unwrap_partial(fn)
     per_example.__module__ = getattr(target, "__module__", __name__)

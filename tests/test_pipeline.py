@@ -335,3 +335,145 @@ def test_batched_closure_roundtrips_through_cloudpickle(called_first):
 
     jitted = cloudpickle.loads(cloudpickle.dumps(jax.jit(mapped)))
     np.testing.assert_array_equal(jitted(X, X[0]), reference(X, X[0]))
+
+
+# -- found by reading the redesign cold ---------------------------------------------------------------
+
+LAZY_PACKAGE = {
+    "lazy_pkg/__init__.py": """
+def __getattr__(name):  # resolving the annotation imports a module that itself uses @batched
+    if name == "Thing":
+        from .things import Thing
+        return Thing
+    raise AttributeError(name)
+""",
+    "lazy_pkg/things.py": """
+from jaxtyping import Array, Float
+from shapedmap import batched
+
+class Thing:
+    @batched("b")
+    def f(self, x: Float[Array, "n"]) -> Float[Array, "n"]:
+        return x
+""",
+    "user.py": """
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+from shapedmap import batched
+import lazy_pkg
+
+@batched("b")
+def g(x: Float[Array, "n"], t: "lazy_pkg.Thing") -> Float[Array, "n"]:
+    return 2 * x
+
+print(g(jnp.ones((2, 3)), lazy_pkg.Thing()).shape)
+""",
+}
+
+
+def test_building_a_plan_that_imports_a_batched_module_does_not_hang(tmp_path):
+    import subprocess
+    import sys
+
+    for name, text in LAZY_PACKAGE.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(text)
+    completed = subprocess.run(
+        [sys.executable, "user.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env={**__import__("os").environ, "JAX_PLATFORMS": "cpu"},
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert completed.stdout.strip() == "(2, 3)"
+
+
+FUTURE_ANNOTATIONS_MODULE = """
+from __future__ import annotations
+
+from jaxtyping import Array, Float
+from shapedmap import batched
+
+
+def make(scale):
+    @batched("b")
+    def scaled(x: Float[Array, "n"]) -> Float[Array, "n"]:
+        return x * scale
+
+    return scaled
+"""
+
+
+def test_closure_with_string_annotations_roundtrips_through_cloudpickle(tmp_path, monkeypatch):
+    cloudpickle = pytest.importorskip("cloudpickle")
+    import importlib
+    import sys
+
+    (tmp_path / "future_module.py").write_text(FUTURE_ANNOTATIONS_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("future_module")
+    try:
+        scaled = module.make(2.0)
+        x = jnp.arange(6.0).reshape(2, 3)
+        np.testing.assert_array_equal(scaled(x), 2 * x)
+        # by value: the loaded function keeps only the globals its body uses, not Float or Array
+        cloudpickle.register_pickle_by_value(module)
+        loaded = cloudpickle.loads(cloudpickle.dumps(scaled))
+        np.testing.assert_array_equal(loaded(x), jax.vmap(lambda row: row * 2.0)(x))
+    finally:
+        cloudpickle.unregister_pickle_by_value(module)
+        sys.modules.pop("future_module", None)
+
+
+def test_options_given_as_dicts_are_copied_at_decoration():
+    def vv(x: Float[Array, "a"], y: Float[Array, "a"]) -> Float[Array, ""]:
+        return x @ y
+
+    layouts = {"y": "a"}
+    mv = batched(vv, "b", layouts=layouts)
+    layouts["y"] = "b a"  # the caller's dict changes later: the function does not
+    x, y = jnp.ones((4, 3)), jnp.arange(3.0)
+    assert mv.in_axes == {"b": (0, None)}
+    np.testing.assert_allclose(mv(x, y), jax.vmap(vv, in_axes=(0, None))(x, y))
+
+
+def test_sharded_result_after_a_variadic_runs_the_body_once_on_explicit_axes():
+    from jax.sharding import AxisType
+
+    traces = []
+
+    def double(x: Float[Array, "*k n"]) -> Float[Array, "*k n"]:
+        traces.append(1)
+        return x * 2
+
+    mesh = jax.make_mesh((1,), ("data",), axis_types=(AxisType.Explicit,))
+    sharded = batched(double, "*k b n -> *k b n", shard={"b": "data"}, mesh=mesh)
+    x = jnp.arange(24.0).reshape(2, 4, 3)
+    with jax.set_mesh(mesh):
+        for _ in range(2):
+            before = len(traces)
+            np.testing.assert_array_equal(sharded(x), 2 * x)
+            assert len(traces) - before == 1  # the result specs come from the layouts, not a second trace
+
+
+def test_sizes_vmap_refuses_with_checks_off_are_not_called_a_varying_result():
+    def first(x: Float[Array, "n"], y: Float[Array, "n"]) -> Float[Array, "n"]:
+        return x
+
+    unchecked = batched(first, "b n, b n -> n", check=False)
+    with pytest.raises(ValueError, match="vmap got inconsistent sizes") as info:
+        unchecked(jnp.ones((2, 3)), jnp.ones((4, 3)))
+    assert not isinstance(info.value, ShapeError)
+
+
+def test_a_type_check_error_of_a_helper_the_body_calls_is_the_helpers():
+    @jaxtyped(typechecker=beartype)
+    def helper(z: Float[Array, "3"]) -> Float[Array, "3"]:
+        return z
+
+    @batched("b")
+    def uses_helper(x: Float[Array, "n"]) -> Float[Array, "n"]:
+        return helper(x)
+
+    for _ in range(2):  # the first call (checked per example) and a remembered one alike
+        with pytest.raises(TypeCheckError, match=r"parameters of .*helper") as info:
+            uses_helper(jnp.ones((2, 4)))
+        assert "inside the map of uses_helper over 'b' (size 2)" in "".join(info.value.__notes__)
