@@ -30,13 +30,6 @@ class BoundedCache(Generic[Value]):
         self._entries: OrderedDict[Hashable, Value] = OrderedDict()
         self._lock = threading.Lock()
 
-    def __contains__(self, key: Hashable) -> bool:
-        with self._lock:
-            if key in self._entries:
-                self._entries.move_to_end(key)
-                return True
-            return False
-
     def __len__(self) -> int:
         return len(self._entries)
 

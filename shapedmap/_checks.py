@@ -51,8 +51,6 @@ if TYPE_CHECKING:
     from ._plan import Placement, Plan
 
 __all__ = [
-    "Bindings",
-    "Origin",
     "as_array",
     "check_arguments",
     "check_results",
@@ -61,6 +59,7 @@ __all__ = [
     "convert_arguments",
     "is_array_like",
     "is_result_leaf",
+    "per_example_arguments",
 ]
 
 
@@ -117,8 +116,7 @@ def check_arguments(plan: Plan, values: list[Any], *, abstract: bool = True) -> 
     ``abstract``: ``jax.ShapeDtypeStruct`` arguments are accepted (explaining or planning a call,
     not making it); a call itself passes ``abstract=False``.
     """
-    arguments = {argument.name: value for argument, value in zip(plan.arguments, values, strict=True)}
-    bindings = Bindings(plan.function, arguments)
+    bindings = Bindings(plan.function)
     values = list(values)
     variadic = plan.variadic_batch
     broadcast = frozenset() if variadic is None else frozenset({variadic})
@@ -154,7 +152,9 @@ def per_example_arguments(plan: Plan, values: list[Any]) -> dict[str, Any]:
             placement = argument.placement
             value = jax.tree.map(
                 lambda leaf, placement=placement: jax.ShapeDtypeStruct(
-                    placement.per_example_shape(tuple(leaf.shape)), leaf.dtype
+                    placement.per_example_shape(tuple(leaf.shape)),
+                    leaf.dtype,
+                    weak_type=getattr(getattr(leaf, "aval", None), "weak_type", False),
                 ),
                 value,
             )

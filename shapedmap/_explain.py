@@ -40,11 +40,11 @@ from jax.sharding import PartitionSpec
 from ._annotations import unwrap_partial
 from ._binding import Bindings
 from ._call import result_shapes
-from ._checks import check_arguments
+from ._checks import check_arguments, per_example_arguments
 from ._decorator import Batched, bind
 from ._errors import describe_value
 from ._levels import Level, VmapNest
-from ._nest import nest_for, per_example_values
+from ._nest import nest_for
 from ._plan import Plan, plan_of
 
 __all__ = ["explain"]
@@ -126,7 +126,7 @@ def _stages(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[_Sta
     while inner is not None and hasattr(inner, "__shapedmap__") and _same_parameters(plan, plan_of(inner)):
         outer = stages[-1]
         inner_plan = plan_of(inner)
-        values = per_example_values(outer.plan, outer.values, outer.nest)[0]
+        values = list(per_example_arguments(outer.plan, outer.values).values())
         bindings, values = check_arguments(inner_plan, values)
         stages.append(_Stage(inner_plan, bindings, nest_for(inner_plan, values, bindings), values, inner.__shapedmap__))
         plan, inner = inner_plan, getattr(inner, "fn", None)
@@ -266,7 +266,7 @@ class _Writer:
         lines: list[str] = []
         current = self.callee
         plan = self.stages[-1].plan
-        if self.needs_recomposition(plan):
+        if not plan.positional_and_mapped:
             current = self.names.fresh("one_example")
             mapped = self.mapped_names()
             lines += [
@@ -337,10 +337,6 @@ class _Writer:
 
     def mapped_names(self) -> list[str]:
         return [self.plan.arguments[i].name for i in self.plan.array_arguments]
-
-    def needs_recomposition(self, plan: Plan) -> bool:
-        """Does the per-example call need more than the mapped arrays, positionally?"""
-        return not plan.positional_and_mapped
 
     def call_arguments(self, plan: Plan) -> str:
         parts = []

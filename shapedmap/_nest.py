@@ -39,7 +39,7 @@ from ._errors import ShapeError
 from ._levels import CallShape, Level, Placement, VmapNest, variadic_key
 from ._plan import Plan
 
-__all__ = ["nest_for", "nominal_levels", "per_example_values"]
+__all__ = ["nest_for", "nominal_levels"]
 
 
 def nest_for(plan: Plan, values: list[Any], bindings: Bindings) -> VmapNest:
@@ -60,34 +60,6 @@ def nominal_levels(plan: Plan) -> tuple[tuple[Level, ...], bool]:
     lengths = tuple(1 if plan.arguments[i].placement.variadic_batch is not None else 0 for i in plan.array_arguments)
     unsqueezed = tuple(frozenset() for _ in plan.array_arguments)
     return plan.levels_for(CallShape(1 if plan.variadic_batch is not None else 0, lengths, unsqueezed)).levels, True
-
-
-def per_example_values(plan: Plan, values: list[Any], nest: VmapNest) -> tuple[list[Any], dict[str, int]]:
-    """What the body sees inside ``nest``, and the size of each level (by its key).
-
-    Each array argument becomes ``jax.ShapeDtypeStruct``s with its squeezed size-1 axes and
-    every level's axis removed; the other values stay as they are.
-    """
-    values, sizes = list(values), {}
-    for position, index in enumerate(plan.array_arguments):
-        squeeze = nest.squeeze[position] if nest.squeeze else ()
-
-        def per_example(leaf: Any, position: int = position, squeeze: tuple[int, ...] = squeeze) -> Any:
-            squeezed = {axis % leaf.ndim for axis in squeeze} if leaf.ndim else set()
-            shape = [size for axis, size in enumerate(leaf.shape) if axis not in squeezed]
-            for level in nest.levels:
-                axis = level.in_axes[position]
-                if axis is not None:
-                    sizes.setdefault(level.key, shape[axis])
-                    del shape[axis]
-            weak_type = getattr(getattr(leaf, "aval", None), "weak_type", False)
-            return jax.ShapeDtypeStruct(tuple(shape), leaf.dtype, weak_type=weak_type)
-
-        if values[index] is not None:
-            values[index] = jax.tree.map(per_example, values[index])
-    for level in nest.levels:  # a level no argument maps has its size in the plan
-        sizes.setdefault(level.key, level.size)
-    return values, sizes
 
 
 def _levels_of_call(

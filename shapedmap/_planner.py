@@ -41,6 +41,7 @@ from ._grammar import (
     parse_spec,
 )
 from ._levels import CallShape, Placement
+from ._messages import result_place
 from ._plan import Argument, Plan, Result
 
 __all__ = ["make_plan"]
@@ -98,7 +99,7 @@ def make_plan(
     input_batch = _ordered_names(a.placement for a in arguments if a.placement is not None)
     results = _place_results(types, parsed, out, input_batch, spec, fail)
     order, fixed_sizes = _order_and_sizes(arguments, results, fail)
-    _check_symbolic(arguments, results, fail)
+    _check_symbolic(arguments, results, types.returns_tuple, fail)
     plan = Plan(
         function=name,
         types=types,
@@ -244,7 +245,7 @@ def _place_results(
         )
     results = []
     for index, value in enumerate(types.outputs):
-        where = f"result {index}" if types.returns_tuple else "the return value"
+        where = result_place(types.returns_tuple, index)
         per_example = value.array.layout
         if layouts is not None:
             batched_layout = layouts[index]
@@ -300,7 +301,7 @@ def _order_and_sizes(
     return order, fixed_sizes
 
 
-def _check_symbolic(arguments: list[Argument], results: list[Result], fail: Any) -> None:
+def _check_symbolic(arguments: list[Argument], results: list[Result], returns_tuple: bool, fail: Any) -> None:
     """Every name an expression uses must be bound somewhere; jaxtyping needs it bound earlier."""
     parameter_names = {argument.name for argument in arguments}
     bound: set[str] = set()
@@ -334,11 +335,11 @@ def _check_symbolic(arguments: list[Argument], results: list[Result], fail: Any)
     for index, result in enumerate(results):
         for dim in result.placement.batched.dims:
             if isinstance(dim, SymbolicDim):
-                _check_expression(dim, f"result {index}", bound, parameter_names, fail)
+                _check_expression(dim, result_place(returns_tuple, index), bound, parameter_names, fail)
                 batch_only = dim.names() - per_example
                 if batch_only:
                     raise fail(
-                        f"the dimension {dim.expression!r} of result {index} uses "
+                        f"the dimension {dim.expression!r} of {result_place(returns_tuple, index)} uses "
                         f"{', '.join(map(repr, sorted(batch_only)))}, which only a batched layout binds: the "
                         "per-example annotation is checked on one example, where a batch dim has no size"
                     )

@@ -277,7 +277,7 @@ def test_symbolic_dim_with_an_unknown_name():
     def f(x: Float[Array, "n"]) -> Float[Array, "m+1"]:
         return x
 
-    assert "f: the dimension 'm+1' of result 0 uses 'm', which no layout binds" in spec_error(f, "b")
+    assert "f: the dimension 'm+1' of the return value uses 'm', which no layout binds" in spec_error(f, "b")
 
 
 def test_symbolic_parameter_dim_used_before_it_is_bound():

@@ -267,7 +267,9 @@ def test_result_expression_over_a_batch_name_is_a_spec_error():
     def f(x: Float[Array, "k"]) -> Float[Array, "2*n"]:
         return jnp.zeros(4)
 
-    with pytest.raises(SpecError, match=r"^f: the dimension '2\*n' of result 0 uses 'n', which only a batched layout"):
+    with pytest.raises(
+        SpecError, match=r"^f: the dimension '2\*n' of the return value uses 'n', which only a batched layout"
+    ):
         batched(f, "n k -> n 2*n")
 
 
