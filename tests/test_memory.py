@@ -1,8 +1,10 @@
 """Memory (docs/architecture.md, Guarantees: memory): caches are bounded, decorated closures can be
 collected, and many distinct shapes do not grow shapedmap's own memory.
 
-shapedmap has two caches, both ``BoundedCache`` LRUs: per function, the abstract signatures already
-validated (512 entries), and per plan, ``Plan.expand``'s call-dependent vmap levels (64). Nothing
+shapedmap has one cache per function, the plan's memo (``Plan.memo``, a ``BoundedCache`` LRU of 512
+entries): the abstract signatures already validated, the levels of each shape of call and the built
+``jax.vmap`` nests. Annotation classes are shared through one bounded module-level cache, so that
+jaxtyping and beartype, which remember every annotation they meet, keep one per layout. Nothing
 module-level holds a decorated function. Measured numbers are in the issue's closing note; these
 tests pin the properties behind them without timing or RSS thresholds, so they are not flaky.
 """

@@ -8,10 +8,11 @@ Findings behind these tests:
   the ``?n`` tree-path and tree-flatten memos are thread-local too. JAX traces a ``vmap``/``jit``
   body on the calling thread, so every per-example check uses its own thread's memo: no guard is
   needed. ``test_per_example_memos_do_not_mix`` holds eight checks open at once to prove it.
-* shapedmap's own state: ``BoundedCache`` (the validated-signature cache, ``Plan.expand``'s
-  expansions) takes a lock for every read and write; a miss may compute twice, never store a wrong
-  value. The plan is built under a lock and published last, so a forward reference resolved by
-  the first calls of eight threads at once yields one plan. ``Bindings`` and errors are per call.
+* shapedmap's own state: the plan's memo (a ``BoundedCache``) writes under a lock and reads with
+  single atomic dict operations; a miss may compute twice, never store a wrong value. The plan is
+  built under the function's own (reentrant) lock and published last, so a forward reference
+  resolved by the first calls of eight threads at once yields one plan. ``Bindings`` and errors
+  are per call.
 """
 
 import sys
