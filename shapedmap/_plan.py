@@ -99,8 +99,10 @@ class Plan:
 
     ``arguments`` follow the signature; ``array_arguments`` are the indices of those that
     go through ``vmap`` (mapped or not), in order. ``order`` lists the batch names,
-    outermost first. ``levels`` is None when the levels depend on the call (``*batch``,
-    ``#graph``); then ``_nest.nest_for`` settles them per call.
+    outermost first. ``levels`` is None when the levels depend on the call's shapes (``*batch``,
+    ``#graph``); a level that no argument maps and no layout sizes (``unsized_levels``) takes its
+    size from each call's bindings. ``static_nest`` is the nest when neither happens;
+    ``_nest.nest_for`` settles the others per call.
     """
 
     function: str
