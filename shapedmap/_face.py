@@ -35,7 +35,7 @@ from ._signatures import signature_of
 if TYPE_CHECKING:
     from ._sharding import Sharding
 
-__all__ = ["axes_text", "describe_wrapper", "shapes_section", "strip_shapes_section", "vmap_arguments"]
+__all__ = ["axes_text", "describe_wrapper", "kind_note", "shapes_section", "strip_shapes_section", "vmap_arguments"]
 
 _GENERATED_SECTION = re.compile(r"(?:\A|\n\n)Shapes\n------\n(?:- [^\n]*(?:\n|\Z))+\Z")
 
@@ -82,14 +82,14 @@ def shapes_section(plan: Plan, mesh_axes: dict[str, tuple[str, ...]] | None = No
         if placement is None:
             lines.append(f"- ``{argument.name}``: static, not mapped")
             continue
-        layout = _literal(placement.batched) + _kind_note(argument.value.kind == "tree", argument.value.optional)
+        layout = _literal(placement.batched) + kind_note(argument.value.kind == "tree", argument.value.optional)
         if not placement.batch:
             lines.append(f"- ``{argument.name}``: {layout}, shared (not mapped)")
         else:
             lines.append(f"- ``{argument.name}``: {layout} (per example {_literal(placement.per_example)})")
     for index, result in enumerate(plan.results):
         name = f"return[{index}]" if plan.returns_tuple else "return"
-        layout = _literal(result.placement.batched) + _kind_note(result.value.kind == "tree", False)
+        layout = _literal(result.placement.batched) + kind_note(result.value.kind == "tree", False)
         lines.append(f"- {name}: {layout} (per example {_literal(result.placement.per_example)})")
     levels, _ = nominal_levels(plan)
     for depth, level in enumerate(levels):
@@ -126,7 +126,7 @@ def axes_text(axes: tuple[int | None, ...]) -> str:
     return repr(axes[0]) if len(axes) == 1 else repr(tuple(axes))
 
 
-def _kind_note(pytree: bool, optional: bool) -> str:
+def kind_note(pytree: bool, optional: bool) -> str:
     """`` on every leaf``, `` or None``: what a layout applies to, beyond one array."""
     return (" on every leaf" if pytree else "") + (" or None" if optional else "")
 
