@@ -28,7 +28,7 @@ import functools
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ParamSpec, TypeVar, overload
 
 import jax
 from jax.sharding import Mesh
@@ -57,8 +57,63 @@ __all__ = ["Batched", "Options", "batched"]
 _NO_BINDINGS = Bindings("")  # a remembered call whose sizes nothing reads again
 
 
+# Type checkers see the decorated function's own parameters and result (``Callable[_P, _R]``):
+# the runtime signature is the batched one, but its annotations are the same jaxtyping types.
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+_T = TypeVar("_T")
+
+
+@overload
 def batched(
-    fn: Callable[..., Any] | str | None = None,
+    fn: str | None = None,
+    /,
+    spec: str | None = None,
+    *,
+    layouts: dict[str, str] | None = None,
+    out: str | tuple[str, ...] | None = None,
+    check: bool = True,
+    shard: dict[str, str | tuple[str, ...]] | None = None,
+    mesh: Mesh | None = None,
+) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]: ...
+@overload
+def batched(
+    fn: classmethod[_T, _P, _R],
+    /,
+    spec: str | None = None,
+    *,
+    layouts: dict[str, str] | None = None,
+    out: str | tuple[str, ...] | None = None,
+    check: bool = True,
+    shard: dict[str, str | tuple[str, ...]] | None = None,
+    mesh: Mesh | None = None,
+) -> classmethod[_T, _P, _R]: ...
+@overload
+def batched(
+    fn: staticmethod[_P, _R],
+    /,
+    spec: str | None = None,
+    *,
+    layouts: dict[str, str] | None = None,
+    out: str | tuple[str, ...] | None = None,
+    check: bool = True,
+    shard: dict[str, str | tuple[str, ...]] | None = None,
+    mesh: Mesh | None = None,
+) -> staticmethod[_P, _R]: ...
+@overload
+def batched(
+    fn: Callable[_P, _R],
+    /,
+    spec: str | None = None,
+    *,
+    layouts: dict[str, str] | None = None,
+    out: str | tuple[str, ...] | None = None,
+    check: bool = True,
+    shard: dict[str, str | tuple[str, ...]] | None = None,
+    mesh: Mesh | None = None,
+) -> Callable[_P, _R]: ...
+def batched(
+    fn: Callable[..., Any] | classmethod[Any, Any, Any] | str | None = None,
     /,
     spec: str | None = None,
     *,
