@@ -38,6 +38,7 @@ __all__ = [
     "ParameterType",
     "UnresolvedAnnotation",
     "ValueType",
+    "contract_function",
     "function_name",
     "read_function",
     "resolved_hints",
@@ -166,21 +167,91 @@ def unwrap_partial(fn: Any) -> Any:
     return fn
 
 
+_MAX_WRAPPERS = 64  # an object whose __wrapped__ makes a new wrapper each time stops here
+
+# How messages name the wrapper objects that contract_function sees through.
+_WRAPPER_NAMES = {
+    "PjitFunction": "jax.jit",
+    "custom_jvp": "jax.custom_jvp",
+    "custom_vjp": "jax.custom_vjp",
+    "_JitWrapper": "equinox.filter_jit",
+    "BoundMethod": "an Equinox bound method",
+    "partial": "functools.partial",
+}
+
+
+def _inner(fn: Any) -> Any:
+    """The callable a wrapper object wraps, or None: ``functools.partial``'s ``func``; the
+    ``__wrapped__`` that ``jax.jit`` (``jax._src.util.wraps``), ``jax.custom_jvp`` and
+    ``jax.custom_vjp`` (``functools.update_wrapper``), ``equinox.filter_jit`` and Equinox's
+    bound methods set; else a ``custom_jvp``/``custom_vjp``'s ``fun``."""
+    if isinstance(fn, functools.partial):
+        return fn.func
+    if inspect.isfunction(fn) or inspect.ismethod(fn):
+        # A function carries its own annotations: a functools.wraps decorator copies them, and a
+        # batched function's are its batched ones, which its wrapped function's are not.
+        return None
+    try:
+        inner = getattr(fn, "__wrapped__", None)
+        if inner is None and isinstance(fn, jax.custom_jvp | jax.custom_vjp):
+            inner = fn.fun
+    except Exception:  # an object whose attribute lookup raises: read it as it is
+        return None
+    return inner if callable(inner) else None
+
+
+def contract_function(fn: Any) -> Any:
+    """The function whose annotations are ``fn``'s per-example contract.
+
+    Wrappers that keep the contract are seen through: ``functools.partial``, ``jax.jit``,
+    ``jax.custom_jvp``, ``jax.custom_vjp``, ``equinox.filter_jit``, Equinox bound methods,
+    and any stack of them (any callable object with a ``__wrapped__``, the attribute
+    ``inspect.signature`` follows too). Plain functions and methods (``jax.checkpoint`` and
+    ``functools.wraps`` decorators make functions whose annotations are the wrapped one's),
+    batched functions and callable objects without ``__wrapped__`` are returned as they are.
+    Only the annotations come from the result: the batched function still calls ``fn``.
+    """
+    seen = {id(fn)}
+    while (inner := _inner(fn)) is not None and id(inner) not in seen and len(seen) < _MAX_WRAPPERS:
+        seen.add(id(inner))
+        fn = inner
+    return fn
+
+
+def _wrapper_chain(fn: Any) -> list[str]:
+    """How messages name the wrappers between ``fn`` and its contract function, outermost first."""
+    names = []
+    seen = {id(fn)}
+    while (inner := _inner(fn)) is not None and id(inner) not in seen and len(seen) < _MAX_WRAPPERS:
+        seen.add(id(inner))
+        names.append(_WRAPPER_NAMES.get(type(fn).__name__, type(fn).__qualname__))
+        fn = inner
+    if inspect.isfunction(fn) and hasattr(fn, "__wrapped__") and not hasattr(fn, "__shapedmap__"):
+        names.append("a decorator (functools.wraps)")
+    return names
+
+
 def function_name(fn: Any) -> str:
     """The name errors use for ``fn``: ``rotate``, or ``Scaler.apply`` for a method.
 
-    Enclosing functions (``test_x.<locals>.rotate``) are dropped: they are noise in a message.
+    Read through the wrappers ``contract_function`` sees through (``jax.jit(rotate)`` is
+    ``rotate``). Enclosing functions (``test_x.<locals>.rotate``) are dropped: they are noise
+    in a message.
     """
-    fn = unwrap_partial(fn)
+    fn = contract_function(fn)
     name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
+    if not isinstance(name, str):
+        name = type(fn).__name__
     return name.rsplit("<locals>.", 1)[-1]
 
 
 def read_function(fn: Any, hints: dict[str, Any] | None = None) -> FunctionTypes:
     """Classify every parameter and the return value of ``fn`` by its annotation.
 
-    ``functools.partial`` objects are read through: the hints come from the wrapped function,
-    the signature from the partial. Annotated ``*args``/``**kwargs`` hold one array per entry
+    Wrappers that keep the contract (``functools.partial``, ``jax.jit``, ``jax.custom_jvp``,
+    ``jax.custom_vjp``, stacks of them: see ``contract_function``) are read through: the hints
+    come from the wrapped function, the signature from ``fn`` (``inspect.signature`` follows
+    ``__wrapped__`` and applies a partial's fixed arguments). Annotated ``*args``/``**kwargs`` hold one array per entry
     (a PyTree, all with that layout); unannotated ones are static.
 
     Raises:
@@ -194,7 +265,10 @@ def read_function(fn: Any, hints: dict[str, Any] | None = None) -> FunctionTypes
         signature = inspect.signature(fn)
     except (TypeError, ValueError) as error:
         raise SpecError(f"{name}: cannot read the signature: {error}") from None
-    hints = resolved_hints(fn, name) if hints is None else hints
+    if hints is None:
+        hints = resolved_hints(fn, name)
+        if not hints and signature.parameters:
+            _refuse_unannotated_wrapped(fn, name, signature)
     parameters = []
     for parameter in signature.parameters.values():
         where = f"{name}: parameter '{parameter.name}'"
@@ -210,9 +284,27 @@ class UnresolvedAnnotation(NameError):
     """An annotation names something not defined (yet): maybe a forward reference."""
 
 
+def _refuse_unannotated_wrapped(fn: Any, name: str, signature: inspect.Signature) -> None:
+    """A wrapper of a function with no annotations at all can never be batched: say what to annotate."""
+    chain = _wrapper_chain(fn)
+    if not chain:
+        return  # a plain function: the plan says what its spec lacks
+    first = next(iter(signature.parameters))
+    raise SpecError(
+        f"{name}: the function that {' inside '.join(reversed(chain))} wraps has no annotations, so shapedmap "
+        f"cannot tell which parameters are arrays or what their per-example shapes are. Annotate "
+        f"the parameters and the return value of {name} itself (the function the wrapper is made "
+        f"from), like {first}: Float[Array, 'n'] and -> Float[Array, '']."
+    )
+
+
 def resolved_hints(fn: Any, name: str) -> dict[str, Any]:
-    """``fn``'s annotations, resolved (``typing.get_type_hints``); read through partials and callable objects."""
-    target = unwrap_partial(fn)
+    """``fn``'s annotations, resolved (``typing.get_type_hints``).
+
+    Read from ``contract_function(fn)``: through partials, ``jax.jit``, ``custom_jvp``/``custom_vjp``
+    and other ``__wrapped__`` wrappers; a callable object's from its class's ``__call__``.
+    """
+    target = contract_function(fn)
     if not (inspect.isfunction(target) or inspect.ismethod(target)) and callable(target):
         target = type(target).__call__  # a callable object: its __call__ carries the hints
     try:
