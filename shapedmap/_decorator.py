@@ -33,7 +33,14 @@ from typing import Any, ParamSpec, TypeVar, overload
 import jax
 from jax.sharding import Mesh
 
-from ._annotations import UnresolvedAnnotation, function_name, read_function, resolved_hints, unwrap_partial
+from ._annotations import (
+    UnresolvedAnnotation,
+    contract_function,
+    function_name,
+    read_function,
+    resolved_hints,
+    unwrap_partial,
+)
 from ._binding import Bindings
 from ._call import result_shapes, run
 from ._checks import (
@@ -434,7 +441,7 @@ def _caller_module() -> str | None:
 def _wrapper(described: Batched) -> Any:
     """The plain function users hold (a function, so it binds as a method and pickles by name)."""
 
-    @functools.wraps(unwrap_partial(described.fn))
+    @functools.wraps(contract_function(described.fn))
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if wrapper.signature is None:  # a forward reference, resolved now: describe the wrapper
             describe_wrapper(wrapper, described.resolved_plan(), described.sharding)

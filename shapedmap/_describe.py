@@ -32,7 +32,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from ._annotations import ValueType, function_name, hint_text, unwrap_partial
+from ._annotations import ValueType, contract_function, function_name, hint_text
 from ._contract import BatchDim, Contract, OutputShape, ParameterShape
 from ._face import shapes_section, strip_shapes_section, vmap_arguments
 from ._grammar import Layout
@@ -82,7 +82,7 @@ def describe(fn: Any, name: str | None = None) -> Contract:
     """
     plan = plan_of(fn)
     per_example = getattr(fn, "fn", fn)
-    per_example = unwrap_partial(per_example)  # document the function a partial fixes arguments of
+    per_example = contract_function(per_example)  # document the function behind a partial or jax.jit
     return contract_of(
         plan,
         name=name or getattr(fn, "__name__", plan.function),

@@ -26,7 +26,7 @@ import inspect
 import re
 from typing import TYPE_CHECKING, Any
 
-from ._annotations import unwrap_partial
+from ._annotations import contract_function
 from ._levels import Level
 from ._nest import nominal_levels
 from ._plan import Plan
@@ -44,7 +44,7 @@ def describe_wrapper(wrapper: Any, plan: Plan, sharding: Sharding | None) -> Non
     """Give the wrapper the batched signature, annotations, docstring and derived axes."""
     wrapper.__annotations__, wrapper.__signature__ = signature_of(plan, batched=True)
     mesh_axes = None if sharding is None else sharding.axes
-    wrapper.__doc__ = with_shapes_section(unwrap_partial(wrapper.fn).__doc__, plan, mesh_axes)
+    wrapper.__doc__ = with_shapes_section(contract_function(wrapper.fn).__doc__, plan, mesh_axes)
     wrapper.signature = plan.signature_text()
     if plan.levels is not None:  # else they depend on the call: see explain(fn, *args)
         wrapper.in_axes = {level.key: level.in_axes for level in plan.levels}

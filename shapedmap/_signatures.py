@@ -22,7 +22,7 @@ from typing import Any
 from beartype import beartype
 from jaxtyping import PyTree, jaxtyped
 
-from ._annotations import ValueType, unwrap_partial
+from ._annotations import ValueType, contract_function
 from ._grammar import Layout
 from ._plan import Plan
 
@@ -72,7 +72,7 @@ def checked_per_example(fn: Callable[..., Any], plan: Plan) -> Callable[..., Any
             error._shapedmap_inside_body = True  # type: ignore[attr-defined]
             raise
 
-    target = unwrap_partial(fn)
+    target = contract_function(fn)
     per_example.__module__ = getattr(target, "__module__", __name__)
     per_example.__qualname__ = plan.function
     per_example.__name__ = getattr(target, "__name__", "per_example")
