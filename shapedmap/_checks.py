@@ -31,7 +31,7 @@ Example:
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 import jax
@@ -91,7 +91,9 @@ def as_array(value: Any, function: str, place: str, expected: str | Callable[[],
         return value
     if callable(expected):  # the message text, built only when a message may be written
         expected = expected()
-    if isinstance(value, np.ndarray | np.generic) and value.dtype.kind in "biufc":
+    if isinstance(value, np.ma.MaskedArray):  # JAX refuses it (its mask would be dropped)
+        raise ShapeError(messages.masked_array(function, place, expected, value))
+    if isinstance(value, np.ndarray | np.generic) and _jax_numeric(value.dtype):
         return jnp.asarray(value)
     if isinstance(value, _SCALARS):
         try:
@@ -108,6 +110,17 @@ def as_array(value: Any, function: str, place: str, expected: str | Callable[[],
         except Exception as error:
             raise ShapeError(messages.unconvertible_array(function, place, expected, value, error)) from None
     raise ShapeError(messages.not_an_array(function, place, expected, value))
+
+
+def _jax_numeric(dtype: np.dtype[Any]) -> bool:
+    """A NumPy dtype ``jnp.asarray`` takes as a number: NumPy's own, and ml_dtypes' (``bfloat16``,
+    ``float8_e4m3fn``, ``int4``: kind ``'V'`` to NumPy, numbers to JAX)."""
+    if dtype.kind in "biufc":
+        return True
+    try:
+        return bool(jnp.issubdtype(dtype, jnp.number))
+    except Exception:
+        return False
 
 
 def check_arguments(plan: Plan, values: list[Any], *, abstract: bool = True) -> tuple[Bindings, list[Any]]:
@@ -215,14 +228,23 @@ def _bind_result_sizes(plan: Plan, bindings: Bindings) -> None:
                 bindings.sizes[name] = (dim.size, Origin(where, None, (), dim_text(dim)))
 
 
-def check_static_values(plan: Plan, values: list[Any]) -> None:
+def check_static_values(plan: Plan, values: list[Any], defaulted: Collection[str] = ()) -> bool:
     """Check every annotated non-array argument against its annotation, with beartype's rule.
 
     Run on every call, before mapping: the per-example check inside the map runs only on the first
     call with given shapes, and not at all under ``python -O`` (beartype switches itself off there).
+    A parameter in ``defaulted`` (the caller did not pass it) still holding its own default object
+    is not checked: the default is the function's choice (``state: State = sentinel``), not the
+    caller's, and ``jax.vmap`` of the function accepts it. Returns whether one was left unchecked
+    (then the per-example check, which would check it too, must not run on this call).
     """
+    parameters = plan.types.signature.parameters
+    skipped = False
     for index in plan.annotated_statics:
         argument, value = plan.arguments[index], values[index]
+        if argument.name in defaulted and value is parameters[argument.name].default:
+            skipped = True
+            continue
         hint = argument.value.hint
         for entry in argument.entries(value):
             try:
@@ -231,6 +253,7 @@ def check_static_values(plan: Plan, values: list[Any]) -> None:
                 admitted = True  # a hint beartype cannot check: nor could the per-example check
             if not admitted:
                 raise ShapeError(messages.static_mismatch(plan.function, argument.name, hint, entry))
+    return skipped
 
 
 def _check_batch_dims_have_arrays(plan: Plan, values: list[Any]) -> None:

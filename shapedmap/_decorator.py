@@ -285,7 +285,8 @@ class Batched:
 def call(described: Batched, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """One call of a batched function: bind, check, settle the nest, map, check the results."""
     plan = described.resolved_plan()
-    values = bind(plan, args, kwargs)
+    defaulted: set[str] = set()
+    values = bind(plan, args, kwargs, defaulted)
     if not (described.check and config.checks):
         # Unchecked; levels or placement that depend on the call still read its sizes.
         bindings = Bindings(plan.function)
@@ -293,13 +294,14 @@ def call(described: Batched, args: tuple[Any, ...], kwargs: dict[str, Any]) -> A
             bindings = check_arguments(plan, values, abstract=False)[0]
         return _map(described, values, bindings, described.fn)
     values = convert_arguments(plan, values)
-    check_static_values(plan, values)
+    default_unchecked = check_static_values(plan, values, defaulted)
     key = None if plan.has_fstring_dims else _shapes_key(plan, values)
     seen = None if key is None else plan.memo_get(("arguments", key))
     if seen is None:
         bindings, values = check_arguments(plan, values, abstract=False)
         arguments_only = bindings.snapshot()  # taken before the results bind their own dims
-        body = described.first_body
+        # A default the caller did not pass is the function's own: not checked per example either.
+        body = described.results_body if default_unchecked else described.first_body
     else:
         # The sizes are needed again only to settle levels, place on a mesh or check results.
         if plan.static_nest is None or plan.has_statics or described.sharding is not None:
@@ -318,14 +320,21 @@ def call(described: Batched, args: tuple[Any, ...], kwargs: dict[str, Any]) -> A
     return output
 
 
-def bind(plan: Plan, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
-    """One value per parameter, in signature order (``*args`` a tuple, ``**kwargs`` a dict)."""
+def bind(plan: Plan, args: tuple[Any, ...], kwargs: dict[str, Any], defaulted: set[str] | None = None) -> list[Any]:
+    """One value per parameter, in signature order (``*args`` a tuple, ``**kwargs`` a dict).
+
+    ``defaulted``, when given, receives the names of the parameters the caller did not pass
+    (filled from the function's own defaults, which are not checked against the annotations:
+    ``state: State = sentinel`` is the function's business, as it is for ``jax.vmap``).
+    """
     if not kwargs and plan.positional_and_mapped and len(args) == len(plan.arguments):
         return list(args)
     try:
         bound = plan.types.signature.bind(*args, **kwargs)
     except TypeError as error:
         raise TypeError(f"{plan.function}: {error}") from None
+    if defaulted is not None:
+        defaulted.update(name for name in plan.types.signature.parameters if name not in bound.arguments)
     bound.apply_defaults()
     return [bound.arguments[argument.name] for argument in plan.arguments]
 

@@ -284,6 +284,15 @@ def unconvertible_array(function: str, place: str, expected: str, value: Any, er
     )
 
 
+def masked_array(function: str, place: str, expected: str, value: Any) -> str:
+    """A NumPy masked array: JAX has no masks, and dropping one silently would change the answer."""
+    return (
+        f"{_must_be_an_array(function, place, expected)}a NumPy masked array {describe_value(value)}: "
+        "masked arrays are not supported; pass value.filled(fill_value) (masked entries replaced) "
+        "or value.data (the mask ignored), and the mask as an array of its own if the function needs it"
+    )
+
+
 def _must_be_an_array(function: str, place: str, expected: str) -> str:
     return f"{function}: {place} must be an array {expected}, got "
 
