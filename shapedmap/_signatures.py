@@ -74,8 +74,10 @@ def checked_per_example(fn: Callable[..., Any], plan: Plan) -> Callable[..., Any
 
     target = contract_function(fn)
     per_example.__module__ = getattr(target, "__module__", __name__)
-    per_example.__qualname__ = plan.function
-    per_example.__name__ = getattr(target, "__name__", "per_example")
+    name = getattr(target, "__name__", "")
+    # jaxtyping writes a def with this name: '<lambda>' is no identifier
+    per_example.__name__ = name if name.isidentifier() else "per_example"
+    per_example.__qualname__ = plan.function if name.isidentifier() else per_example.__name__
     annotations, signature = signature_of(plan, batched=False)
     del annotations["return"]
     per_example.__annotations__ = annotations

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from jaxtyping import Array, Float
 
-from shapedmap import ShapeError, SpecError, batched
+from shapedmap import ShapeError, batched
 
 # -- 1. a parameter left at the function's own default is the function's business --------------
 
@@ -95,18 +95,12 @@ def test_masked_array_is_a_named_error():
 # -- 4. an annotated lambda ----------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="jaxtyped builds its shim with exec('def <lambda>(...)'): the shim's __name__ is set in "
-    "shapedmap/_signatures.py checked_per_example, outside this change",
-)
 def test_annotated_lambda():
     twice = lambda x: x * 2  # noqa: E731
     twice.__annotations__ = {"x": Float[Array, " n"], "return": Float[Array, " n"]}
     x = jnp.arange(6.0).reshape(2, 3)
-    try:
-        f = batched(twice, "b")
-    except SpecError as error:  # refused at decoration, by name, is also acceptable
-        assert "<lambda>" in str(error)
-        return
+    f = batched(twice, "b")
     np.testing.assert_array_equal(f(x), jax.vmap(twice)(x))
+    np.testing.assert_array_equal(jax.jit(f)(x), jax.vmap(twice)(x))
+    with pytest.raises(ShapeError, match=r"^<lambda>: argument 'x' has 1 dims"):
+        f(jnp.ones(3))
