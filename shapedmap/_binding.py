@@ -22,14 +22,14 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import jax
 import numpy as np
 
 from . import _messages as messages
-from ._errors import ShapeError, describe_array
+from ._errors import ShapeError
 from ._grammar import (
     AnonymousDim,
     FixedDim,
@@ -38,30 +38,9 @@ from ._grammar import (
     SymbolicDim,
     VariadicDim,
 )
+from ._messages import Origin
 
-__all__ = ["Bindings", "Origin"]
-
-
-@dataclass(frozen=True)
-class Origin:
-    """Where a size was seen: ``argument 'a' (axis 0 of f32[5,7,7])``.
-
-    ``shape`` and ``dtype`` describe the array; the text is written only when a message needs it.
-    A size the layout itself gives (``rep=3``) has no axis and no array: ``dtype`` holds its token.
-    """
-
-    place: str
-    axis: int | tuple[int, int] | None
-    shape: tuple[int, ...]
-    dtype: Any
-
-    @property
-    def value(self) -> str:
-        """``f32[5,7,7]``."""
-        return describe_array(self.shape, self.dtype)
-
-    def __str__(self) -> str:
-        return messages.origin_text(self)
+__all__ = ["Bindings"]
 
 
 class Bindings:

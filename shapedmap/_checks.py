@@ -41,10 +41,10 @@ from beartype.door import is_bearable
 from beartype.roar import BeartypeException
 
 from . import _messages as messages
-from ._binding import Bindings, Origin
+from ._binding import Bindings
 from ._errors import ShapeError
 from ._grammar import FixedDim, SymbolicDim, dim_text
-from ._messages import argument_place, leaf_place, result_place
+from ._messages import Origin, argument_place, leaf_place, result_place
 
 if TYPE_CHECKING:
     from ._annotations import ArrayType, ValueType

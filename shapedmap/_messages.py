@@ -8,7 +8,6 @@ leaf); inside the map, which map of which function. Nothing here imports the che
 time (types only): this is the lowest layer of the call path.
 
 Example:
-    >>> from shapedmap._binding import Origin
     >>> from shapedmap._grammar import parse_layout
     >>> a = Origin(argument_place("a"), 0, (5, 7, 7), "float32")  # axis 0 of a f32[5,7,7]
     >>> f = Origin(argument_place("f"), 0, (4, 7, 2), "float32")
@@ -23,22 +22,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import jax
 
 from ._annotations import hint_text
-from ._errors import describe_value
+from ._errors import describe_array, describe_value
 from ._grammar import NamedDim, VariadicDim, dim_text
 
 if TYPE_CHECKING:
     from ._annotations import ArrayType, ValueType
-    from ._binding import Origin
     from ._grammar import FixedDim, Layout
     from ._levels import Level
     from ._plan import Plan
 
 __all__ = [
+    "Origin",
     "abstract_array_in_call",
     "argument_place",
     "dtype_mismatch",
@@ -83,6 +83,28 @@ Structure = tuple[Any, Sequence[str], str]  # a PyTree's treedef, its leaf paths
 
 
 # -- places ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a size was seen: ``argument 'a' (axis 0 of f32[5,7,7])``.
+
+    ``shape`` and ``dtype`` describe the array; the text is written only when a message needs it.
+    A size the layout itself gives (``rep=3``) has no axis and no array: ``dtype`` holds its token.
+    """
+
+    place: str
+    axis: int | tuple[int, int] | None
+    shape: tuple[int, ...]
+    dtype: Any
+
+    @property
+    def value(self) -> str:
+        """``f32[5,7,7]``."""
+        return describe_array(self.shape, self.dtype)
+
+    def __str__(self) -> str:
+        return origin_text(self)
 
 
 def argument_place(name: str) -> str:
