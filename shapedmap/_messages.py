@@ -168,7 +168,7 @@ def wrong_rank(
         message += (
             f". It has the per-example shape {str(per_example)!r}: the {dims} missing. To share one value across "
             f"the batch, give it a layout without {'it' if len(missing) == 1 else 'them'}: "
-            f"layouts={{{parameter!r}: {str(per_example)!r}}}."
+            f"layouts={{{parameter!r}: {str(per_example)!r}}}. {_batch_of_one(parameter, layout, missing)}"
         )
     elif shared_over:
         names = ", ".join(map(repr, shared_over))
@@ -178,6 +178,18 @@ def wrong_rank(
             f"or map it too with layouts={{{parameter!r}: {batched!r}}}."
         )
     return message
+
+
+def _batch_of_one(parameter: str | None, layout: Layout, missing: Sequence[Any]) -> str:
+    """The other fix for a missing batch dim: a batch of one, or a spec whose batch dims may be absent."""
+    axes = [index for index, dim in enumerate(layout.dims) if dim in missing]
+    if axes == list(range(len(axes))):  # leading, as the "graph" shorthand puts them
+        add = f"{parameter}[{', '.join(['None'] * len(axes))}]"
+        return (
+            f"If it is one example, make it a batch of one ({add}), or batch with a '*batch' spec, whose "
+            "batch dims an argument may lack (they broadcast)."
+        )
+    return f"If it is one example, make it a batch of one (jnp.expand_dims({parameter}, {tuple(axes)!r}))."
 
 
 def fixed_size_mismatch(function: str, dim: FixedDim, layout: Layout, seen: Seen) -> str:

@@ -45,6 +45,19 @@ def test_missing_batch_dim_is_spelled_out():
         "It has the per-example shape 'node node': the batch dim 'graph' is missing."
     )
     assert "layouts={'a': 'node node'}" in text
+    assert text.endswith(
+        "If it is one example, make it a batch of one (a[None]), or batch with a '*batch' spec, whose batch "
+        "dims an argument may lack (they broadcast)."
+    )
+
+
+def test_missing_non_leading_batch_dim_offers_expand_dims():
+    from shapedmap.examples import column_sums
+
+    text = message(ShapeError, column_sums, jnp.ones(3))
+    assert "the batch dim 'col' is missing" in text
+    assert text.endswith("If it is one example, make it a batch of one (jnp.expand_dims(x, (1,))).")
+    assert column_sums(jnp.expand_dims(jnp.arange(3.0), (1,))).tolist() == [3.0]  # the fix it offers works
 
 
 def test_zero_d_array_where_a_batch_dim_is_expected():
