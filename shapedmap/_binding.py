@@ -38,7 +38,7 @@ from ._grammar import (
     SymbolicDim,
     VariadicDim,
 )
-from ._messages import Origin
+from ._places import Origin
 
 __all__ = ["Bindings"]
 

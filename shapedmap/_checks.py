@@ -44,7 +44,7 @@ from . import _messages as messages
 from ._binding import Bindings
 from ._errors import ShapeError
 from ._grammar import FixedDim, SymbolicDim, dim_text
-from ._messages import Origin, argument_place, leaf_place, result_place
+from ._places import Origin, argument_place, layout_place, leaf_place, result_place
 
 if TYPE_CHECKING:
     from ._annotations import ArrayType, ValueType
@@ -224,7 +224,7 @@ def _bind_result_sizes(plan: Plan, bindings: Bindings) -> None:
         for index, name in result.placement.batch:
             dim = result.placement.batched.dims[index]
             if isinstance(dim, FixedDim) and name not in bindings.sizes:
-                where = messages.layout_place(result.placement.batched, result_place(plan.returns_tuple, number))
+                where = layout_place(result.placement.batched, result_place(plan.returns_tuple, number))
                 bindings.sizes[name] = (dim.size, Origin(where, None, (), dim_text(dim)))
 
 

@@ -1,10 +1,9 @@
 """The wording of the errors raised while a call runs, from structured facts.
 
 The checks (``_binding``, ``_checks``, ``_nest``, ``_sharding``, ``_call``) say what went wrong:
-the function, the place, the dimension, the sizes and where each was seen (``Origin``); the
-functions here return the message text. A place reads the same everywhere: ``argument 'f'``,
-``the return value`` or ``result 1`` (a tuple result), ``the return value at ['w']`` (a PyTree
-leaf); inside the map, which map of which function. Nothing here imports the checks at run
+the function, the place, the dimension, the sizes and where each was seen (``Origin``, and the
+places, in ``_places``); the functions here return the message text; inside the map, they say
+which map of which function. Nothing here imports the checks at run
 time (types only): this is the lowest layer of the call path.
 
 Example:
@@ -22,14 +21,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import jax
 
 from ._annotations import hint_text
-from ._errors import describe_array, describe_value
+from ._errors import describe_value
 from ._grammar import NamedDim, VariadicDim, dim_text
+from ._places import Origin, argument_place, origin_text, result_place
 
 if TYPE_CHECKING:
     from ._annotations import ArrayType, ValueType
@@ -38,9 +37,7 @@ if TYPE_CHECKING:
     from ._plan import Plan
 
 __all__ = [
-    "Origin",
     "abstract_array_in_call",
-    "argument_place",
     "dtype_mismatch",
     "expected_array",
     "explicit_axes_outside_mesh",
@@ -52,8 +49,6 @@ __all__ = [
     "inside_the_map",
     "int_beyond_dtypes",
     "int_result_beyond_dtype",
-    "layout_place",
-    "leaf_place",
     "leaves_disagree",
     "needs_mesh",
     "no_array_sizes_batch_dim",
@@ -61,11 +56,9 @@ __all__ = [
     "not_a_result",
     "not_a_tuple",
     "not_an_array",
-    "origin_text",
     "per_example_check_failed",
     "per_example_rank",
     "raised_inside_the_map",
-    "result_place",
     "size_conflict",
     "static_mismatch",
     "structure_conflict",
@@ -80,63 +73,6 @@ __all__ = [
 Seen = tuple[Any, "Origin"]  # a size (or a variadic's shape) and where it was seen
 Bound = Mapping[str, Seen]  # the sizes (or the variadics' shapes) bound so far, by name
 Structure = tuple[Any, Sequence[str], str]  # a PyTree's treedef, its leaf paths, and where it was seen
-
-
-# -- places ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Origin:
-    """Where a size was seen: ``argument 'a' (axis 0 of f32[5,7,7])``.
-
-    ``shape`` and ``dtype`` describe the array; the text is written only when a message needs it.
-    A size the layout itself gives (``rep=3``) has no axis and no array: ``dtype`` holds its token.
-    """
-
-    place: str
-    axis: int | tuple[int, int] | None
-    shape: tuple[int, ...]
-    dtype: Any
-
-    @property
-    def value(self) -> str:
-        """``f32[5,7,7]``."""
-        return describe_array(self.shape, self.dtype)
-
-    def __str__(self) -> str:
-        return origin_text(self)
-
-
-def argument_place(name: str) -> str:
-    """``argument 'f'``."""
-    return f"argument '{name}'"
-
-
-def result_place(returns_tuple: bool, index: int) -> str:
-    """``result 1`` of a tuple result, else ``the return value``."""
-    return f"result {index}" if returns_tuple else "the return value"
-
-
-def leaf_place(place: str, path: Any) -> str:
-    """``the return value at ['a']``; a bare leaf has an empty path: just ``the return value``."""
-    path_text = jax.tree_util.keystr(path)
-    return f"{place} at {path_text}" if path_text else place
-
-
-def layout_place(layout: Layout, place: str) -> str:
-    """``the layout 'b=3 n' of the return value``: where a size the layout fixes comes from."""
-    return f"the layout {str(layout)!r} of {place}"
-
-
-def origin_text(origin: Origin) -> str:
-    """``argument 'a' (axis 0 of f32[5,7,7])``; a size the layout gives: ``..., which fixes it``."""
-    if origin.axis is None:  # a size the layout itself gives: ``rep=3``
-        return f"{origin.place}, which fixes it"
-    if isinstance(origin.axis, tuple):
-        start, stop = origin.axis
-        axes = f"axes {start}..{stop - 1}" if stop - start != 1 else f"axis {start}"
-        return f"{origin.place} ({axes} of {origin.value})"
-    return f"{origin.place} (axis {origin.axis} of {origin.value})"
 
 
 # -- sizes by name (_binding) -------------------------------------------------------------------

@@ -41,7 +41,7 @@ from ._grammar import (
     parse_spec,
 )
 from ._levels import CallShape, Placement
-from ._messages import result_place
+from ._places import result_place
 from ._plan import Argument, Plan, Result
 
 __all__ = ["make_plan"]

@@ -28,7 +28,7 @@ from .._checks import check_arguments, check_results
 from .._errors import ShapeError, describe_value
 from .._grammar import NamedDim
 from .._levels import Placement
-from .._messages import leaf_place, result_place
+from .._places import leaf_place, result_place
 from .._plan import Plan, plan_of
 from ._compare import host, leaf_difference
 from ._strategies import inputs
