@@ -466,14 +466,14 @@ def test_output_that_contradicts_its_annotation_fails(check):
     assert caught.value.reason == ("raised" if check else "annotation")
 
 
-ROWS = jnp.arange(64.0).reshape(16, 4)  # a global batched array: one row per example
 _calls = itertools.count()
 
 
 def add_global_row(x: Float[Array, "4"]) -> Float[Array, "4"]:
-    """Meant to add the example's own row of ROWS, but the row is not an argument:
-    under vmap the body runs once for the whole batch; the loop runs it per example."""
-    return x + ROWS[next(_calls) % 16]
+    """Meant to add a per-example offset, but the offset is global state, not an argument: under
+    vmap the body runs once for the whole batch; the loop runs it per example, each call 4 more
+    (a difference of 4 whatever the count reached before: no wrap-around to depend on)."""
+    return x + 4.0 * next(_calls)
 
 
 def test_batched_not_equal_to_loop_fails_with_the_first_index():
