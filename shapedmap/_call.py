@@ -88,15 +88,11 @@ def run(plan: Plan, nest: VmapNest, body: Callable[..., Any], values: list[Any])
 
 def result_shapes(plan: Plan, nest: VmapNest, body: Callable[..., Any], values: list[Any]) -> Any:
     """The results' shapes and dtypes for a call, traced without running or placing anything."""
-    indices = plan.array_arguments
 
     def trace(*mapped: Any) -> Any:
-        full = list(values)
-        for index, value in zip(indices, mapped, strict=True):
-            full[index] = value
-        return run(plan, nest, body, full)
+        return run(plan, nest, body, plan.with_mapped(values, mapped))
 
-    return jax.eval_shape(trace, *(values[i] for i in indices))
+    return jax.eval_shape(trace, *(values[i] for i in plan.array_arguments))
 
 
 def _build(plan: Plan, nest: VmapNest, body: Callable[..., Any]) -> Callable[..., Any]:
@@ -108,7 +104,7 @@ def _build(plan: Plan, nest: VmapNest, body: Callable[..., Any]) -> Callable[...
         vmapped = jax.vmap(
             vmapped,
             in_axes=(None, *level.in_axes) if held else level.in_axes,
-            out_axes=level.out_axes if plan.returns_tuple else level.out_axes[0],
+            out_axes=plan.vmap_out_axes(level),
             axis_name=level.axis_name,
             axis_size=level.size if unmapped else None,
             spmd_axis_name=level.spmd_axis_name,
@@ -124,10 +120,7 @@ def _per_example(plan: Plan, body: Callable[..., Any]) -> Callable[..., Any]:
     """``body`` called with the mapped arrays put back among the call's other values."""
 
     def per_example(held: Held, *mapped: Any) -> Any:
-        values = list(held.values)
-        for index, value in zip(plan.array_arguments, mapped, strict=True):
-            values[index] = value
-        args, kwargs = call_arguments(plan.arguments, values)
+        args, kwargs = call_arguments(plan.arguments, plan.with_mapped(held.values, mapped))
         return body(*args, **kwargs)
 
     return per_example

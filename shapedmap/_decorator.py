@@ -290,7 +290,7 @@ def call(described: Batched, args: tuple[Any, ...], kwargs: dict[str, Any]) -> A
     if not (described.check and config.checks):
         # Unchecked; levels or placement that depend on the call still read its sizes.
         bindings = Bindings(plan.function)
-        if plan.levels is None or plan.unsized_levels or described.sharding is not None:
+        if plan.static_nest is None or described.sharding is not None:
             bindings = check_arguments(plan, values, abstract=False)[0]
         return _map(described, values, bindings, described.fn)
     values = convert_arguments(plan, values)
@@ -351,18 +351,11 @@ def _map(described: Batched, values: list[Any], bindings: Bindings, body: Callab
     def run_placed(placed: list[Any], wrap: Callable[[Callable[..., Any]], Callable[..., Any]] | None) -> Any:
         if wrap is None:
             return run(plan, sharded, body, placed)
-        return wrap(lambda *mapped: run(plan, sharded, body, _with_mapped(plan, placed, mapped)))(
+        return wrap(lambda *mapped: run(plan, sharded, body, plan.with_mapped(placed, mapped)))(
             *(placed[i] for i in plan.array_arguments)
         )
 
     return sharding.call(plan, values, bindings, run_placed, lambda: result_shapes(plan, nest, described.fn, values))
-
-
-def _with_mapped(plan: Plan, values: list[Any], mapped: tuple[Any, ...]) -> list[Any]:
-    values = list(values)
-    for index, value in zip(plan.array_arguments, mapped, strict=True):
-        values[index] = value
-    return values
 
 
 def partition_specs(described: Batched, *args: Any, **kwargs: Any) -> dict[str, Any]:

@@ -152,7 +152,7 @@ def contract_of(
                 broadcastable=level.index is not None or level.batch_name in plan.broadcastable_batch,
                 per_call=per_call,
                 mesh_axes=axes,
-                _vmap_arguments=vmap_arguments(plan, level, axes),
+                _vmap_arguments=vmap_arguments(level, axes),
             )
         )
     return Contract(

@@ -352,7 +352,7 @@ class _Writer:
         return ", ".join(parts)
 
     def vmap_call(self, function: str, stage: _Stage, level: Level) -> str:
-        out_axes = level.out_axes if stage.plan.returns_tuple else level.out_axes[0]
+        out_axes = stage.plan.vmap_out_axes(level)
         in_axes = level.in_axes[0] if len(level.in_axes) == 1 else tuple(level.in_axes)
         parts = [function, f"in_axes={in_axes!r}", f"out_axes={out_axes!r}"]
         if level.axis_name is not None:

@@ -48,9 +48,7 @@ def describe_wrapper(wrapper: Any, plan: Plan, sharding: Sharding | None) -> Non
     wrapper.signature = plan.signature_text()
     if plan.levels is not None:  # else they depend on the call: see explain(fn, *args)
         wrapper.in_axes = {level.key: level.in_axes for level in plan.levels}
-        wrapper.out_axes = {
-            level.key: level.out_axes if plan.returns_tuple else level.out_axes[0] for level in plan.levels
-        }
+        wrapper.out_axes = {level.key: plan.vmap_out_axes(level) for level in plan.levels}
 
 
 def with_shapes_section(doc: str | None, plan: Plan, mesh_axes: dict[str, tuple[str, ...]] | None = None) -> str:
@@ -96,7 +94,7 @@ def shapes_section(plan: Plan, mesh_axes: dict[str, tuple[str, ...]] | None = No
         position = ""
         if len(levels) > 1:
             position = " (outermost)" if depth == 0 else " (innermost)" if depth == len(levels) - 1 else ""
-        arguments = vmap_arguments(plan, level, (mesh_axes or {}).get(level.batch_name, ()))
+        arguments = vmap_arguments(level, (mesh_axes or {}).get(level.batch_name, ()))
         if level.index is not None:
             lines.append(
                 f"- vmap over ``*{level.batch_name}``{position}: any number of dims, broadcast; one ``jax.vmap`` "
@@ -110,7 +108,7 @@ def shapes_section(plan: Plan, mesh_axes: dict[str, tuple[str, ...]] | None = No
     return "\n".join(lines)
 
 
-def vmap_arguments(plan: Plan, level: Level, mesh_axes: tuple[str, ...] = ()) -> str:
+def vmap_arguments(level: Level, mesh_axes: tuple[str, ...] = ()) -> str:
     """``in_axes=(0, None), out_axes=0``: what this level gives ``jax.vmap``."""
     text = f"in_axes={axes_text(level.in_axes)}, out_axes={axes_text(level.out_axes)}"
     if level.size is not None and all(axis is None for axis in level.in_axes):

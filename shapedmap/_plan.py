@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -122,6 +122,17 @@ class Plan:
     def returns_tuple(self) -> bool:
         """The return annotation is a ``tuple[...]``: one result per element."""
         return self.types.returns_tuple
+
+    def with_mapped(self, values: list[Any], mapped: Sequence[Any]) -> list[Any]:
+        """``values`` (one per parameter) with the array arguments replaced by ``mapped``, in order."""
+        values = list(values)
+        for index, value in zip(self.array_arguments, mapped, strict=True):
+            values[index] = value
+        return values
+
+    def vmap_out_axes(self, level: Level) -> Any:
+        """``out_axes`` as ``jax.vmap`` takes them: a tuple for a tuple result, else the one axis."""
+        return level.out_axes if self.returns_tuple else level.out_axes[0]
 
     @functools.cached_property
     def static_nest(self) -> VmapNest | None:

@@ -57,7 +57,9 @@ def test_expansion_cache_stays_within_its_bound():
         for right in patterns:
             assert trace(broadcast, (*left, 3, 2), (*right, 2)).shape == (*np.broadcast_shapes(left, right), 3)
     memo = plan_of(broadcast)._memo
-    assert len(memo) <= memo.maxsize == 512  # levels, nests and checked shapes, all bounded together
+    for n in range(1, memo.maxsize):  # then more distinct shapes than the memo holds
+        trace(broadcast, (2, n, 2), (2,))
+    assert len(memo) == memo.maxsize == 512  # levels, nests and checked shapes, all bounded together
 
 
 def make_closure(factor):
