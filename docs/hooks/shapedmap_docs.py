@@ -55,7 +55,8 @@ def _run_block(code: str, flags: set[str], namespace: dict[str, Any], where: str
     raised: BaseException | None = None
     try:
         with contextlib.redirect_stdout(output):
-            exec(compile(code, f"<{where}>", "exec"), namespace)
+            # dont_inherit: the page's code runs without this module's `from __future__ import annotations`
+            exec(compile(code, f"<{where}>", "exec", dont_inherit=True), namespace)
     except Exception as error:
         raised = error
     if "error" in flags:
