@@ -27,10 +27,11 @@ from typing import Any
 
 import jax
 import numpy as np
-from jaxtyping import AbstractArray, PyTree
+from jaxtyping import AbstractArray, Bool, Complex, Float, Int, Num, PyTree, Shaped
 
+from ._compat import Derivative, derivative_of
 from ._errors import SpecError
-from ._grammar import Layout, parse_layout
+from ._grammar import FixedDim, Layout, parse_layout
 
 __all__ = [
     "ArrayType",
@@ -55,6 +56,9 @@ class ArrayType:
     ``dtype`` is the jaxtyping dtype class (``Float``, ``Key``…) or None for a plain
     ``jax.Array``/``np.ndarray`` hint; ``other_dtypes`` the further classes of a union
     (``Float[Array, "n"] | Int[Array, "n"]``); ``dtypes`` the admitted dtype names (None: any).
+    ``alternatives``: for a union of fixed shapes (jaxtyping's ``PRNGKeyArray``: ``Key[Array, '']
+    | UInt32[Array, '2'] | UInt32[Array, '4']``), one array type per member; the layout is then
+    ``...`` and each example must match one member, dtype and shape together.
     """
 
     layout: Layout
@@ -62,17 +66,26 @@ class ArrayType:
     array_type: Any = jax.Array
     dtypes: tuple[str | re.Pattern[str], ...] | None = None
     other_dtypes: tuple[Any, ...] = ()
+    alternatives: tuple[ArrayType, ...] = ()
 
     def with_layout(self, layout: Layout) -> Any:
         """The jaxtyping annotation for the same dtype(s) and array type with another layout.
 
         It is a subclass of jaxtyping's own annotation (so it checks exactly the same), named
         ``Float[Array, 'graph n']`` rather than ``Float[jaxlib._jax.Array, 'graph n']`` so that
-        ``help()`` and generated docs read well. NumPy array types become ``jax.Array``: inside
-        ``vmap`` and ``jit`` every array is a tracer.
+        ``help()`` and generated docs read well. Other array types (``np.ndarray``, NumPy's
+        ``ArrayLike``…) become ``jax.Array``: inside ``vmap`` and ``jit`` every array is a tracer.
+        A union of fixed shapes puts each member's shape where the layout has ``...``.
         """
-        array_type = self.array_type if self.array_type is not np.ndarray else jax.Array
+        if self.alternatives:
+            members = tuple(member.with_layout(_fill(layout, member.layout)) for member in self.alternatives)
+            return typing.Union[members]  # noqa: UP007
+        array_type = self.array_type if self.array_type in (jax.Array, Any) else jax.Array
         return _annotation(self.dtype, self.other_dtypes, array_type, str(layout))
+
+    def admits_example(self, dtype: Any, shape: tuple[int, ...]) -> bool:
+        """For a union of fixed shapes: does one example of ``shape`` and ``dtype`` match a member?"""
+        return any(member.admits_dtype(dtype) and shape == _fixed_shape(member.layout) for member in self.alternatives)
 
     def admits_dtype(self, dtype: Any) -> bool:
         """Does an array of ``dtype`` satisfy the annotation? (jaxtyping's own rule.)"""
@@ -83,6 +96,20 @@ class ArrayType:
         if self.dtype is None:
             return "any"
         return " or ".join(dtype.__name__ for dtype in (self.dtype, *self.other_dtypes))
+
+
+def _fixed_shape(layout: Layout) -> tuple[int, ...] | None:
+    """The shape of a layout made of sizes only (``'2'``, ``''``), else None."""
+    if all(isinstance(dim, FixedDim) and dim.label is None and not dim.broadcastable for dim in layout.dims):
+        return tuple(dim.size for dim in layout.dims)
+    return None
+
+
+def _fill(layout: Layout, shape: Layout) -> Layout:
+    """``layout`` with its ``...`` token replaced by the dims of ``shape``."""
+    tokens = str(layout).split()
+    at = tokens.index("...")
+    return parse_layout(" ".join([*tokens[:at], *str(shape).split(), *tokens[at + 1 :]]))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -277,7 +304,59 @@ def read_function(fn: Any, hints: dict[str, Any] | None = None) -> FunctionTypes
             value = ValueType("tree", value.array, value.optional, value.hint, one_array_each=True)
         parameters.append(ParameterType(parameter.name, parameter.kind, parameter.default, value))
     outputs, returns_tuple = _classify_return(hints.get("return", inspect.Parameter.empty), name)
+    derivative = derivative_of(contract_function(fn))
+    if derivative is not None:
+        name = f"{derivative.transform}({name})"
+        outputs, returns_tuple = _derivative_outputs(derivative, contract_function(fn), hints, name, outputs)
     return FunctionTypes(name, signature, tuple(parameters), outputs, returns_tuple)
+
+
+_ANY_TREE = ValueType("tree", ArrayType(_ANY_SHAPE))  # what an unannotated function returns
+
+
+def _derivative_outputs(
+    derivative: Derivative, target: Any, hints: dict[str, Any], name: str, loss: tuple[ValueType, ...]
+) -> tuple[tuple[ValueType, ...], bool]:
+    """What ``jax.grad``/``jax.value_and_grad`` of a function return, from its annotations.
+
+    The gradient of a parameter has that parameter's annotation (per example); a static
+    (unannotated) parameter's gradient is a PyTree of arrays. ``loss`` is what the
+    differentiated function returns: its value, or ``(value, aux)`` with ``has_aux``.
+    """
+    if not derivative.readable:
+        raise SpecError(
+            f"{name}: shapedmap cannot tell what {derivative.transform} returns (its annotations are the "
+            f"function's own, not its result's). Annotate a function that calls it, e.g. "
+            f"def f(x: Float[Array, 'n']) -> Float[Array, 'n n']: return {name}(x)"
+        )
+    positional = [
+        parameter
+        for parameter in inspect.signature(target).parameters.values()
+        if parameter.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    ]
+
+    def gradient(index: int) -> ValueType:
+        if not -len(positional) <= index < len(positional):
+            raise SpecError(
+                f"{name}: argnums={derivative.argnums} names positional argument {index}, but the "
+                f"function has {len(positional)} positional parameter(s)"
+            )
+        parameter = positional[index].name
+        value = classify(hints.get(parameter), f"{name}: the gradient of parameter '{parameter}'")
+        return value if value.is_array else _ANY_TREE
+
+    if isinstance(derivative.argnums, int):
+        gradients: tuple[ValueType, ...] = (gradient(derivative.argnums),)
+    else:
+        gradients = tuple(gradient(index) for index in derivative.argnums)
+    one_gradient = gradients[0] if len(gradients) == 1 and isinstance(derivative.argnums, int) else _ANY_TREE
+    if derivative.transform == "jax.grad" and not derivative.has_aux:
+        return gradients, not isinstance(derivative.argnums, int)
+    if derivative.transform == "jax.grad":
+        aux = loss[1] if len(loss) == 2 else _ANY_TREE
+        return (one_gradient, aux), True
+    value = _ANY_TREE if derivative.has_aux else loss[0]
+    return (value, one_gradient), True
 
 
 class UnresolvedAnnotation(NameError):
@@ -351,6 +430,10 @@ def classify(hint: Any, where: str, *, in_tree: bool = False) -> ValueType:
         return _classify_union(hint, where, in_tree)
     if isinstance(hint, type) and issubclass(hint, PyTree) and hint is not PyTree:
         leaf = getattr(hint, "leaftype", None)
+        if _holds_arrays(leaf):
+            # PyTree[Params] of a NamedTuple (dataclass, Module…) with array fields: JAX flattens it
+            # into those arrays, each batched in front; their own shapes are the class's business.
+            return ValueType("tree", ArrayType(_ANY_SHAPE), hint=hint, structure=getattr(hint, "structure", None))
         leaf_value = classify(leaf, where, in_tree=True)
         if leaf_value.kind != "array":
             return ValueType("static", hint=hint)
@@ -375,6 +458,25 @@ def classify(hint: Any, where: str, *, in_tree: bool = False) -> ValueType:
     return ValueType("static", hint=hint)
 
 
+def _holds_arrays(cls: Any) -> bool:
+    """Is ``cls`` a class (not an array annotation) with an array-annotated field?"""
+    if not isinstance(cls, type) or issubclass(cls, AbstractArray) or cls.__module__ == "builtins":
+        return False
+    try:
+        fields = typing.get_type_hints(cls)
+    except Exception:  # unresolvable field annotations: not ours to judge
+        return False
+    return any(_is_array_hint(field_hint) for field_hint in fields.values())
+
+
+def _is_array_hint(hint: Any) -> bool:
+    """An array annotation, or an Optional/union with one (looked at one level deep: no recursion)."""
+    hint = _strip_annotated(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return any(_is_array_hint(member) for member in typing.get_args(hint))
+    return hint is jax.Array or hint is np.ndarray or (isinstance(hint, type) and issubclass(hint, AbstractArray))
+
+
 def _classify_union(hint: Any, where: str, in_tree: bool) -> ValueType:
     members = typing.get_args(hint)
     optional = type(None) in members
@@ -385,6 +487,18 @@ def _classify_union(hint: Any, where: str, in_tree: bool) -> ValueType:
     arrays = [value for value in values if value.is_array]
     if not arrays:
         return ValueType("static", hint=hint)
+    scalars = [_SCALAR_DTYPES.get(member) for member in members if member is not type(None)]
+    if (
+        len(arrays) != len(values)
+        and all(value.array.layout.dims == () for value in arrays)
+        and all(value.is_array or dtype is not None for value, dtype in zip(values, scalars, strict=True))
+    ):
+        # jaxtyping's ScalarLike (Shaped[Array, ''] | float | int…): a scalar, given as an array or a number.
+        values = [
+            value if value.is_array else ValueType("array", _array_type(dtype[jax.Array, ""], where))
+            for value, dtype in zip(values, scalars, strict=True)
+        ]
+        arrays = values
     if len(arrays) != len(values):
         statics = [hint_text(m) for m, v in zip(members, values, strict=False) if not v.is_array]
         raise SpecError(
@@ -396,15 +510,32 @@ def _classify_union(hint: Any, where: str, in_tree: bool) -> ValueType:
     return ValueType(merged.kind, merged.array, optional or merged.optional, hint, merged.structure)
 
 
+# Python and NumPy scalar types a union may add to scalar array annotations, by their jaxtyping dtype.
+_SCALAR_DTYPES: dict[Any, Any] = {
+    bool: Bool,
+    int: Int,
+    float: Float,
+    complex: Complex,
+    np.bool_: Bool,
+    np.number: Num,
+    np.generic: Shaped,
+}
+
+
 def _merge(values: list[ValueType], hint: Any, where: str, kind: str) -> ValueType:
     """One array type for a union or a container: same layout, the union of dtypes."""
     layouts = {str(value.array.layout) for value in values}
+    alternatives: tuple[ArrayType, ...] = ()
     if len(layouts) > 1:
-        raise SpecError(
-            f"{where} {hint_text(hint)} allows several shapes ({', '.join(sorted(map(repr, layouts)))}): "
-            "a batched parameter needs one per-example layout. For PRNG keys use Key[Array, '']."
-        )
-    first = values[0].array
+        members = tuple(dict.fromkeys(a for value in values for a in (value.array.alternatives or (value.array,))))
+        if any(_fixed_shape(member.layout) is None for member in members):
+            raise SpecError(
+                f"{where} {hint_text(hint)} allows several shapes ({', '.join(sorted(map(repr, layouts)))}): "
+                "a batched parameter needs one per-example layout, or a union of fixed shapes only "
+                "(like jaxtyping's PRNGKeyArray: Key[Array, ''] | UInt32[Array, '2']). Annotate one layout."
+            )
+        alternatives = members
+    first = values[0].array if not alternatives else ArrayType(_ANY_SHAPE)
     if any(value.array.dtypes is None for value in values):
         dtypes = None
     else:
@@ -412,7 +543,7 @@ def _merge(values: list[ValueType], hint: Any, where: str, kind: str) -> ValueTy
     classes = [value.array.dtype for value in values]
     dtype = None if None in classes else classes[0]
     others = () if dtype is None else tuple(c for c in dict.fromkeys(classes) if c is not dtype)
-    array = ArrayType(first.layout, dtype, first.array_type, dtypes, others)
+    array = ArrayType(first.layout, dtype, first.array_type, dtypes, others, alternatives)
     structure = next((value.structure for value in values if value.structure), None)
     return ValueType(kind, array, any(value.optional for value in values), hint, structure)
 

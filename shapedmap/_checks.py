@@ -374,6 +374,10 @@ def _check_value(
             leaf=path,
             shared_over=shared_over,
         )
+        if value_type.array.alternatives:
+            shape = placement.per_example_shape(tuple(leaf.shape))
+            if not value_type.array.admits_example(leaf.dtype, shape):
+                raise ShapeError(messages.no_alternative_matches(function, where, leaf, shape, value_type.array))
         return leaf
 
     if value_type.kind == "array":

@@ -275,6 +275,15 @@ def dtype_mismatch(function: str, place: str, value: Any, array: ArrayType) -> s
     )
 
 
+def no_alternative_matches(function: str, place: str, value: Any, shape: tuple[int, ...], array: ArrayType) -> str:
+    """An example whose dtype and shape match no member of a union of fixed shapes (``PRNGKeyArray``)."""
+    members = ", ".join(hint_text(member.with_layout(member.layout)) for member in array.alternatives)
+    return (
+        f"{function}: {place} is {describe_value(value)}, so each example is {value.dtype}{list(shape)}, "
+        f"but its annotation admits one of {members} per example"
+    )
+
+
 def not_a_pytree(function: str, place: str, value: Any, error: Exception) -> str:
     """A value JAX cannot flatten (e.g. a dict whose keys cannot be sorted)."""
     return (

@@ -85,7 +85,9 @@ def make_plan(
         per_example = parameter.value.array.layout
         from_signature = next(signature_layouts, None)
         where = f"parameter '{parameter.name}'"
-        if parameter.name in layouts:
+        if parameter.name in layouts and layouts[parameter.name] is None:
+            batched_layout = per_example  # shared: mapped over no batch name, like in_axes=None
+        elif parameter.name in layouts:
             batched_layout = _parse_for(layouts[parameter.name], where, fail)
         elif parsed.batch is not None:
             batched_layout = _prepend(parsed.batch, per_example, where, fail)
@@ -137,7 +139,7 @@ def _parse_for(text: Any, where: str, fail: Any) -> Layout:
         raise fail(f"invalid layout {text!r} for {where}: {error}") from None
 
 
-def _check_layouts_argument(layouts: Any, types: FunctionTypes, fail: Any) -> dict[str, str]:
+def _check_layouts_argument(layouts: Any, types: FunctionTypes, fail: Any) -> dict[str, str | None]:
     if layouts is None:
         return {}
     if not isinstance(layouts, dict):

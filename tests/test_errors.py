@@ -3,7 +3,7 @@
 import jax
 import jax.numpy as jnp
 import pytest
-from jaxtyping import Array, Float, Int, PRNGKeyArray
+from jaxtyping import Array, Float, Int
 
 from shapedmap import ShapeError, SpecError, batched
 from shapedmap.examples import message_passing, pairwise
@@ -301,11 +301,14 @@ def test_symbolic_parameter_dim_used_before_it_is_bound():
 
 
 def test_union_of_several_shapes():
-    def f(key: PRNGKeyArray, x: Float[Array, "n"]) -> Float[Array, "n"]:
+    """A union of fixed shapes (PRNGKeyArray) batches (tests/test_keys.py); one with named dims cannot."""
+
+    def f(v: Float[Array, "n"] | Float[Array, "n 2"], x: Float[Array, "n"]) -> Float[Array, "n"]:
         return x
 
-    assert "allows several shapes" in spec_error(f, "b")
-    assert "For PRNG keys use Key[Array, '']" in spec_error(f, "b")
+    message = spec_error(f, "b")
+    assert "f: parameter 'v'" in message and "allows several shapes ('n', 'n 2')" in message
+    assert "or a union of fixed shapes only (like jaxtyping's PRNGKeyArray" in message
 
 
 def test_non_array_return_annotation():

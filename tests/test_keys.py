@@ -1,0 +1,108 @@
+"""PRNG keys and other unions of fixed shapes (jaxtyping's ``PRNGKeyArray``), per example and shared.
+
+``PRNGKeyArray`` is ``Key[Array, ''] | UInt32[Array, '2'] | UInt32[Array, '4']``: a typed key, or a
+legacy ``uint32`` key of 2 or 4 words. Every member has a fixed shape, so the batch dims go in front
+of whichever shape the key has, and each example must match one member, dtype and shape together.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jaxtyping import Array, Float, PRNGKeyArray, UInt32
+
+from shapedmap import ShapeError, SpecError, batched
+
+XS = jnp.arange(15.0).reshape(5, 3)
+
+
+def noisy(x: Float[Array, "n"], key: PRNGKeyArray | None = None) -> Float[Array, "n"]:
+    """One example plus noise drawn from its key (none: no noise)."""
+    if key is None:
+        return x
+    return x + jax.random.normal(key, x.shape)
+
+
+TYPED = jax.random.split(jax.random.key(0), 5)
+LEGACY = jax.random.split(jax.random.PRNGKey(0), 5)
+
+
+@pytest.mark.parametrize("keys", [TYPED, LEGACY], ids=["typed", "legacy uint32[2]"])
+def test_a_key_per_example_equals_vmap(keys):
+    expected = jax.vmap(noisy)(XS, keys)
+    np.testing.assert_array_equal(batched(noisy, "b")(XS, keys), expected)
+    np.testing.assert_array_equal(batched(noisy, "b")(XS, key=keys), expected)
+    np.testing.assert_array_equal(jax.jit(batched(noisy, "b"))(XS, keys), jax.jit(jax.vmap(noisy))(XS, keys))
+
+
+@pytest.mark.parametrize("key", [jax.random.key(1), jax.random.PRNGKey(1)], ids=["typed", "legacy"])
+def test_one_key_shared_by_every_example_equals_vmap(key):
+    expected = jax.vmap(noisy, in_axes=(0, None))(XS, key)
+    shared = batched(noisy, "b", layouts={"key": None})
+    np.testing.assert_array_equal(shared(XS, key), expected)
+    np.testing.assert_array_equal(shared(XS, key=key), expected)
+    # every example drew the same noise
+    noise = shared(jnp.zeros_like(XS), key)
+    np.testing.assert_array_equal(noise, jnp.broadcast_to(noise[0], noise.shape))
+
+
+def test_no_key_is_none():
+    np.testing.assert_array_equal(batched(noisy, "b")(XS), XS)
+
+
+def test_a_key_under_several_batch_names():
+    keys = jax.random.split(jax.random.key(2), (2, 5))
+    xs = jnp.stack([XS, -XS])
+    expected = jax.vmap(jax.vmap(noisy))(xs, keys)
+    np.testing.assert_array_equal(batched(noisy, "run b")(xs, keys), expected)
+
+
+def test_the_signature_shows_each_key_shape_with_its_batch_dims():
+    annotation = str(batched(noisy, "b").__signature__.parameters["key"].annotation)
+    for member in ("Key[Array, 'b']", "UInt32[Array, 'b 2']", "UInt32[Array, 'b 4']"):
+        assert member in annotation
+
+
+def test_a_key_of_no_member_shape_names_the_members():
+    with pytest.raises(ShapeError) as error:
+        batched(noisy, "b")(XS, jnp.zeros((5, 3), jnp.uint32))
+    message = str(error.value)
+    assert message.startswith("noisy: argument 'key' is u32[5,3], so each example is uint32[3]")
+    assert "admits one of Key[Array, ''], UInt32[Array, '2'], UInt32[Array, '4'] per example" in message
+
+
+def test_a_typed_key_with_a_legacy_shape_is_refused():
+    """Dtype and shape are checked together: a typed key is one scalar, not two words."""
+    keys = jax.random.split(jax.random.key(0), (5, 2))
+    with pytest.raises(ShapeError, match=r"each example is key<fry>\[2\].*admits one of Key\[Array, ''\]"):
+        batched(noisy, "b")(XS, keys)
+
+
+def test_a_key_of_another_dtype_names_the_admitted_dtypes():
+    with pytest.raises(ShapeError, match=r"noisy: argument 'key' has dtype float32 .* admits only Key or UInt32"):
+        batched(noisy, "b")(XS, jnp.zeros(5))
+
+
+def test_one_legacy_key_where_one_per_example_is_mapped_names_the_sizes():
+    with pytest.raises(ShapeError, match=r"'b' has size 5 in argument 'x'.*\nbut size 2 in argument 'key'"):
+        batched(noisy, "b")(XS, jax.random.PRNGKey(0))
+
+
+def test_any_union_of_fixed_shapes():
+    def first(v: Float[Array, "3"] | Float[Array, "2 3"]) -> Float[Array, "3"]:
+        return v if v.ndim == 1 else v[0]
+
+    vs = jnp.arange(12.0).reshape(4, 3)
+    np.testing.assert_array_equal(batched(first, "b")(vs), vs)
+    ms = jnp.arange(24.0).reshape(4, 2, 3)
+    np.testing.assert_array_equal(batched(first, "b")(ms), ms[:, 0])
+    with pytest.raises(ShapeError, match=r"each example is float32\[4\].*Float\[Array, '3'\], Float\[Array, '2 3'\]"):
+        batched(first, "b")(jnp.zeros((2, 4)))
+
+
+def test_a_union_of_shapes_with_named_dims_is_refused_at_decoration():
+    def f(v: Float[Array, "n"] | UInt32[Array, "n 2"]) -> Float[Array, ""]:
+        return v.sum()
+
+    with pytest.raises(SpecError, match=r"f: parameter 'v' .* allows several shapes .* a union of fixed shapes only"):
+        batched(f, "b")
