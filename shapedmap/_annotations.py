@@ -524,13 +524,13 @@ _SCALAR_DTYPES: dict[Any, Any] = {
 
 def _merge(values: list[ValueType], hint: Any, where: str, kind: str) -> ValueType:
     """One array type for a union or a container: same layout, the union of dtypes."""
-    layouts = {str(value.array.layout) for value in values}
+    layouts = list(dict.fromkeys(str(value.array.layout) for value in values))  # in the annotation's order
     alternatives: tuple[ArrayType, ...] = ()
     if len(layouts) > 1:
         members = tuple(dict.fromkeys(a for value in values for a in (value.array.alternatives or (value.array,))))
         if any(_fixed_shape(member.layout) is None for member in members):
             raise SpecError(
-                f"{where} {hint_text(hint)} allows several shapes ({', '.join(sorted(map(repr, layouts)))}): "
+                f"{where} {hint_text(hint)} allows several shapes ({', '.join(map(repr, layouts))}): "
                 "a batched parameter needs one per-example layout, or a union of fixed shapes only "
                 "(like jaxtyping's PRNGKeyArray: Key[Array, ''] | UInt32[Array, '2']). Annotate one layout."
             )
