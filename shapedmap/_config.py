@@ -58,4 +58,4 @@ class Config:
         return f"Config(checks={self.checks})"
 
 
-config = Config()
+config: Config = Config()

@@ -32,7 +32,7 @@ def square(x: Float[Array, ""]) -> Float[Array, ""]:
     return x**2
 
 
-square_each = batched(square, "i")
+square_each: Callable[[Array], Array] = batched(square, "i")
 
 
 def sum_vector(x: Float[Array, "n"]) -> Float[Array, ""]:
@@ -40,8 +40,8 @@ def sum_vector(x: Float[Array, "n"]) -> Float[Array, ""]:
     return x.sum()
 
 
-row_sums = batched(sum_vector, "row n -> row")
-column_sums = batched(sum_vector, "n col -> col")
+row_sums: Callable[[Array], Array] = batched(sum_vector, "row n -> row")
+column_sums: Callable[[Array], Array] = batched(sum_vector, "n col -> col")
 
 
 def softmax(x: Float[Array, "n"]) -> Float[Array, "n"]:
@@ -50,7 +50,7 @@ def softmax(x: Float[Array, "n"]) -> Float[Array, "n"]:
     return shifted / shifted.sum()
 
 
-row_softmax = batched(softmax, "row")
+row_softmax: Callable[[Array], Array] = batched(softmax, "row")
 
 
 def angle(opposite: Float[Array, ""], adjacent: Float[Array, ""]) -> Float[Array, ""]:
@@ -58,7 +58,7 @@ def angle(opposite: Float[Array, ""], adjacent: Float[Array, ""]) -> Float[Array
     return jnp.arctan2(opposite, adjacent)
 
 
-angles = batched(angle, "i")
+angles: Callable[[Array, Array], Array] = batched(angle, "i")
 
 
 @batched("graph")
@@ -72,7 +72,7 @@ def cumulative_sum_of_products(row: Float[Array, "k"]) -> Float[Array, ""]:
     return jnp.cumprod(row).sum()
 
 
-chained = batched(cumulative_sum_of_products, "batch row k -> batch row")
+chained: Callable[[Array], Array] = batched(cumulative_sum_of_products, "batch row k -> batch row")
 
 
 def concat(u: Float[Array, "f"], v: Float[Array, "f"]) -> Float[Array, "2*f"]:
@@ -80,7 +80,7 @@ def concat(u: Float[Array, "f"], v: Float[Array, "f"]) -> Float[Array, "2*f"]:
     return jnp.concatenate([u, v])
 
 
-pairwise = batched(concat, "i f, j f -> i j 2*f")
+pairwise: Callable[[Array, Array], Array] = batched(concat, "i f, j f -> i j 2*f")
 
 
 def custom_dot(x: Float[Array, "n"], y: Float[Array, "n"]) -> Float[Array, ""]:
@@ -88,7 +88,7 @@ def custom_dot(x: Float[Array, "n"], y: Float[Array, "n"]) -> Float[Array, ""]:
     return jnp.dot(x, y) ** 2
 
 
-row_custom_dot = batched(custom_dot, "row")
+row_custom_dot: Callable[[Array, Array], Array] = batched(custom_dot, "row")
 
 
 def vv(x: Float[Array, "a"], y: Float[Array, "a"]) -> Float[Array, ""]:
@@ -96,8 +96,8 @@ def vv(x: Float[Array, "a"], y: Float[Array, "a"]) -> Float[Array, ""]:
     return jnp.vdot(x, y)
 
 
-mv = batched(vv, "b a, a -> b")
-mm = batched(mv, "b a, a c -> b c")
+mv: Callable[[Array, Array], Array] = batched(vv, "b a, a -> b")
+mm: Callable[[Array, Array], Array] = batched(mv, "b a, a c -> b c")
 
 
 def sum_of_squares(x: Float[Array, "n"]) -> Float[Array, ""]:
@@ -105,7 +105,7 @@ def sum_of_squares(x: Float[Array, "n"]) -> Float[Array, ""]:
     return jnp.sum(x**2)
 
 
-batch_sum_of_squares = batched(sum_of_squares, "batch")
+batch_sum_of_squares: Callable[[Array], Array] = batched(sum_of_squares, "batch")
 
 
 # -- the catalogue ---------------------------------------------------------------------------
