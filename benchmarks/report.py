@@ -174,7 +174,7 @@ def render(results: dict[str, Any]) -> str:
 
 
 def chart(results: dict[str, Any], path: Path = CHART) -> Path | None:
-    """Seed 001's chart: time per call vs n for custom_dot, log-log; ``None`` without data."""
+    """The chart: time per call vs n for custom_dot, log-log; ``None`` without data."""
     entries = sorted(
         (int(name.rsplit("_", 1)[1]), entry)
         for name, entry in results.get("workloads", {}).items()
@@ -203,7 +203,8 @@ def chart(results: dict[str, Any], path: Path = CHART) -> Path | None:
         "jit(batched)": dict(color="tab:orange", marker="x", markersize=9),
         "jit(jnp.vectorize)": dict(color="tab:green", marker="^", linestyle=":"),
     }
-    figure, (axes, ratios) = plt.subplots(1, 2, figsize=(12, 5), dpi=110, gridspec_kw={"width_ratios": [3, 2]})
+    # one above the other, at about the width the docs show it: text stays at its own size on the page
+    figure, (axes, ratios) = plt.subplots(2, 1, figsize=(8, 10), dpi=110, gridspec_kw={"height_ratios": [3, 2]})
     for label, get in series.items():
         points = [(n, get(entry)) for n, entry in entries if get(entry) is not None]
         if not points:
@@ -218,7 +219,7 @@ def chart(results: dict[str, Any], path: Path = CHART) -> Path | None:
     axes.set_ylabel("seconds per call (median, IQR bars)")
     axes.set_title("time per call")
     axes.grid(True, which="both", alpha=0.3)
-    axes.legend(fontsize=8)
+    axes.legend(fontsize=10)
 
     for get, label, style in (
         (
@@ -251,10 +252,10 @@ def chart(results: dict[str, Any], path: Path = CHART) -> Path | None:
     ratios.set_ylabel("ratio (median of paired repeats, IQR bars)")
     ratios.set_title("batched / hand-written jax.vmap")
     ratios.grid(True, which="both", alpha=0.3)
-    ratios.legend(fontsize=8)
+    ratios.legend(fontsize=10)
     machine = results["machine"]
     figure.suptitle(
-        f"seed 001: custom_dot, loop vs vmap vs batched — {machine['cpu']}, {machine['cores']} cores, "
+        f"custom_dot, loop vs vmap vs batched\n{machine['cpu']}, {machine['cores']} cores, "
         f"CPU, jax {machine['jax']}, {results.get('workloads_measured', machine['date'])}"
     )
     figure.tight_layout()
