@@ -145,3 +145,65 @@ def test_the_tutorial_ran(site):
     text = _text(site, "getting-started")
     assert "{'col': (1,)}" in text  # column_sums.in_axes, printed at build time
     assert "def batched_vv(x, y):" in text
+
+
+# -- what a reader sees: the stylesheet and the rendered text ------------------------------------
+
+
+def _css_rules(path: Path) -> dict[str, dict[str, str]]:
+    """``selector -> {property: value}`` of a flat stylesheet (no @media), later rules winning."""
+    text = re.sub(r"/\*.*?\*/", "", path.read_text(encoding="utf-8"), flags=re.DOTALL)
+    rules: dict[str, dict[str, str]] = {}
+    for selectors, body in re.findall(r"([^{}]+)\{([^{}]*)\}", text):
+        declarations = dict(
+            (name.strip(), value.strip()) for name, value in (d.split(":", 1) for d in body.split(";") if ":" in d)
+        )
+        for selector in selectors.split(","):
+            rules.setdefault(" ".join(selector.split()), {}).update(declarations)
+    return rules
+
+
+def test_code_and_error_output_wrap_clear_of_the_copy_button():
+    """Long lines wrap instead of running off the edge (error boxes included), and leave room for the
+    copy button Material puts in the top right corner of every block."""
+    rules = _css_rules(ROOT / "docs" / "stylesheets" / "shapedmap.css")
+    code = rules[".md-typeset pre > code"]
+    assert code["white-space"] == "pre-wrap"
+    assert code["overflow-wrap"] == "anywhere"
+    assert "em" in code["padding-right"]  # wider than Material's own padding, which the button covers
+    line = rules['.md-typeset pre > code > span[id^="__span-"]']  # one span per line: hanging indent
+    assert line["display"] == "block" and line["padding-left"] == line["text-indent"].lstrip("-")
+    keeps_columns = [s for s, d in rules.items() if d.get("white-space") == "pre"]
+    assert keeps_columns == [".md-typeset .no-wrap pre > code"]  # only blocks marked { .no-wrap } scroll
+    inline = rules[".md-typeset :not(pre) > code"]
+    assert inline["display"] == "inline-block" and inline["max-width"] == "100%"  # a span moves whole
+    config = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    assert "stylesheets/shapedmap.css" in config
+    assert re.search(r"pymdownx\.highlight:\n\s+line_spans: __span", config)
+
+
+def test_the_built_pages_show_code_the_stylesheet_reaches(site):
+    raw = (site / "errors" / "index.html").read_text(encoding="utf-8")
+    assert '<link rel="stylesheet" href="../stylesheets/shapedmap.css">' in raw
+    failure = raw[raw.index('<div class="admonition failure">') :]
+    assert re.match(r'(?s)<div class="admonition failure">.*?<pre[^>]*>.*?<code><span id="__span-', failure)
+
+
+def test_no_page_shows_a_literal_backtick_outside_code_blocks(site):
+    """A backtick in the rendered prose is a broken inline code span (backticks inside backticks, or
+    a span cut by a table cell)."""
+    for page in sorted(site.rglob("index.html")):
+        raw = page.read_text(encoding="utf-8")
+        article = raw[raw.index("<article") : raw.index("</article>")]
+        prose = html.unescape(re.sub(r"<[^>]+>", "", re.sub(r"(?s)<pre.*?</pre>", "", article)))
+        stray = [line for line in prose.splitlines() if "`" in line]
+        assert not stray, f"{page.relative_to(site)}: {stray}"
+    layouts = (site / "layouts" / "index.html").read_text(encoding="utf-8")
+    assert '<code>"b n, -&gt; b n"</code>' in layouts and "<td><code>graph node node</code></td>" in layouts
+
+
+def test_the_performance_page_speaks_to_users(site):
+    text = _text(site, "performance")
+    for insider in ("seed 001", "seed workload", "seed example", "engineer"):
+        assert insider not in text.lower()
+    assert "Top: time per call against n" in text  # the chart's panels are stacked
