@@ -26,10 +26,10 @@ from dataclasses import replace
 from typing import Any
 
 import jax
-import numpy as np
 
 from . import _messages as messages
 from ._errors import ShapeError
+from ._expressions import Size, same_size
 from ._grammar import (
     AnonymousDim,
     FixedDim,
@@ -42,35 +42,45 @@ from ._places import Origin
 
 __all__ = ["Bindings"]
 
+Shape = tuple[Size, ...]
+Seen = tuple[Shape, Origin]  # a variadic's shape and where it was seen
+
 
 class Bindings:
     """The sizes of one call's named dimensions, each with the place it was first seen.
 
-    ``broadcast`` names (variadic batch dims such as ``*batch``) unify NumPy-style;
-    every other name must have one size everywhere (``#name`` tokens accept size 1).
+    ``broadcast`` names (variadic batch dims such as ``*batch``) and ``*#name`` tokens unify
+    NumPy-style; every other name must have one size everywhere (``#name`` tokens accept size 1).
+    Sizes may be symbolic (``jax.export``): two are the same size where JAX can prove it.
     """
 
     def __init__(self, function: str, arguments: dict[str, Any] | None = None) -> None:
         self.function = function
         self.arguments = arguments or {}
-        self.sizes: dict[str, tuple[int, Origin]] = {}
-        self.variadics: dict[str, tuple[tuple[int, ...], Origin]] = {}
+        self.sizes: dict[str, tuple[Size, Origin]] = {}
+        self.variadics: dict[str, Seen] = {}
+        self.broadcasts: dict[str, tuple[Seen, ...]] = {}  # see _unify_variadic
         self.structures: dict[str, tuple[Any, list[str], str]] = {}
-        self._symbolic: list[tuple[SymbolicDim, int, Origin, Layout]] = []
+        self._symbolic: list[tuple[SymbolicDim, Size, Origin, Layout]] = []
 
     def snapshot(self) -> tuple[Any, ...]:
         """The bound sizes as immutable tuples: what a call with the same shapes starts from.
 
         Argument values (for ``{...}`` dims) are not kept: a remembered snapshot keeps nothing alive.
         """
-        return (tuple(self.sizes.items()), tuple(self.variadics.items()), tuple(self.structures.items()))
+        return tuple(tuple(table.items()) for table in (self.sizes, self.variadics, self.broadcasts, self.structures))
 
     @classmethod
     def restore(cls, function: str, snapshot: tuple[Any, ...]) -> Bindings:
         """Fresh bindings holding the sizes of ``snapshot``."""
         bindings = cls(function)
-        sizes, variadics, structures = snapshot
-        bindings.sizes, bindings.variadics, bindings.structures = dict(sizes), dict(variadics), dict(structures)
+        sizes, variadics, broadcasts, structures = map(dict, snapshot)
+        bindings.sizes, bindings.variadics, bindings.broadcasts, bindings.structures = (
+            sizes,
+            variadics,
+            broadcasts,
+            structures,
+        )
         return bindings
 
     # -- matching one array ------------------------------------------------------------
@@ -144,14 +154,15 @@ class Bindings:
         )
         raise ShapeError(message)
 
-    def _bind_one(self, dim: Any, size: int, origin: Origin, layout: Layout, labels: frozenset[str]) -> None:
+    def _bind_one(self, dim: Any, size: Size, origin: Origin, layout: Layout, labels: frozenset[str]) -> None:
         if isinstance(dim, AnonymousDim):
             return
         if getattr(dim, "broadcastable", False) and size == 1:
             return
         if isinstance(dim, FixedDim):
-            if size != dim.size:
-                raise ShapeError(messages.fixed_size_mismatch(self.function, dim, layout, (size, origin)))
+            if not same_size(size, dim.size):
+                message = messages.fixed_size_mismatch(self.function, dim, layout, (size, origin))
+                raise ShapeError(message + messages.symbolic_note(size, dim.size))
             if dim.label in labels:
                 self._unify(dim.label, size, origin, layout)
             return
@@ -161,41 +172,65 @@ class Bindings:
         if isinstance(dim, NamedDim):
             self._unify(dim.name, size, origin, layout)
 
-    def _unify(self, name: str, size: int, origin: Origin, layout: Layout) -> None:
+    def _unify(self, name: str, size: Any, origin: Origin, layout: Layout) -> None:
         known = self.sizes.get(name)
         if known is None:
             self.sizes[name] = (size, origin)
             return
-        if known[0] != size:
+        if not same_size(known[0], size):
             conflict = messages.size_conflict(
                 self.function, name, known, (size, origin), layout, self.sizes, self.variadics
             )
-            raise ShapeError(conflict)
+            raise ShapeError(conflict + messages.symbolic_note(known[0], size))
 
     def _unify_variadic(
-        self, dim: VariadicDim, shape: tuple[int, ...], origin: Origin, layout: Layout, broadcast: frozenset[str]
+        self, dim: VariadicDim, shape: tuple[Any, ...], origin: Origin, layout: Layout, broadcast: frozenset[str]
     ) -> None:
-        name = dim.name
+        """Bind ``*name`` with jaxtyping's rule, whatever the order of the arguments.
+
+        The shapes of plain ``*name`` tokens must be equal; those of broadcasting ones (``*#name``,
+        and the spec's ``*batch`` in arguments) must broadcast to them, or, while no plain token has
+        been seen, with each other. ``self.broadcasts`` keeps the broadcasting shapes of a name no
+        plain token has bound yet: a plain one seen later must be what each broadcasts to.
+        """
+        name, seen = dim.name, (shape, origin)
         known = self.variadics.get(name)
-        if known is None:
-            self.variadics[name] = (shape, origin)
-            return
-        known_shape, known_origin = known
+        pending = self.broadcasts.get(name)
         if name in broadcast or dim.broadcastable:
-            try:
-                merged = tuple(np.broadcast_shapes(known_shape, shape))
-            except ValueError:
-                raise ShapeError(
-                    messages.variadics_do_not_broadcast(self.function, name, known, (shape, origin))
-                ) from None
-            if merged != known_shape:
-                self.variadics[name] = (merged, origin if merged == shape else known_origin)
+            if known is None:
+                self.variadics[name], self.broadcasts[name] = seen, (seen,)
+            elif pending is None:  # bound by a plain token: this shape must broadcast to it
+                if not _same_shape(_broadcast(shape, known[0]), known[0]):
+                    raise ShapeError(self._does_not_broadcast_to(name, seen, known))
+            else:
+                for other in pending:
+                    if _broadcast(other[0], shape) is None:
+                        raise ShapeError(self._do_not_broadcast(name, other, seen))
+                merged = _broadcast(known[0], shape)
+                if not _same_shape(merged, known[0]):
+                    self.variadics[name] = (merged, origin if _same_shape(merged, shape) else known[1])
+                self.broadcasts[name] = (*pending, seen)
             return
-        if known_shape != shape:
-            conflict = messages.variadic_conflict(
-                self.function, name, known, (shape, origin), layout, self.sizes, self.variadics
-            )
-            raise ShapeError(conflict)
+        if known is not None and pending is None:  # bound by a plain token: the same shape
+            if not _same_shape(known[0], shape):
+                conflict = messages.variadic_conflict(
+                    self.function, name, known, seen, layout, self.sizes, self.variadics
+                )
+                raise ShapeError(conflict + messages.symbolic_note(known[0], shape))
+            return
+        for other in pending or ():  # the broadcasting shapes seen before the first plain one
+            if not _same_shape(_broadcast(other[0], shape), shape):
+                raise ShapeError(self._does_not_broadcast_to(name, other, seen))
+        self.broadcasts.pop(name, None)
+        self.variadics[name] = seen
+
+    def _do_not_broadcast(self, name: str, known: Seen, seen: Seen) -> str:
+        message = messages.variadics_do_not_broadcast(self.function, name, known, seen)
+        return message + messages.symbolic_note(known[0], seen[0])
+
+    def _does_not_broadcast_to(self, name: str, seen: Seen, target: Seen) -> str:
+        message = messages.variadic_does_not_broadcast_to(self.function, name, seen, target)
+        return message + messages.symbolic_note(seen[0], target[0])
 
     def unify_structure(self, name: str, value: Any, place: str) -> None:
         """Values annotated ``PyTree[..., name]`` must share one tree structure."""
@@ -225,14 +260,43 @@ class Bindings:
                 raise ShapeError(
                     messages.expression_failed(self.function, dim.expression, origin.place, error)
                 ) from None
-            if expected != size:
+            if not same_size(expected, size):
                 names = dim.names()
                 used = {name: known for name, known in self.sizes.items() if name in names}
-                raise ShapeError(
-                    messages.expression_mismatch(self.function, dim.expression, layout, expected, used, (size, origin))
+                message = messages.expression_mismatch(
+                    self.function, dim.expression, layout, expected, used, (size, origin)
                 )
+                raise ShapeError(message + messages.symbolic_note(expected, size))
 
-    def size_of(self, name: str) -> int | None:
+    def size_of(self, name: str) -> Size | None:
         """The bound size of a named dimension, or None."""
         known = self.sizes.get(name)
         return None if known is None else known[0]
+
+
+def _broadcast(first: Shape, second: Shape) -> Shape | None:
+    """The NumPy broadcast of two shapes, or None where they do not broadcast.
+
+    Sizes broadcast where they are the same size, or where one is 1 (a symbolic size is taken
+    as not 1, as JAX takes it); ``same_size`` decides, so symbolic sizes broadcast as in JAX.
+    """
+    rank = max(len(first), len(second))
+    first, second = (1,) * (rank - len(first)) + first, (1,) * (rank - len(second)) + second
+    merged = []
+    for left, right in zip(first, second, strict=True):
+        if same_size(left, right) or same_size(right, 1):
+            merged.append(left)
+        elif same_size(left, 1):
+            merged.append(right)
+        else:
+            return None
+    return tuple(merged)
+
+
+def _same_shape(first: Shape | None, second: Shape) -> bool:
+    """Are two shapes (the first maybe a failed broadcast) certainly the same?"""
+    return (
+        first is not None
+        and len(first) == len(second)
+        and all(same_size(left, right) for left, right in zip(first, second, strict=True))
+    )

@@ -5,6 +5,11 @@ with f-string fields in braces that read the call's arguments, as jaxtyping allo
 refuses at parse time what can never be a size; ``evaluate`` interprets the arithmetic (it never
 ``eval``s it) within ``±2**63``, so ``9**9**9`` is an error rather than a computation that never ends.
 
+Sizes may be symbolic (``jax.export.symbolic_shape("b, n")``): the arithmetic is then JAX's
+symbolic arithmetic, and ``same_size`` is the one comparison of two sizes: certain where JAX can
+decide it, ``None`` where it cannot. A bound JAX cannot decide at trace time (is ``n + 5`` below
+``2**63``?) is not refused: only what is certain to fail is.
+
 Example:
     >>> sorted(names("2*f + min(n, m)"))
     ['f', 'm', 'n']
@@ -12,6 +17,9 @@ Example:
     10
     >>> constant("2*3"), constant("n+1")
     (6, None)
+    >>> n, m = jax.export.symbolic_shape("n, m")
+    >>> evaluate("2*n + 1", {"n": n}, {}), same_size(n + n, 2 * n), same_size(n, m)
+    (2*n + 1, True, None)
 """
 
 from __future__ import annotations
@@ -19,10 +27,16 @@ from __future__ import annotations
 import ast
 import functools
 import re
+from collections.abc import Callable
+from typing import Any
+
+import jax
 
 from ._errors import SpecError
 
-__all__ = ["argument_names", "constant", "evaluate", "names", "validate"]
+__all__ = ["argument_names", "constant", "evaluate", "names", "same_size", "validate"]
+
+Size = Any  # an int, or a symbolic dimension of jax.export (``b``, ``2*n + 1``)
 
 _ALLOWED_NODES = (
     ast.Expression,
@@ -121,13 +135,43 @@ def argument_names(expression: str) -> frozenset[str]:
     return frozenset(found)
 
 
-def evaluate(expression: str, sizes: dict[str, int], arguments: dict[str, object]) -> int:
+def same_size(first: Size, second: Size) -> bool | None:
+    """Are two sizes equal? True or False where that is certain; None where JAX cannot decide it.
+
+    Two ints are compared. A symbolic size is equal to another where JAX proves it (``n + n`` and
+    ``2*n``), different where their difference is certainly not zero (``2*n`` and ``n``: ``n >= 1``),
+    and undecided otherwise (``n`` and ``m``, which JAX, like ``jax.vmap``, does not take as equal).
+
+    Example:
+        >>> n, m = jax.export.symbolic_shape("n, m")
+        >>> same_size(3, 3), same_size(n + 1, n), same_size(2 * n, n), same_size(n, m), same_size(n, 1)
+        (True, False, False, None, None)
+    """
+    if first == second:  # for symbolic sizes: provably equal
+        return True
+    difference = first - second
+    if not jax.export.is_symbolic_dim(difference):
+        return False
+    if _certainly(lambda: difference >= 1) or _certainly(lambda: difference <= -1):
+        return False
+    return None
+
+
+def _certainly(comparison: Callable[[], bool]) -> bool:
+    """Whether a comparison of sizes holds for every value of the symbolic dims it involves."""
+    try:
+        return bool(comparison())
+    except jax.errors.InconclusiveDimensionOperation:
+        return False
+
+
+def evaluate(expression: str, sizes: dict[str, Size], arguments: dict[str, object]) -> Size:
     """Evaluate ``expression`` given the bound sizes (and argument values for ``{...}`` fields).
 
     The arithmetic (names, integers, ``+ - * // % **``, min/max/abs) is interpreted here, not
     ``eval``'d, and refuses any value beyond ``2**63`` (no dimension is that big), so ``9**9**9``
     is an error, not a computation that never ends. f-string fields are the user's own code,
-    evaluated like jaxtyping does.
+    evaluated like jaxtyping does. With symbolic sizes the value is symbolic (``2*n + 1``).
 
     Raises:
         NameError: for a name no size is given for.
@@ -162,8 +206,8 @@ def _parsed(expression: str) -> ast.Expression:
     return ast.parse(expression, mode="eval")
 
 
-def _interpret(node: ast.AST, sizes: dict[str, int], text: str) -> int:
-    """The integer value of a validated expression's node, every step within ``±2**63``."""
+def _interpret(node: ast.AST, sizes: dict[str, Size], text: str) -> Size:
+    """The value of a validated expression's node, every step within ``±2**63`` (where decidable)."""
     if isinstance(node, ast.Constant) and type(node.value) is int:
         value = node.value
     elif isinstance(node, ast.Name):
@@ -174,12 +218,7 @@ def _interpret(node: ast.AST, sizes: dict[str, int], text: str) -> int:
         operand = _interpret(node.operand, sizes, text)
         value = -operand if isinstance(node.op, ast.USub) else operand
     elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
-        base, exponent = _interpret(node.left, sizes, text), _interpret(node.right, sizes, text)
-        if exponent < 0:
-            raise ValueError(f"{text} raises to a negative power, which gives no integer")
-        if abs(base) > 1 and exponent * (abs(base).bit_length() - 1) > 63:
-            raise ValueError(f"{text} is larger than 2**63, which no dimension can be")
-        value = base**exponent
+        value = _power(_interpret(node.left, sizes, text), _interpret(node.right, sizes, text), text)
     elif isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
         left, right = _interpret(node.left, sizes, text), _interpret(node.right, sizes, text)
         value = _OPERATORS[type(node.op)](left, right)
@@ -190,12 +229,37 @@ def _interpret(node: ast.AST, sizes: dict[str, int], text: str) -> int:
         and node.args
         and not node.keywords
     ):
-        value = _FUNCTIONS[node.func.id](*(_interpret(arg, sizes, text) for arg in node.args))
+        value = _call(node.func.id, [_interpret(arg, sizes, text) for arg in node.args])
     else:
         raise ValueError(f"{text} holds {ast.unparse(node)!r}, which is not integer arithmetic on sizes")
-    if not -_LIMIT <= value <= _LIMIT:
+    if _certainly(lambda: value > _LIMIT) or _certainly(lambda: value < -_LIMIT):
         raise ValueError(f"{text} is larger than 2**63, which no dimension can be")
     return value
+
+
+def _power(base: Size, exponent: Size, text: str) -> Size:
+    if not isinstance(exponent, int):
+        raise ValueError(f"{text} raises to the symbolic power {exponent}: JAX computes powers by a fixed integer only")
+    if exponent < 0:
+        raise ValueError(f"{text} raises to a negative power, which gives no integer")
+    # A symbolic base is at least 1; a power of it above 63 is beyond 2**63 unless the base is 1.
+    bits = abs(base).bit_length() - 1 if isinstance(base, int) else 1
+    if exponent * bits > 63:
+        raise ValueError(f"{text} is larger than 2**63, which no dimension can be")
+    return base**exponent
+
+
+def _call(function: str, values: list[Size]) -> Size:
+    """``min``, ``max`` or ``abs`` of sizes; of symbolic sizes, JAX's symbolic ``min``/``max``."""
+    if all(isinstance(value, int) for value in values):
+        return _FUNCTIONS[function](*values)
+    if function == "abs":
+        (value,) = values
+        if _certainly(lambda: value >= 0):
+            return value
+        return -value if _certainly(lambda: value <= 0) else jax.core.max_dim(value, -value)
+    combine = jax.core.min_dim if function == "min" else jax.core.max_dim
+    return functools.reduce(combine, values)
 
 
 def constant(expression: str) -> int | None:

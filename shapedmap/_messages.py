@@ -62,9 +62,11 @@ __all__ = [
     "size_conflict",
     "static_mismatch",
     "structure_conflict",
+    "symbolic_note",
     "unbound_expression",
     "unconvertible_array",
     "variadic_conflict",
+    "variadic_does_not_broadcast_to",
     "variadics_do_not_broadcast",
     "varying_unmapped_result",
     "wrong_rank",
@@ -157,6 +159,27 @@ def variadic_conflict(
 def variadics_do_not_broadcast(function: str, name: str, known: Seen, seen: Seen) -> str:
     """A broadcast variadic dim (``*batch``) with two shapes that do not broadcast."""
     return f"{function}: the dims '*{name}' do not broadcast: {_both_sides(known[0], known[1], seen[0], seen[1])}"
+
+
+def variadic_does_not_broadcast_to(function: str, name: str, seen: Seen, target: Seen) -> str:
+    """A ``*#name`` shape that does not broadcast to the shape a plain ``*name`` token has."""
+    (shape, origin), (target_shape, target_origin) = seen, target
+    return (
+        f"{function}: the dims '*{name}' are {shape} in {origin_text(origin)}, which does not broadcast "
+        f"to {target_shape} in {origin_text(target_origin)}"
+    )
+
+
+def symbolic_note(*sizes: Any) -> str:
+    """For a conflict between sizes (or shapes) of which some are symbolic (``jax.export``): how JAX
+    compares them; else nothing."""
+    flat = [size for item in sizes for size in (item if isinstance(item, tuple) else (item,))]
+    if not any(jax.export.is_symbolic_dim(size) for size in flat):
+        return ""
+    return (
+        "\n  (symbolic sizes are the same only where JAX can prove it, as in jax.vmap: give equal "
+        "sizes one symbol, from one jax.export.SymbolicScope)"
+    )
 
 
 def structure_conflict(function: str, name: str, known: Structure, seen: Structure) -> str:
