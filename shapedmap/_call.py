@@ -66,7 +66,9 @@ def run(plan: Plan, nest: VmapNest, body: Callable[..., Any], values: list[Any])
             value if not axes else jax.tree.map(lambda leaf, axes=axes: jax.numpy.squeeze(leaf, axes), value)
             for value, axes in zip(mapped, nest.squeeze, strict=True)
         ]
-    vmapped = plan.memo(("vmap", nest, body), lambda: _build(plan, nest, body))
+    # Keyed on the body's identity: a body may be unhashable (an Equinox module hashes its
+    # arrays); the built vmap holds the body, so its id is not reused while the entry lives.
+    vmapped = plan.memo(("vmap", nest, id(body)), lambda: _build(plan, nest, body))
     returned = _BODY_RETURNED.set([False])
     try:
         if plan.positional_and_mapped:

@@ -104,3 +104,31 @@ def test_annotated_lambda():
     np.testing.assert_array_equal(jax.jit(f)(x), jax.vmap(twice)(x))
     with pytest.raises(ShapeError, match=r"^<lambda>: argument 'x' has 1 dims"):
         f(jnp.ones(3))
+
+
+# -- 5. a callable object that cannot be hashed ---------------------------------------------------
+
+
+class Unhashable:
+    """Like an Equinox module holding arrays: equal by value, so hashing it hashes arrays and fails."""
+
+    def __init__(self, scale):
+        self.scale = scale
+
+    def __eq__(self, other):
+        return isinstance(other, Unhashable) and bool((self.scale == other.scale).all())
+
+    def __hash__(self):
+        raise TypeError("unhashable type: 'Unhashable'")
+
+    def __call__(self, x: Float[Array, " n"]) -> Float[Array, " n"]:
+        return x * self.scale
+
+
+def test_an_unhashable_callable_runs_on_every_call():
+    """The second call (shapes seen, no per-example check) runs the object itself as the body."""
+    layer = Unhashable(jnp.arange(3.0))
+    f = batched(layer, "b")
+    x = jnp.ones((2, 3))
+    for _ in range(3):
+        np.testing.assert_array_equal(f(x), jax.vmap(layer)(x))
