@@ -61,7 +61,7 @@ class Bindings:
         self.variadics: dict[str, Seen] = {}
         self.broadcasts: dict[str, tuple[Seen, ...]] = {}  # see _unify_variadic
         self.structures: dict[str, tuple[Any, list[str], str]] = {}
-        self._symbolic: list[tuple[SymbolicDim, Size, Origin, Layout]] = []
+        self._symbolic: list[tuple[SymbolicDim, Size, Origin, Layout, bool]] = []
 
     def snapshot(self) -> tuple[Any, ...]:
         """The bound sizes as immutable tuples: what a call with the same shapes starts from.
@@ -104,10 +104,16 @@ class Bindings:
         ``per_example`` and ``parameter`` only improve the wrong-rank message. ``leaf`` is the
         PyTree path of ``value``: ``?n`` dims are bound once per leaf path. ``shared_over`` names the
         batch dims this argument is not mapped over (for the too-many-dims message).
+
+        ``parameter`` is None for a result: its sizes are what the body computed, and a symbolic one
+        JAX can neither prove equal to its bound size nor prove different (``n - min(n, 3)`` for
+        ``n-3``) is accepted, unchecked. An argument's sizes must be provably equal, as ``jax.vmap``
+        and jaxtyping need them.
         """
         shape = tuple(value.shape)
         dtype = value.dtype
         self._check_rank(layout, shape, place, value, per_example, parameter, shared_over)
+        from_body = parameter is None
         start = 0
         for dim, size in zip(layout.dims, layout.split(shape), strict=True):
             width = len(size) if isinstance(size, tuple) else 1
@@ -116,10 +122,10 @@ class Bindings:
             if isinstance(dim, VariadicDim):
                 origin = Origin(place, (start, start + width), shape, dtype)
                 if dim.name is not None:
-                    self._unify_variadic(dim, size, origin, layout, broadcast)
+                    self._unify_variadic(dim, size, origin, layout, broadcast, from_body)
             else:
                 origin = Origin(place, start, shape, dtype)
-                self._bind_one(dim, size, origin, layout, labels)
+                self._bind_one(dim, size, origin, layout, labels, from_body)
             start += width
 
     def _check_rank(
@@ -154,37 +160,45 @@ class Bindings:
         )
         raise ShapeError(message)
 
-    def _bind_one(self, dim: Any, size: Size, origin: Origin, layout: Layout, labels: frozenset[str]) -> None:
+    def _bind_one(
+        self, dim: Any, size: Size, origin: Origin, layout: Layout, labels: frozenset[str], from_body: bool
+    ) -> None:
         if isinstance(dim, AnonymousDim):
             return
         if getattr(dim, "broadcastable", False) and size == 1:
             return
         if isinstance(dim, FixedDim):
-            if not same_size(size, dim.size):
+            if not _agree(size, dim.size, from_body):
                 message = messages.fixed_size_mismatch(self.function, dim, layout, (size, origin))
-                raise ShapeError(message + messages.symbolic_note(size, dim.size))
+                raise ShapeError(message + _note(size, dim.size))
             if dim.label in labels:
-                self._unify(dim.label, size, origin, layout)
+                self._unify(dim.label, size, origin, layout, from_body)
             return
         if isinstance(dim, SymbolicDim):
-            self._symbolic.append((dim, size, origin, layout))
+            self._symbolic.append((dim, size, origin, layout, from_body))
             return
         if isinstance(dim, NamedDim):
-            self._unify(dim.name, size, origin, layout)
+            self._unify(dim.name, size, origin, layout, from_body)
 
-    def _unify(self, name: str, size: Any, origin: Origin, layout: Layout) -> None:
+    def _unify(self, name: str, size: Size, origin: Origin, layout: Layout, from_body: bool) -> None:
         known = self.sizes.get(name)
         if known is None:
             self.sizes[name] = (size, origin)
             return
-        if not same_size(known[0], size):
+        if not _agree(known[0], size, from_body):
             conflict = messages.size_conflict(
                 self.function, name, known, (size, origin), layout, self.sizes, self.variadics
             )
-            raise ShapeError(conflict + messages.symbolic_note(known[0], size))
+            raise ShapeError(conflict + _note(known[0], size))
 
     def _unify_variadic(
-        self, dim: VariadicDim, shape: tuple[Any, ...], origin: Origin, layout: Layout, broadcast: frozenset[str]
+        self,
+        dim: VariadicDim,
+        shape: Shape,
+        origin: Origin,
+        layout: Layout,
+        broadcast: frozenset[str],
+        from_body: bool,
     ) -> None:
         """Bind ``*name`` with jaxtyping's rule, whatever the order of the arguments.
 
@@ -200,37 +214,37 @@ class Bindings:
             if known is None:
                 self.variadics[name], self.broadcasts[name] = seen, (seen,)
             elif pending is None:  # bound by a plain token: this shape must broadcast to it
-                if not _same_shape(_broadcast(shape, known[0]), known[0]):
+                if not _shapes_agree(_broadcast(shape, known[0]), known[0], from_body):
                     raise ShapeError(self._does_not_broadcast_to(name, seen, known))
             else:
                 for other in pending:
                     if _broadcast(other[0], shape) is None:
                         raise ShapeError(self._do_not_broadcast(name, other, seen))
                 merged = _broadcast(known[0], shape)
-                if not _same_shape(merged, known[0]):
-                    self.variadics[name] = (merged, origin if _same_shape(merged, shape) else known[1])
+                if not _shapes_agree(merged, known[0]):
+                    self.variadics[name] = (merged, origin if _shapes_agree(merged, shape) else known[1])
                 self.broadcasts[name] = (*pending, seen)
             return
         if known is not None and pending is None:  # bound by a plain token: the same shape
-            if not _same_shape(known[0], shape):
+            if not _shapes_agree(known[0], shape, from_body):
                 conflict = messages.variadic_conflict(
                     self.function, name, known, seen, layout, self.sizes, self.variadics
                 )
-                raise ShapeError(conflict + messages.symbolic_note(known[0], shape))
+                raise ShapeError(conflict + _note(known[0], shape))
             return
         for other in pending or ():  # the broadcasting shapes seen before the first plain one
-            if not _same_shape(_broadcast(other[0], shape), shape):
+            if not _shapes_agree(_broadcast(other[0], shape), shape, from_body):
                 raise ShapeError(self._does_not_broadcast_to(name, other, seen))
         self.broadcasts.pop(name, None)
         self.variadics[name] = seen
 
     def _do_not_broadcast(self, name: str, known: Seen, seen: Seen) -> str:
         message = messages.variadics_do_not_broadcast(self.function, name, known, seen)
-        return message + messages.symbolic_note(known[0], seen[0])
+        return message + _note(known[0], seen[0])
 
     def _does_not_broadcast_to(self, name: str, seen: Seen, target: Seen) -> str:
         message = messages.variadic_does_not_broadcast_to(self.function, name, seen, target)
-        return message + messages.symbolic_note(seen[0], target[0])
+        return message + _note(seen[0], target[0])
 
     def unify_structure(self, name: str, value: Any, place: str) -> None:
         """Values annotated ``PyTree[..., name]`` must share one tree structure."""
@@ -249,7 +263,7 @@ class Bindings:
         """Evaluate every pending expression (``2*f``) now that the names are bound."""
         pending, self._symbolic = self._symbolic, []
         sizes = {name: size for name, (size, _) in self.sizes.items()}
-        for dim, size, origin, layout in pending:
+        for dim, size, origin, layout, from_body in pending:
             try:
                 expected = dim.evaluate(sizes, self.arguments)
             except NameError as error:
@@ -260,13 +274,13 @@ class Bindings:
                 raise ShapeError(
                     messages.expression_failed(self.function, dim.expression, origin.place, error)
                 ) from None
-            if not same_size(expected, size):
+            if not _agree(expected, size, from_body):
                 names = dim.names()
                 used = {name: known for name, known in self.sizes.items() if name in names}
                 message = messages.expression_mismatch(
                     self.function, dim.expression, layout, expected, used, (size, origin)
                 )
-                raise ShapeError(message + messages.symbolic_note(expected, size))
+                raise ShapeError(message + _note(expected, size))
 
     def size_of(self, name: str) -> Size | None:
         """The bound size of a named dimension, or None."""
@@ -293,10 +307,22 @@ def _broadcast(first: Shape, second: Shape) -> Shape | None:
     return tuple(merged)
 
 
-def _same_shape(first: Shape | None, second: Shape) -> bool:
-    """Are two shapes (the first maybe a failed broadcast) certainly the same?"""
+def _note(first: Size | Shape, second: Size | Shape) -> str:
+    """What JAX does with symbolic sizes, for a conflict JAX could not decide (``a`` and ``b``)."""
+    pairs = zip(*(reversed(side) if isinstance(side, tuple) else (side,) for side in (first, second)), strict=False)
+    return messages.symbolic_note() if any(same_size(left, right) is None for left, right in pairs) else ""
+
+
+def _agree(first: Size, second: Size, from_body: bool = False) -> bool:
+    """Do two sizes agree: certainly equal, or, for a size the body computed, not certainly different?"""
+    same = same_size(first, second)
+    return bool(same) or (from_body and same is None)
+
+
+def _shapes_agree(first: Shape | None, second: Shape, from_body: bool = False) -> bool:
+    """Do two shapes (the first maybe a failed broadcast) agree, size by size (``_agree``)?"""
     return (
         first is not None
         and len(first) == len(second)
-        and all(same_size(left, right) for left, right in zip(first, second, strict=True))
+        and all(_agree(left, right, from_body) for left, right in zip(first, second, strict=True))
     )

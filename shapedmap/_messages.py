@@ -170,15 +170,11 @@ def variadic_does_not_broadcast_to(function: str, name: str, seen: Seen, target:
     )
 
 
-def symbolic_note(*sizes: Any) -> str:
-    """For a conflict between sizes (or shapes) of which some are symbolic (``jax.export``): how JAX
-    compares them; else nothing."""
-    flat = [size for item in sizes for size in (item if isinstance(item, tuple) else (item,))]
-    if not any(jax.export.is_symbolic_dim(size) for size in flat):
-        return ""
+def symbolic_note() -> str:
+    """Added to a conflict of symbolic sizes (``jax.export``) JAX can neither prove equal nor different."""
     return (
-        "\n  (symbolic sizes are the same only where JAX can prove it, as in jax.vmap: give equal "
-        "sizes one symbol, from one jax.export.SymbolicScope)"
+        "\n  (JAX cannot prove these symbolic sizes equal, and jax.vmap and jaxtyping take sizes as "
+        "equal only where it can: export them as one symbol, from one jax.export.SymbolicScope)"
     )
 
 
