@@ -5,7 +5,7 @@ equinox layers act on one example, and users batch them with ``jax.vmap(layer)(x
 * the built-in layers batched with ``batched(layer, "batch")``: ``Linear``, ``MLP``, ``Conv1d``,
   ``LayerNorm`` (its ``state`` left at equinox's default sentinel), and ``Dropout`` in training mode
   with its ``key: PRNGKeyArray | None`` either mapped (one key per example, as
-  ``jax.vmap(dropout)(xs, key=keys)``) or shared (``layouts={"key": "..."}``, as
+  ``jax.vmap(dropout)(xs, key=keys)``) or shared (``layouts={"key": None}``, as
   ``jax.vmap(lambda x: dropout(x, key=key))(xs)``, every example getting the same mask);
 * batched layers under ``eqx.filter_jit`` and inside a loss differentiated by ``eqx.filter_grad``;
 * a custom module whose ``__call__`` is decorated with ``@batched`` in the class body, its width
@@ -66,8 +66,13 @@ DROPOUT = eqx.nn.Dropout(0.5, inference=False)
 ONES = jnp.ones((6, 40))  # every kept entry is 2, every dropped one 0: the masks are visible
 
 
-def test_dropout_one_key_per_example():
-    keys = jax.random.split(KEY, 6)
+# the members of equinox's PRNGKeyArray: a typed key, and a raw uint32 key of 2 words
+KEY_KINDS = {"typed": KEY, "raw": jax.random.PRNGKey(0)}
+
+
+@pytest.mark.parametrize("kind", KEY_KINDS)
+def test_dropout_one_key_per_example(kind):
+    keys = jax.random.split(KEY_KINDS[kind], 6)
     expected = jax.vmap(DROPOUT)(ONES, key=keys)
     np.testing.assert_array_equal(expected[2], DROPOUT(ONES[2], key=keys[2]))
     got = batched(DROPOUT, "batch")(ONES, key=keys)
@@ -75,10 +80,14 @@ def test_dropout_one_key_per_example():
     assert not all(np.array_equal(got[0], row) for row in got[1:])  # different keys, different masks
 
 
-def test_dropout_one_key_shared_by_every_example():
-    shared = batched(DROPOUT, "batch", layouts={"key": "..."})
-    expected = jax.vmap(lambda x: DROPOUT(x, key=KEY))(ONES)
-    got = shared(ONES, key=KEY)
+@pytest.mark.parametrize("kind", KEY_KINDS)
+@pytest.mark.parametrize("layout", [None, "..."], ids=["None", "ellipsis"])
+def test_dropout_one_key_shared_by_every_example(layout, kind):
+    """``None`` is the per-example layout itself (here ``...``): the key is not mapped."""
+    key = KEY_KINDS[kind]
+    shared = batched(DROPOUT, "batch", layouts={"key": layout})
+    expected = jax.vmap(lambda x: DROPOUT(x, key=key))(ONES)
+    got = shared(ONES, key=key)
     assert_trees_close(got, expected, exact=True)
     assert all(np.array_equal(got[0], row) for row in got[1:])  # one key: one mask for all
     assert 0 < int(jnp.sum(got[0] == 0)) < ONES.shape[1]
