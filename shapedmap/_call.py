@@ -6,9 +6,14 @@ passes it through untouched, so one built nest serves every call with the same l
 whatever its static values. Built nests are remembered per plan, keyed by the nest and the
 body (``jax.vmap`` builds a wrapper with ``inspect.signature`` each time: ~12 µs a level).
 
+A chunked level (``chunk=``) is a ``jax.lax.map`` (a scan) over slices of the batch, each slice
+one ``vmap``, with the remainder in one more ``vmap``, as ``jax.lax.map(..., batch_size=)``
+does it; with ``shard=`` each device maps its own shard in slices. A ``Budget`` is settled per
+abstract signature by compiling the call at a few chunks (``chosen_chunks``).
+
 Errors raised inside the map are named here: a per-example check that fails, a result
-that varies over a batch dim its layout lacks, and any other error gets a note saying
-which map of which function it came from.
+that varies over a batch dim its layout lacks, a collective over a chunked batch name, and
+any other error gets a note saying which map of which function it came from.
 
 Example:
     >>> from shapedmap._annotations import read_function
@@ -26,6 +31,8 @@ Example:
 from __future__ import annotations
 
 import contextvars
+import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -35,11 +42,11 @@ from jaxtyping import TypeCheckError
 
 from . import _messages as messages
 from ._checks import is_result_leaf
-from ._errors import ShapeError
-from ._levels import Level, VmapNest
+from ._errors import ShapeError, SpecError
+from ._levels import Budget, Level, VmapNest
 from ._plan import Plan, call_arguments
 
-__all__ = ["Held", "result_shapes", "run"]
+__all__ = ["Held", "chosen_chunks", "result_shapes", "run"]
 
 
 # Per call: has the body returned yet? (Set by the body's wrapper, read when vmap raises.)
@@ -81,6 +88,17 @@ def run(plan: Plan, nest: VmapNest, body: Callable[..., Any], values: list[Any])
         raise
     except _UnmappedResultVaries as error:
         raise ShapeError(messages.varying_unmapped_result(plan, error.level)) from None
+    except NameError as error:
+        # JAX's NameError for an axis name no level binds (a Python name lookup sets ``name``).
+        if (
+            type(error) is NameError
+            and error.name is None
+            and getattr(error, "_shapedmap_from_body", False)
+            and any(level.chunk is not None for level in nest.levels)
+        ):
+            raise SpecError(messages.collective_over_chunks(plan, nest.levels, error)) from error
+        error.add_note(messages.raised_inside_the_map(plan, nest.levels, mapped, error))
+        raise
     except Exception as error:
         error.add_note(messages.raised_inside_the_map(plan, nest.levels, mapped, error))
         raise
@@ -97,25 +115,246 @@ def result_shapes(plan: Plan, nest: VmapNest, body: Callable[..., Any], values: 
     return jax.eval_shape(trace, *(values[i] for i in plan.array_arguments))
 
 
+def chosen_chunks(plan: Plan, nest: VmapNest, body: Callable[..., Any], values: list[Any]) -> VmapNest:
+    """``nest`` with its ``Budget`` settled for the abstract shapes of ``values`` (one per parameter).
+
+    The chunk is the largest power of two whose compiled call needs at most the budget's bytes of
+    temporary memory: the whole batch if that fits, else a bisection over the powers of two
+    between 1 and the batch size, each compiled once; remembered per abstract signature.
+    """
+    depth = next((depth for depth, level in enumerate(nest.levels) if isinstance(level.chunk, Budget)), None)
+    if depth is None:
+        return nest
+    return plan.memo(
+        ("chunk", nest, _abstract_signature(plan, values)), lambda: _search(plan, nest, body, values, depth)
+    )
+
+
+def _abstract_signature(plan: Plan, values: list[Any]) -> Any:
+    """What the compiled call depends on: the arrays' types and structure, the other values (or their types)."""
+    parts: list[Any] = []
+    for index, value in enumerate(values):
+        if index in plan.array_arguments:
+            leaves, treedef = jax.tree_util.tree_flatten(value)
+            parts.append((treedef, *(jax.typeof(leaf) for leaf in leaves)))
+            continue
+        try:
+            hash(value)
+        except TypeError:
+            value = type(value)
+        parts.append(value)
+    return tuple(parts)
+
+
+def _search(plan: Plan, nest: VmapNest, body: Callable[..., Any], values: list[Any], depth: int) -> VmapNest:
+    level = nest.levels[depth]
+    budget = level.chunk.bytes
+    mapped = [values[i] for i in plan.array_arguments]
+    size = messages.level_sizes(nest.levels, mapped)[depth]
+
+    def with_chunk(chunk: int) -> VmapNest:
+        levels = list(nest.levels)
+        levels[depth] = dataclasses.replace(level, chunk=chunk)
+        return dataclasses.replace(nest, levels=tuple(levels))
+
+    def fits(chunk: int) -> bool:
+        return _temporary_bytes(plan, with_chunk(chunk), body, values) <= budget
+
+    if size <= 1 or fits(size):  # the whole batch in one slice
+        return with_chunk(max(size, 1))
+    needed = _temporary_bytes(plan, with_chunk(1), body, values)
+    if needed > budget:
+        raise SpecError(messages.budget_unmet(plan, level, budget, size, needed))
+    low, high = 0, (size - 1).bit_length()  # 2**low fits; 2**high >= size does not
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if fits(2**middle) else (low, middle)
+    return with_chunk(2**low)
+
+
+def _temporary_bytes(plan: Plan, nest: VmapNest, body: Callable[..., Any], values: list[Any]) -> int:
+    """XLA's temporary memory for this call compiled with ``nest`` (abstract shapes only)."""
+    built = plan.memo(("vmap", nest, id(body)), lambda: _build(plan, nest, body))
+    mapped = [jax.tree.map(_abstract, values[i]) for i in plan.array_arguments]
+    held = Held(tuple(values))  # the other values, closed over: jit would hash them as static
+    call = built if plan.positional_and_mapped else functools.partial(built, held)
+    returned = _BODY_RETURNED.set([False])  # this compile's own: a call's flag stays as it was
+    try:
+        return jax.jit(call).lower(*mapped).compile().memory_analysis().temp_size_in_bytes
+    finally:
+        _BODY_RETURNED.reset(returned)
+
+
+def _abstract(leaf: Any) -> jax.ShapeDtypeStruct:
+    """The shape and dtype of an array, a tracer or a Python number: nothing of its values."""
+    aval = jax.typeof(leaf)
+    return jax.ShapeDtypeStruct(aval.shape, aval.dtype, weak_type=aval.weak_type)
+
+
 def _build(plan: Plan, nest: VmapNest, body: Callable[..., Any]) -> Callable[..., Any]:
-    """The nest of ``jax.vmap`` over ``body``, outermost level first."""
+    """The nest of ``jax.vmap`` over ``body``, outermost level first (chunked levels in slices)."""
+    if any(isinstance(level.chunk, Budget) for level in nest.levels):
+        return _choosing_chunks(plan, nest, body)
     held = not plan.positional_and_mapped
     vmapped = _marking_body_errors(_per_example(plan, body) if held else body)
     for level in reversed(nest.levels):
         unmapped = all(axis is None for axis in level.in_axes)
-        vmapped = jax.vmap(
-            vmapped,
-            in_axes=(None, *level.in_axes) if held else level.in_axes,
-            out_axes=plan.vmap_out_axes(level),
-            axis_name=level.axis_name,
-            axis_size=level.size if unmapped else None,
-            spmd_axis_name=level.spmd_axis_name,
-        )
+        in_axes = (None, *level.in_axes) if held else level.in_axes
+        if level.chunk is not None and not unmapped:
+            vmapped = _in_slices(vmapped, level, in_axes, plan.vmap_out_axes(level))
+        else:
+            vmapped = jax.vmap(
+                vmapped,
+                in_axes=in_axes,
+                out_axes=plan.vmap_out_axes(level),
+                axis_name=level.axis_name,
+                axis_size=level.size if unmapped else None,
+                spmd_axis_name=level.spmd_axis_name,
+            )
         if None in level.out_axes:
             vmapped = _naming_unmapped_results(vmapped, level)
     if not nest.levels or any(None in level.out_axes for level in nest.levels):
         vmapped = _as_jax_results(vmapped)  # what vmap does to the results it maps
     return vmapped
+
+
+def _choosing_chunks(plan: Plan, nest: VmapNest, body: Callable[..., Any]) -> Callable[..., Any]:
+    """The nest whose ``Budget`` is settled by each call's abstract shapes (``chosen_chunks``)."""
+
+    def call(*arguments: Any) -> Any:
+        positional = plan.positional_and_mapped
+        values = list(arguments) if positional else plan.with_mapped(arguments[0].values, arguments[1:])
+        chosen = chosen_chunks(plan, nest, body, values)
+        return plan.memo(("vmap", chosen, body), lambda: _build(plan, chosen, body))(*arguments)
+
+    return call
+
+
+def _in_slices(
+    function: Callable[..., Any], level: Level, in_axes: tuple[int | None, ...], out_axes: Any
+) -> Callable[..., Any]:
+    """The level's ``vmap`` of ``function``, run over slices of ``level.chunk`` examples.
+
+    A batch of at most one chunk is one ``vmap``; a larger one a ``jax.lax.map`` (a scan) over
+    its full slices, then one ``vmap`` of the remainder, as ``jax.lax.map(..., batch_size=)``
+    does. With ``devices`` > 1 (``shard=``) the batch axis is split into (devices, shard) and
+    each device maps its own shard in slices. No axis name is bound: a slice is not the batch.
+    """
+    one_slice = jax.vmap(function, in_axes=in_axes, out_axes=out_axes)
+    chunk = level.chunk
+
+    def per_device(*arguments: Any) -> Any:
+        size = _mapped_size(arguments, in_axes)
+        if size <= chunk:
+            return one_slice(*arguments)
+        return _over_slices(one_slice, arguments, in_axes, out_axes, size, chunk)
+
+    if level.devices == 1:
+        return per_device
+    devices = level.devices
+    # The device axis goes just before the batch axis: one further left when counted from the end.
+    outer = functools.partial(jax.tree.map, lambda axis: axis if axis >= 0 else axis - 1)
+    on_devices = jax.vmap(
+        per_device, in_axes=outer(in_axes), out_axes=outer(out_axes), spmd_axis_name=level.spmd_axis_name
+    )
+
+    def sharded(*arguments: Any) -> Any:
+        split = [
+            argument if axis is None else jax.tree.map(lambda leaf, axis=axis: _split(leaf, axis, devices), argument)
+            for argument, axis in zip(arguments, in_axes, strict=True)
+        ]
+        return _over_outputs(out_axes, _merge, on_devices(*split))
+
+    return sharded
+
+
+def _mapped_size(arguments: tuple[Any, ...], in_axes: tuple[int | None, ...]) -> int:
+    """The size of the axis the first mapped argument is mapped over (0: no leaf to map)."""
+    for argument, axis in zip(arguments, in_axes, strict=True):
+        leaves = jax.tree.leaves(argument) if axis is not None else []
+        if leaves:
+            return leaves[0].shape[axis]
+    return 0
+
+
+def _over_slices(
+    one_slice: Callable[..., Any],
+    arguments: tuple[Any, ...],
+    in_axes: tuple[int | None, ...],
+    out_axes: Any,
+    size: int,
+    chunk: int,
+) -> Any:
+    """``one_slice`` scanned over the full slices, then on the remainder: the level's results."""
+    count, rest = divmod(size, chunk)
+    mapped = [i for i, axis in enumerate(in_axes) if axis is not None]
+
+    def cut(start: int, stop: int) -> list[Any]:
+        return [
+            jax.tree.map(lambda leaf, axis=in_axes[i]: jax.lax.slice_in_dim(leaf, start, stop, axis=axis), arguments[i])
+            for i in mapped
+        ]
+
+    def on(slices: list[Any]) -> Any:
+        full = list(arguments)
+        for i, value in zip(mapped, slices, strict=True):
+            full[i] = value
+        return one_slice(*full)
+
+    whole = cut(0, count * chunk) if rest else [arguments[i] for i in mapped]
+    stacked = [
+        jax.tree.map(lambda leaf, axis=in_axes[i]: _stack(leaf, axis, count, chunk), value)
+        for i, value in zip(mapped, whole, strict=True)
+    ]
+    output = _over_outputs(out_axes, _unstack, jax.lax.map(on, stacked))
+    if not rest:
+        return output
+    return _over_outputs(out_axes, _join, output, on(cut(count * chunk, size)))
+
+
+def _over_outputs(out_axes: Any, leaf_function: Callable[..., Any], *outputs: Any) -> Any:
+    """``leaf_function(axis, *leaves)`` over the leaves of the level's outputs, ``axis`` from ``out_axes``."""
+    if isinstance(out_axes, tuple):  # one per result of a tuple
+        return tuple(
+            jax.tree.map(lambda *leaves, axis=axis: leaf_function(axis, *leaves), *results)
+            for axis, *results in zip(out_axes, *outputs, strict=True)
+        )
+    return jax.tree.map(lambda *leaves: leaf_function(out_axes, *leaves), *outputs)
+
+
+def _split(leaf: Any, axis: int, parts: int) -> Any:
+    """``leaf`` with its ``axis`` of size n reshaped to (parts, n // parts)."""
+    axis %= leaf.ndim
+    return leaf.reshape(*leaf.shape[:axis], parts, leaf.shape[axis] // parts, *leaf.shape[axis + 1 :])
+
+
+def _merge(axis: int | None, leaf: Any) -> Any:
+    """The inverse of ``_split`` for a result whose batch axis is ``axis`` (the parts' axis just before it)."""
+    if axis is None:
+        return leaf
+    axis %= leaf.ndim - 1
+    return leaf.reshape(*leaf.shape[:axis], leaf.shape[axis] * leaf.shape[axis + 1], *leaf.shape[axis + 2 :])
+
+
+def _stack(leaf: Any, axis: int, count: int, chunk: int) -> Any:
+    """``leaf`` as ``count`` slices of ``chunk`` examples on a new leading axis (what the scan runs over)."""
+    axis %= leaf.ndim
+    return jax.numpy.moveaxis(leaf.reshape(*leaf.shape[:axis], count, chunk, *leaf.shape[axis + 1 :]), axis, 0)
+
+
+def _unstack(axis: int | None, leaf: Any) -> Any:
+    """The scan's stacked result in one batch axis; a result unmapped here is the same in every slice."""
+    if axis is None:
+        return leaf[0]
+    axis %= leaf.ndim - 1
+    return _merge(axis, jax.numpy.moveaxis(leaf, 0, axis))
+
+
+def _join(axis: int | None, slices: Any, remainder: Any) -> Any:
+    """The full slices' result and the remainder's, along the batch axis."""
+    if axis is None:
+        return slices
+    return jax.numpy.concatenate([slices, remainder], axis=axis % remainder.ndim)
 
 
 def _per_example(plan: Plan, body: Callable[..., Any]) -> Callable[..., Any]:

@@ -108,7 +108,9 @@ class BatchDim:
     it (``k=5``); ``variadic`` batch dims (``*batch``) stand for any number of leading dims, one
     ``vmap`` each, and ``broadcastable`` ones let a size-1 argument be shared. For those
     (``per_call``) the axes shown are for one dim without broadcasting: ``explain`` shows a
-    given call's. ``mesh_axes`` are the mesh axes the dim is split over (``shard=``).
+    given call's. ``mesh_axes`` are the mesh axes the dim is split over (``shard=``). ``chunk`` is
+    the number of examples per slice of a dim mapped in slices (``chunk=``), or ``chunk_budget``
+    the bytes of temporary memory its slices must fit in (``Budget``).
 
     Example:
         >>> from shapedmap import describe
@@ -134,6 +136,8 @@ class BatchDim:
     broadcastable: bool
     per_call: bool
     mesh_axes: tuple[str, ...] = ()
+    chunk: int | None = None
+    chunk_budget: int | None = None
     _vmap_arguments: str = field(kw_only=True, repr=False)  # by shapedmap._face; not data: to_dict leaves it out
 
     def vmap_arguments(self) -> str:
@@ -296,6 +300,16 @@ class Contract:
                 )
             elif dim.broadcastable:
                 notes.append(f"`#{dim.name}`: an argument with size 1 there is shared rather than mapped.")
+            if dim.chunk is not None or dim.chunk_budget is not None:
+                size = (
+                    f"{dim.chunk} examples"
+                    if dim.chunk is not None
+                    else f"as many examples as fit {dim.chunk_budget} bytes of temporary memory"
+                )
+                notes.append(
+                    f"`{dim.name}` runs in slices of {size} (`jax.lax.map` over one `jax.vmap` per slice), "
+                    f"so memory is bounded by a slice; `{dim.name}` is not an axis name there."
+                )
             if dim.mesh_axes:
                 axes = ", ".join(f"`{axis}`" for axis in dim.mesh_axes)
                 notes.append(

@@ -53,6 +53,7 @@ from ._checks import (
 from ._config import config
 from ._errors import SpecError, describe_value
 from ._face import describe_wrapper
+from ._levels import Budget, VmapNest
 from ._nest import nest_for
 from ._plan import Plan
 from ._planner import make_plan
@@ -82,6 +83,7 @@ def batched(
     check: bool = True,
     shard: dict[str, str | tuple[str, ...]] | None = None,
     mesh: Mesh | None = None,
+    chunk: dict[str, int | Budget] | None = None,
 ) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]: ...
 @overload
 def batched(
@@ -94,6 +96,7 @@ def batched(
     check: bool = True,
     shard: dict[str, str | tuple[str, ...]] | None = None,
     mesh: Mesh | None = None,
+    chunk: dict[str, int | Budget] | None = None,
 ) -> classmethod[_T, _P, _R]: ...
 @overload
 def batched(
@@ -106,6 +109,7 @@ def batched(
     check: bool = True,
     shard: dict[str, str | tuple[str, ...]] | None = None,
     mesh: Mesh | None = None,
+    chunk: dict[str, int | Budget] | None = None,
 ) -> staticmethod[_P, _R]: ...
 @overload
 def batched(
@@ -118,6 +122,7 @@ def batched(
     check: bool = True,
     shard: dict[str, str | tuple[str, ...]] | None = None,
     mesh: Mesh | None = None,
+    chunk: dict[str, int | Budget] | None = None,
 ) -> Callable[_P, _R]: ...
 def batched(
     fn: Callable[..., Any] | classmethod[Any, Any, Any] | str | None = None,
@@ -129,6 +134,7 @@ def batched(
     check: bool = True,
     shard: dict[str, str | tuple[str, ...]] | None = None,
     mesh: Mesh | None = None,
+    chunk: dict[str, int | Budget] | None = None,
 ) -> Any:
     """Batch a per-example function over named dims, deriving every ``vmap`` axis.
 
@@ -146,6 +152,10 @@ def batched(
         mesh: the ``jax.sharding.Mesh`` for ``shard``; default: the one set with
             ``jax.set_mesh`` at call time.
 
+        chunk: ``{"graph": 1024}`` maps that batch dim in slices of 1024 examples
+            (``jax.lax.map`` over ``vmap``s of one slice), so memory is bounded by the slice;
+            ``{"graph": Budget(bytes=2**30)}`` picks the largest chunk that fits the budget.
+            See the "Chunks" page of the docs.
     Returns:
         A function with the batched signature and annotations; ``.fn``, ``.signature``,
         ``.in_axes`` and ``.out_axes`` show what was derived, ``.partition_specs(*args)`` the
@@ -167,11 +177,13 @@ def batched(
         spec = fn if fn is not None else spec
 
         def decorate(function: Callable[..., Any]) -> Any:
-            return batched(function, spec, layouts=layouts, out=out, check=check, shard=shard, mesh=mesh)
+            return batched(function, spec, layouts=layouts, out=out, check=check, shard=shard, mesh=mesh, chunk=chunk)
 
         return decorate
     if isinstance(fn, classmethod | staticmethod):
-        return type(fn)(batched(fn.__func__, spec, layouts=layouts, out=out, check=check, shard=shard, mesh=mesh))
+        return type(fn)(
+            batched(fn.__func__, spec, layouts=layouts, out=out, check=check, shard=shard, mesh=mesh, chunk=chunk)
+        )
     if not callable(fn):
         raise SpecError(f"batched expects a function, got {describe_value(fn)}")
     if not isinstance(check, bool):
@@ -179,7 +191,8 @@ def batched(
     # Copies: a dict the caller changes later must not change this function (nor its pickle).
     layouts = dict(layouts) if isinstance(layouts, dict) else layouts
     shard = dict(shard) if isinstance(shard, dict) else shard
-    described = Batched(fn, Options(spec, layouts, out, shard, mesh), check, _caller_module())
+    chunk = dict(chunk) if isinstance(chunk, dict) else chunk
+    described = Batched(fn, Options(spec, layouts, out, shard, mesh, chunk), check, _caller_module())
     wrapper = _wrapper(described)
     try:
         described.plan  # noqa: B018  (build it now: a spec that can never work fails at decoration)
@@ -200,6 +213,7 @@ class Options:
     shard: dict[str, Any] | None
     mesh: Mesh | None
 
+    chunk: dict[str, Any] | None = None
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Batched:
@@ -248,7 +262,7 @@ class Batched:
 
     def _make_plan(self) -> Plan:
         options = self.options
-        plan = make_plan(read_function(self.fn, self.hints), options.spec, options.layouts, options.out)
+        plan = make_plan(read_function(self.fn, self.hints), options.spec, options.layouts, options.out, options.chunk)
         if hasattr(unwrap_partial(self.fn), "__shapedmap__"):
             # Batched again: name the layer, or every layer's errors would read 'vv: ...'.
             plan = dataclasses.replace(plan, function=f"{plan.function} [{plan.signature_text()}]")
@@ -346,16 +360,19 @@ def _map(described: Batched, values: list[Any], bindings: Bindings, body: Callab
     sharding = described.sharding
     if sharding is None:
         return run(plan, nest, body, values)
-    sharded = sharding.on(nest)
 
-    def run_placed(placed: list[Any], wrap: Callable[[Callable[..., Any]], Callable[..., Any]] | None) -> Any:
+    def run_placed(
+        placed: list[Any], sharded: VmapNest, wrap: Callable[[Callable[..., Any]], Callable[..., Any]] | None
+    ) -> Any:
         if wrap is None:
             return run(plan, sharded, body, placed)
         return wrap(lambda *mapped: run(plan, sharded, body, plan.with_mapped(placed, mapped)))(
             *(placed[i] for i in plan.array_arguments)
         )
 
-    return sharding.call(plan, values, bindings, run_placed, lambda: result_shapes(plan, nest, described.fn, values))
+    return sharding.call(
+        plan, nest, values, bindings, run_placed, lambda: result_shapes(plan, nest, described.fn, values)
+    )
 
 
 def partition_specs(described: Batched, *args: Any, **kwargs: Any) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from ._annotations import ValueType, contract_function, function_name, hint_text
 from ._contract import BatchDim, Contract, OutputShape, ParameterShape
 from ._face import shapes_section, strip_shapes_section, vmap_arguments
 from ._grammar import Layout
-from ._levels import Placement
+from ._levels import Budget, Placement
 from ._nest import nominal_levels
 from ._plan import Plan, plan_of
 
@@ -152,6 +152,8 @@ def contract_of(
                 broadcastable=level.index is not None or level.batch_name in plan.broadcastable_batch,
                 per_call=per_call,
                 mesh_axes=axes,
+                chunk=level.chunk if isinstance(level.chunk, int) else None,
+                chunk_budget=level.chunk.bytes if isinstance(level.chunk, Budget) else None,
                 _vmap_arguments=vmap_arguments(level, axes),
             )
         )

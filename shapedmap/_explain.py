@@ -31,6 +31,7 @@ from __future__ import annotations
 import ast
 import functools
 import inspect
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +40,7 @@ from jax.sharding import PartitionSpec
 
 from ._annotations import unwrap_partial
 from ._binding import Bindings
-from ._call import result_shapes
+from ._call import chosen_chunks, result_shapes
 from ._checks import check_arguments, per_example_arguments
 from ._decorator import Batched, bind
 from ._errors import describe_value
@@ -121,14 +122,16 @@ def _stages(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[_Sta
     """The call's levels for ``fn``, then for each batched per-example function inside it."""
     plan = plan_of(fn)
     bindings, values = check_arguments(plan, bind(plan, args, kwargs))
-    stages = [_Stage(plan, bindings, nest_for(plan, values, bindings), values, fn.__shapedmap__)]
+    nest = chosen_chunks(plan, nest_for(plan, values, bindings), fn.fn, values)
+    stages = [_Stage(plan, bindings, nest, values, fn.__shapedmap__)]
     inner = getattr(fn, "fn", None)
     while inner is not None and hasattr(inner, "__shapedmap__") and _same_parameters(plan, plan_of(inner)):
         outer = stages[-1]
         inner_plan = plan_of(inner)
         values = list(per_example_arguments(outer.plan, outer.values).values())
         bindings, values = check_arguments(inner_plan, values)
-        stages.append(_Stage(inner_plan, bindings, nest_for(inner_plan, values, bindings), values, inner.__shapedmap__))
+        nest = chosen_chunks(inner_plan, nest_for(inner_plan, values, bindings), inner.fn, values)
+        stages.append(_Stage(inner_plan, bindings, nest, values, inner.__shapedmap__))
         plan, inner = inner_plan, getattr(inner, "fn", None)
     return stages
 
@@ -275,15 +278,22 @@ class _Writer:
                 "",
             ]
         outermost = self.stages[0]
-        # Wrappers call the stage inside them by name, so that name must not be rebound later.
+        # Wrappers call the stage inside them by name, so that name must not be rebound later;
+        # so does a level run in slices: then every level gets a name of its own.
         wrappers = any(any(stage.squeeze) for stage in self.stages[1:])
+        chunked = any(level.chunk is not None for stage in self.stages for level in stage.levels)
         for number, stage in enumerate(reversed(self.stages)):
             target = "vmapped" if stage is outermost or not wrappers else f"vmapped_{number}"
             target = self.names.once(target)
             for level in reversed(stage.levels):
-                lines.append(
-                    f"    {target} = {self.vmap_call(current, stage, level)}  # {self.level_comment(stage, level)}"
-                )
+                if chunked:
+                    target = self.names.fresh("vmapped_" + re.sub(r"\W", "_", level.key).strip("_"))
+                if level.chunk is not None and _level_size(stage, level) > level.chunk:
+                    lines += self.slices_lines(current, stage, level, target)
+                else:
+                    lines.append(
+                        f"    {target} = {self.vmap_call(current, stage, level)}  # {self.level_comment(stage, level)}"
+                    )
                 current = target
             lines += self.auto_axes_lines(stage, current)
             if stage.squeeze and any(stage.squeeze) and stage is not outermost:
@@ -296,6 +306,53 @@ class _Writer:
         squeeze = self.squeeze_lines(outermost) if outermost.squeeze and any(outermost.squeeze) else []
         call = f"{current}({', '.join(self.mapped_names())})"
         return [*squeeze, *lines, f"    return {call}  # -> {result}"]
+
+    def slices_lines(self, function: str, stage: _Stage, level: Level, name: str) -> list[str]:
+        """A chunked level as ``jax.lax.map(..., batch_size=)`` over ``function``, the per-example map."""
+        if self.jnp is None:
+            self.jnp = self.names.fresh("jnp")
+        mapped = self.mapped_names()
+        kinds = {self.plan.arguments[i].name: self.plan.arguments[i].value.kind for i in self.plan.array_arguments}
+        sliced = [(argument, axis) for argument, axis in zip(mapped, level.in_axes, strict=True) if axis is not None]
+        moved = [self.moved(argument, axis, 0, kinds[argument] != "array") for argument, axis in sliced]
+        if len(sliced) == 1:
+            parameter, xs = sliced[0][0], moved[0]
+            arguments = mapped
+        else:
+            parameter = self.names.fresh("example")
+            xs = f"({', '.join(moved)})"
+            position = {argument: index for index, (argument, _) in enumerate(sliced)}
+            arguments = [f"{parameter}[{position[a]}]" if a in position else a for a in mapped]
+        slices = f"{self.jax}.lax.map(lambda {parameter}: {function}({', '.join(arguments)}), {xs}, batch_size={level.chunk})"
+        out_axes = stage.plan.vmap_out_axes(level)
+        if isinstance(out_axes, tuple):
+            parts = [self.moved(f"results[{i}]", 0, axis, True) for i, axis in enumerate(out_axes)]
+            output = f"({', '.join(parts)},)"
+        else:
+            output = self.moved("results", 0, out_axes, True)
+        body = (
+            [f"        return {slices}"]
+            if output == "results"
+            else [f"        results = {slices}", f"        return {output}"]
+        )
+        sharded = stage.sharding is not None and stage.sharding.spmd_axis_name(level.key) is not None
+        where = "; with shard=, each device maps its own shard in these slices" if sharded else ""
+        return [
+            "",
+            f"    def {name}({', '.join(mapped)}):  # {self.level_comment(stage, level)}, in slices of {level.chunk}{where}",
+            *body,
+            "",
+        ]
+
+    def moved(self, value: str, source: int, destination: int | None, tree: bool) -> str:
+        """Source moving the axis ``source`` of ``value`` to ``destination`` (None: take element 0)."""
+        if source == destination:
+            return value
+        if destination is None:
+            return f"{self.jax}.tree.map(lambda y: y[0], {value})"
+        if not tree:
+            return f"{self.jnp}.moveaxis({value}, {source}, {destination})"
+        return f"{self.jax}.tree.map(lambda y: {self.jnp}.moveaxis(y, {source}, {destination}), {value})"
 
     def auto_axes_lines(self, stage: _Stage, nest: str) -> list[str]:
         """On ``Explicit`` mesh axes the batched call runs the nest under ``auto_axes``: so does the text."""
@@ -375,6 +432,8 @@ class _Writer:
         ]
         if unmapped and len(unmapped) < len(level.in_axes):
             text += f"; {', '.join(unmapped)} not mapped"
+        if level.chunk is not None and isinstance(size, int) and size <= level.chunk:
+            text += f", at most one slice of {level.chunk}: one vmap, no axis name"
         return text
 
     def squeeze_lines(self, stage: _Stage) -> list[str]:

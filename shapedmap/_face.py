@@ -27,7 +27,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from ._annotations import contract_function
-from ._levels import Level
+from ._levels import Budget, Level
 from ._nest import nominal_levels
 from ._plan import Plan
 from ._signatures import signature_of
@@ -35,7 +35,15 @@ from ._signatures import signature_of
 if TYPE_CHECKING:
     from ._sharding import Sharding
 
-__all__ = ["axes_text", "describe_wrapper", "kind_note", "shapes_section", "strip_shapes_section", "vmap_arguments"]
+__all__ = [
+    "axes_text",
+    "chunk_text",
+    "describe_wrapper",
+    "kind_note",
+    "shapes_section",
+    "strip_shapes_section",
+    "vmap_arguments",
+]
 
 _GENERATED_SECTION = re.compile(r"(?:\A|\n\n)Shapes\n------\n(?:- [^\n]*(?:\n|\Z))+\Z")
 
@@ -104,8 +112,19 @@ def shapes_section(plan: Plan, mesh_axes: dict[str, tuple[str, ...]] | None = No
         line = f"- vmap over ``{level.batch_name}``{position}: ``{arguments}``"
         if level.batch_name in plan.broadcastable_batch:
             line += "; an argument of size 1 there is shared"
+        if level.chunk is not None:
+            line += f"; {chunk_text(level.chunk)}"
         lines.append(line)
     return "\n".join(lines)
+
+
+def chunk_text(chunk: int | Budget) -> str:
+    """How a chunked level runs (``chunk=``): its slices, and that its name is no axis name."""
+    if isinstance(chunk, Budget):
+        size = f"as many examples as fit a budget of {chunk.bytes} bytes (a power of two)"
+    else:
+        size = f"{chunk} examples"
+    return f"in slices of {size}, one ``jax.lax.map`` step each; not an axis name"
 
 
 def vmap_arguments(level: Level, mesh_axes: tuple[str, ...] = ()) -> str:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from ._grammar import FixedDim, Layout, VariadicDim
 
-__all__ = ["CallShape", "Level", "Placement", "VmapNest", "derive_levels", "variadic_key"]
+__all__ = ["Budget", "CallShape", "Level", "Placement", "VmapNest", "derive_levels", "variadic_key"]
 
 # Slot markers: a token that is not a batch dim, and a variadic token that is not one.
 _CORE = "<core>"
@@ -92,6 +92,22 @@ class Placement:
         return tuple(slots)
 
 
+@dataclass(frozen=True)
+class Budget:
+    """A memory budget for a chunked batch dim: ``chunk={"graph": Budget(bytes=2**30)}``.
+
+    The chunk is then the largest power of two whose compiled call needs at most ``bytes`` of
+    temporary memory (XLA's ``memory_analysis().temp_size_in_bytes``), found by compiling the call
+    at a few chunk sizes for each abstract signature (see the "Chunks" page of the docs).
+
+    Example:
+        >>> Budget(bytes=2**20)
+        Budget(bytes=1048576)
+    """
+
+    bytes: int
+
+
 def variadic_key(name: str, index: int) -> str:
     """The level key of the ``index``-th dim (outermost first) of a ``*name`` batch dim."""
     return f"{name}[{index}]"
@@ -105,6 +121,11 @@ class Level:
     which (0 is the outermost; those levels have no axis name). ``size`` is the ``axis_size`` to
     give ``vmap`` when no argument is mapped at this level (a batch dim only the results have).
     ``spmd_axis_name`` holds the mesh axes the level is split over (``shard=``).
+
+    ``chunk`` (``chunk=``) makes the level a ``jax.lax.map`` over slices of that many examples,
+    each slice one ``vmap``; a ``Budget`` is settled per call (``_call.chosen_chunks``). A chunked
+    level binds no axis name: a collective inside one slice could not see the whole batch.
+    ``devices`` is how many devices its mesh axes hold (``shard=``): each maps its own shard.
     """
 
     batch_name: str
@@ -114,6 +135,8 @@ class Level:
     size: int | None = None
     index: int | None = None
     spmd_axis_name: str | tuple[str, ...] | None = None
+    chunk: int | Budget | None = None
+    devices: int = 1
 
     @property
     def key(self) -> str:
@@ -154,11 +177,13 @@ def derive_levels(
     order: tuple[str, ...],
     fixed_sizes: Mapping[str, int],
     shape: CallShape,
+    chunks: Mapping[str, int | Budget] | None = None,
 ) -> VmapNest:
     """The levels of a plan for one shape of call.
 
     ``arguments`` and ``results`` are the placements of the array arguments and of the results,
-    ``order`` the batch names outermost first, ``fixed_sizes`` the sizes layouts give them.
+    ``order`` the batch names outermost first, ``fixed_sizes`` the sizes layouts give them,
+    ``chunks`` the batch names mapped in slices (``chunk=``) and their chunks.
     """
     variadic = next((p.variadic_batch for p in (*arguments, *results) if p.variadic_batch is not None), None)
     argument_slots, squeeze = [], []
@@ -172,7 +197,7 @@ def derive_levels(
         argument_slots.append(tuple(slot for slot in slots if slot not in dropped))
     result_slots = [placement.slots(shape.variadic_length) for placement in results]
     expanded = _expand_order(order, variadic, shape.variadic_length)
-    return VmapNest(_levels(expanded, fixed_sizes, argument_slots, result_slots), tuple(squeeze))
+    return VmapNest(_levels(expanded, fixed_sizes, chunks or {}, argument_slots, result_slots), tuple(squeeze))
 
 
 def _shift_key(slot: str, name: str, shift: int) -> str:
@@ -210,6 +235,7 @@ def _axis_at_level(slots: tuple[str, ...], key: str, outer: set[str]) -> int | N
 def _levels(
     order: tuple[tuple[str, str, int | None], ...],
     fixed_sizes: Mapping[str, int],
+    chunks: Mapping[str, int | Budget],
     argument_slots: list[tuple[str, ...]],
     result_slots: list[tuple[str, ...]],
 ) -> tuple[Level, ...]:
@@ -217,14 +243,17 @@ def _levels(
     keys = [key for key, _, _ in order]
     for depth, (key, batch_name, index) in enumerate(order):
         outer = set(keys[:depth])
+        chunk = chunks.get(key)
         levels.append(
             Level(
-                axis_name=batch_name if index is None else None,  # the dims of '*batch' are unnamed
+                # The dims of '*batch' are unnamed; a chunked name is unbound (a slice is not the batch).
+                axis_name=batch_name if index is None and chunk is None else None,
                 in_axes=tuple(_axis_at_level(slots, key, outer) for slots in argument_slots),
                 out_axes=tuple(_axis_at_level(slots, key, outer) for slots in result_slots),
                 size=fixed_sizes.get(key),
                 batch_name=batch_name,
                 index=index,
+                chunk=chunk,
             )
         )
     return tuple(levels)

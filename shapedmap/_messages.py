@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "abstract_array_in_call",
+    "budget_unmet",
+    "collective_over_chunks",
     "dtype_mismatch",
     "expected_array",
     "explicit_axes_outside_mesh",
@@ -50,6 +52,7 @@ __all__ = [
     "int_beyond_dtypes",
     "int_result_beyond_dtype",
     "leaves_disagree",
+    "level_sizes",
     "needs_mesh",
     "no_array_sizes_batch_dim",
     "not_a_pytree",
@@ -422,7 +425,7 @@ def inside_the_map(plan: Plan, levels: tuple[Level, ...], mapped: list[Any]) -> 
     """``inside the map of message_passing over 'graph' (size 13)``."""
     described = ", ".join(
         f"'{level.key}'" + (f" (size {size})" if size is not None else "")
-        for level, size in zip(levels, _level_sizes(levels, mapped), strict=True)
+        for level, size in zip(levels, level_sizes(levels, mapped), strict=True)
     )
     maps = "map" if len(levels) == 1 else "maps"
     return f"inside the {maps} of {plan.function} over {described}"
@@ -443,6 +446,29 @@ def raised_inside_the_map(plan: Plan, levels: tuple[Level, ...], mapped: list[An
     return note + ")"
 
 
+def collective_over_chunks(plan: Plan, levels: tuple[Level, ...], error: NameError) -> str:
+    """The body used an axis name none of the levels binds, and some levels are chunked (unbound)."""
+    chunked = ", ".join(f"'{level.key}'" for level in levels if level.chunk is not None)
+    chunks = ", ".join(f"{level.key!r}: {level.chunk!r}" for level in levels if level.chunk is not None)
+    names = ", ".join(f"'{level.axis_name}'" for level in levels if level.axis_name) or "none"
+    return (
+        f"{plan.function}: the body uses an axis name that is not bound inside the map ({error}). "
+        f"The batch dim(s) {chunked} run in slices (chunk={{{chunks}}}), so their names are not bound: "
+        "a collective (psum, pmean, axis_index, ...) inside one slice would see only that slice, not "
+        f"the whole batch. Drop them from chunk= to use such a collective (the names bound there: {names})"
+    )
+
+
+def budget_unmet(plan: Plan, level: Level, budget: int, size: int, needed: int) -> str:
+    """Even one example at a time, the call needs more temporary memory than its ``Budget``."""
+    return (
+        f"{plan.function}: chunk={{{level.key!r}: Budget(bytes={budget})}} cannot be met: mapping '{level.key}' "
+        f"(size {size}) one example at a time still needs {needed} bytes of temporary memory (XLA's "
+        "memory_analysis().temp_size_in_bytes of the compiled call). Raise the budget, or chunk another "
+        "batch dim too"
+    )
+
+
 def varying_unmapped_result(plan: Plan, level: Level) -> str:
     """A result its layout leaves unmapped over ``level`` varies over it: what to change."""
     name = level.batch_name if level.index is None else f"*{level.batch_name}"
@@ -456,7 +482,7 @@ def varying_unmapped_result(plan: Plan, level: Level) -> str:
     )
 
 
-def _level_sizes(levels: tuple[Level, ...], mapped: list[Any]) -> list[int | None]:
+def level_sizes(levels: tuple[Level, ...], mapped: list[Any]) -> list[int | None]:
     """The size of each level, read off the mapped arguments as each vmap removes its axis."""
     shapes = []
     for value in mapped:

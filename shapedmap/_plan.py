@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ._annotations import FunctionTypes, ValueType
@@ -30,7 +30,7 @@ from ._errors import describe_value
 from ._grammar import (
     SymbolicDim,
 )
-from ._levels import CallShape, Level, Placement, VmapNest, derive_levels
+from ._levels import Budget, CallShape, Level, Placement, VmapNest, derive_levels
 
 __all__ = ["Argument", "Plan", "Result", "call_arguments", "plan_of"]
 
@@ -102,7 +102,8 @@ class Plan:
     outermost first. ``levels`` is None when the levels depend on the call's shapes (``*batch``,
     ``#graph``); a level that no argument maps and no layout sizes (``unsized_levels``) takes its
     size from each call's bindings. ``static_nest`` is the nest when neither happens;
-    ``_nest.nest_for`` settles the others per call.
+    ``_nest.nest_for`` settles the others per call. ``chunks`` are the batch names mapped in
+    slices (``chunk=``): a number of examples, or a ``Budget`` settled per call.
     """
 
     function: str
@@ -112,6 +113,7 @@ class Plan:
     order: tuple[str, ...]
     fixed_sizes: dict[str, int]
     levels: tuple[Level, ...] | None
+    chunks: dict[str, int | Budget] = field(default_factory=dict)
 
     @functools.cached_property
     def array_arguments(self) -> tuple[int, ...]:
@@ -209,6 +211,7 @@ class Plan:
                 self.order,
                 self.fixed_sizes,
                 shape,
+                self.chunks,
             ),
         )
 

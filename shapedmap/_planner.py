@@ -26,7 +26,7 @@ from collections import Counter
 from typing import Any
 
 from ._annotations import FunctionTypes
-from ._errors import SpecError
+from ._errors import SpecError, describe_value
 from ._grammar import (
     FixedDim,
     Layout,
@@ -40,7 +40,7 @@ from ._grammar import (
     parse_layout,
     parse_spec,
 )
-from ._levels import CallShape, Placement
+from ._levels import Budget, CallShape, Placement
 from ._places import result_place
 from ._plan import Argument, Plan, Result
 
@@ -52,8 +52,12 @@ def make_plan(
     spec: str | None,
     layouts: dict[str, str] | None = None,
     out: str | tuple[str, ...] | list[str] | None = None,
+    chunk: dict[str, int | Budget] | None = None,
 ) -> Plan:
     """Derive the plan for ``types`` (from ``read_function``) batched by ``spec``.
+
+    ``chunk`` maps batch names to the number of examples each slice of them holds (or a
+    ``Budget``); those levels run as ``jax.lax.map`` over slices.
 
     Raises:
         SpecError: for any spec that can never work, naming the function and the parameter.
@@ -111,6 +115,7 @@ def make_plan(
         fixed_sizes=fixed_sizes,
         levels=None,
     )
+    plan = dataclasses.replace(plan, chunks=_check_chunk_argument(chunk, plan, fail))
     if not order:
         raise fail(
             "no batch dims: every layout equals its per-example annotation, so there is "
@@ -156,6 +161,48 @@ def _check_layouts_argument(layouts: Any, types: FunctionTypes, fail: Any) -> di
                 "have layouts (non-array parameters are held static, never mapped)"
             )
     return layouts
+
+
+def _check_chunk_argument(chunk: Any, plan: Plan, fail: Any) -> dict[str, int | Budget]:
+    """``chunk=`` checked against the batch names: a positive number of examples, or one ``Budget``."""
+    if chunk is None:
+        return {}
+    if not isinstance(chunk, dict) or not chunk:
+        raise fail(
+            "chunk= must be a non-empty dict from batch name to the number of examples in each slice, "
+            f"e.g. chunk={{'graph': 1024}}, got {describe_value(chunk)}"
+        )
+    batch_names = [name for name in plan.order if name != plan.variadic_batch]
+    mapped = {name for i in plan.array_arguments for name in plan.arguments[i].placement.batch_names}
+    for key, value in chunk.items():
+        if key == plan.variadic_batch:
+            raise fail(f"chunk= names '*{key}', whose number of dims varies per call; chunk named batch dims only")
+        if key not in batch_names:
+            raise fail(
+                f"chunk= names {key!r}, which is not a batch dim of this function "
+                f"(batch dims: {', '.join(batch_names) or 'none'})"
+            )
+        if key not in mapped:
+            raise fail(
+                f"chunk= names '{key}', which no argument is mapped over (only the results have it): "
+                "there is nothing to slice"
+            )
+        if isinstance(value, Budget):
+            budget = value.bytes
+            if isinstance(budget, bool) or not isinstance(budget, int) or budget <= 0:
+                raise fail(f"chunk={{{key!r}: {value!r}}}: the budget must be a positive number of bytes")
+        elif isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise fail(
+                f"chunk={{{key!r}: ...}} must be a positive number of examples (an int) or a "
+                f"shapedmap.Budget(bytes=...), got {describe_value(value)}"
+            )
+    budgeted = [key for key, value in chunk.items() if isinstance(value, Budget)]
+    if len(budgeted) > 1:
+        raise fail(
+            f"chunk= gives memory budgets to {' and '.join(map(repr, budgeted))}: a budget chooses the chunk "
+            "of one batch name; give the others a number of examples"
+        )
+    return dict(chunk)
 
 
 def _prepend(batch: tuple[Any, ...], per_example: Layout, where: str, fail: Any) -> Layout:

@@ -55,7 +55,7 @@ from jax.sharding import AbstractMesh, AxisType, Mesh, NamedSharding, PartitionS
 from . import _messages as messages
 from ._binding import Bindings
 from ._errors import ShapeError, SpecError, describe_value
-from ._levels import Placement, VmapNest
+from ._levels import Budget, Placement, VmapNest
 from ._plan import Plan
 
 __all__ = ["Sharding", "make_sharding"]
@@ -72,10 +72,21 @@ class Sharding:
     axes: dict[str, tuple[str, ...]]
     mesh: Mesh | None
 
-    def on(self, nest: VmapNest) -> VmapNest:
-        """``nest`` with each sharded level's ``spmd_axis_name``: per-example work stays on its device."""
+    def on(self, nest: VmapNest, mesh: Mesh | AbstractMesh) -> VmapNest:
+        """``nest`` with each sharded level's ``spmd_axis_name``: per-example work stays on its device.
+
+        A chunked level also learns how many devices its mesh axes hold: each maps its own shard
+        in slices, so the memory a device needs is bounded by the chunk.
+        """
         levels = tuple(
-            dataclasses.replace(level, spmd_axis_name=self.spmd_axis_name(level.key)) for level in nest.levels
+            dataclasses.replace(
+                level,
+                spmd_axis_name=self.spmd_axis_name(level.key),
+                devices=math.prod(mesh.shape[axis] for axis in self.axes.get(level.key, ()))
+                if level.chunk is not None
+                else 1,
+            )
+            for level in nest.levels
         )
         return dataclasses.replace(nest, levels=levels)
 
@@ -177,15 +188,17 @@ class Sharding:
     def call(
         self,
         plan: Plan,
+        nest: VmapNest,
         values: list[Any],
         bindings: Bindings,
-        run: Callable[[list[Any], Callable[[Callable[..., Any]], Callable[..., Any]] | None], Any],
+        run: Callable[[list[Any], VmapNest, Callable[[Callable[..., Any]], Callable[..., Any]] | None], Any],
         result_shapes: Callable[[], Any],
     ) -> Any:
         """Place the arguments on the mesh, run the ``vmap`` nest, place the results.
 
-        ``run(values, wrap)`` runs the nest (its vmaps already carry ``spmd_axis_name``), with
-        ``wrap`` applied to it when not None; ``result_shapes()`` traces the results' shapes.
+        ``run(values, sharded, wrap)`` runs ``sharded`` (``nest`` on this call's mesh: its vmaps
+        carry ``spmd_axis_name``), with ``wrap`` applied to it when not None; ``result_shapes()``
+        traces the results' shapes.
         """
         mesh = self.mesh_for_call()
         self.check_divisible(mesh, bindings)
@@ -205,7 +218,7 @@ class Sharding:
                 # Run the nest with these axes as Auto: that is what makes collectives work there.
                 out_specs = self.nest_out_specs(plan, bindings, result_shapes)
                 wrap = functools.partial(jax.sharding.auto_axes, axes=self.mesh_axes, out_sharding=out_specs)
-            output = run(values, wrap)
+            output = run(values, self.on(nest, mesh), wrap)
             specs = self.result_specs(plan, output, bindings)
             return jax.tree.map(
                 lambda spec, result: jax.tree.map(lambda leaf: self.place(leaf, mesh, spec, explicit), result),
@@ -268,6 +281,12 @@ def make_sharding(plan: Plan, shard: Any, mesh: Any) -> Sharding | None:
     if mesh is not None and not isinstance(mesh, Mesh):
         raise SpecError(
             f"{name}: mesh= must be a jax.sharding.Mesh (e.g. jax.make_mesh((8,), ('data',))), got {describe_value(mesh)}"
+        )
+    budgeted = [key for key, chunk in plan.chunks.items() if isinstance(chunk, Budget)]
+    if budgeted:
+        raise SpecError(
+            f"{name}: chunk={{{budgeted[0]!r}: Budget(...)}} with shard=: a memory budget is measured on one "
+            "device's program, which only the mesh decides; give the chunk as a number of examples per device"
         )
     batch_names = [key for key in plan.order if key != plan.variadic_batch]
     axes: dict[str, tuple[str, ...]] = {}

@@ -1,0 +1,430 @@
+"""``chunk=``: a batch dim mapped in slices (``jax.lax.map`` over ``vmap``s), and ``Budget``.
+
+Every chunked function equals the naive loop and the same function without ``chunk=`` (every
+spec form, eagerly, under ``jax.jit``, ``jax.grad`` and an outer ``jax.vmap``, for sizes the chunk
+divides, does not divide, exceeds and 0); its compiled temporary memory is that of the hand-written
+``jax.lax.map(..., batch_size=)``; a collective over a chunked name is a ``SpecError``; a ``Budget``
+picks the largest power of two whose compiled temporary memory fits, and twice that would not.
+Memory analysis is deterministic: nothing here is timed.
+"""
+
+import ast
+import functools
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from jaxtyping import Array, Float, PyTree
+
+from shapedmap import Budget, SpecError, batched, describe, explain
+from shapedmap.testing import check_batched, inputs
+
+
+def nearest(x: Float[Array, "p d"]) -> Float[Array, "p"]:
+    """The distance from each point to its nearest other point: an (p, p) intermediate."""
+    distances = jnp.sum((x[:, None, :] - x[None, :, :]) ** 2, axis=-1)
+    return jnp.sort(distances, axis=-1)[:, 1]
+
+
+def mp(a: Float[Array, "node node"], f: Float[Array, "node feat"]) -> Float[Array, "node feat"]:
+    return a @ f
+
+
+def linear(x: Float[Array, "feat"], w: Float[Array, "feat out"], *, scale: float = 2.0) -> Float[Array, "out"]:
+    return scale * (x @ w)
+
+
+def concat(u: Float[Array, "f"], v: Float[Array, "f"]) -> Float[Array, "2*f"]:
+    return jnp.concatenate([u, v])
+
+
+def total(x: Float[Array, "n"]) -> Float[Array, ""]:
+    return jnp.sum(x)
+
+
+def stats(x: Float[Array, "n"]) -> tuple[Float[Array, ""], Float[Array, "n"]]:
+    return jnp.sum(x), 2 * x
+
+
+def with_shared(x: Float[Array, "n"], w: Float[Array, "n"]) -> tuple[Float[Array, "n"], Float[Array, "n"]]:
+    return x * w, 2 * w  # the second result does not vary over the batch: left unmapped
+
+
+def tree_scale(params: PyTree[Float[Array, "n"]], x: Float[Array, "n"]) -> PyTree[Float[Array, "n"]]:
+    return jax.tree.map(lambda leaf: leaf * x, params)
+
+
+def power(x: Float[Array, "n"], exponent: int) -> Float[Array, "n"]:
+    return x**exponent
+
+
+def add(x: Float[Array, "n"], y: Float[Array, "n"]) -> Float[Array, "n"]:
+    return x + y
+
+
+def assert_close(got, want):
+    assert jax.tree.structure(got) == jax.tree.structure(want)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+# -- values: every spec form equals the loop and the unchunked call ----------------------------------
+
+SPEC_FORMS = {
+    "leading": (mp, ("graph",), {}, "graph"),
+    "non-leading in": (total, ("n col -> col",), {}, "col"),
+    "non-leading out": (concat, ("i f, j f -> 2*f j i",), {}, "j"),
+    "outer of two names": (concat, ("i f, j f -> i j 2*f",), {}, "i"),
+    "inner of two names": (concat, ("i f, j f -> i j 2*f",), {}, "j"),
+    "shared weight, keyword static": (linear, ("batch",), {"layouts": {"w": "feat out"}}, "batch"),
+    "tuple results on other axes": (stats, ("b n -> b, n b",), {}, "b"),
+    "an unmapped result": (with_shared, ("b n, n -> b n, n",), {}, "b"),
+    "pytree argument and result": (tree_scale, ("b",), {}, "b"),
+    "static argument": (power, ("b",), {}, "b"),
+    "broadcast #graph": (add, ("#graph",), {}, "graph"),
+}
+
+
+@pytest.mark.parametrize("chunk", [1, 3])
+@pytest.mark.parametrize("form", list(SPEC_FORMS))
+def test_every_spec_form_equals_the_loop(form, chunk):
+    fn, args, options, name = SPEC_FORMS[form]
+    chunked = batched(fn, *args, **options, chunk={name: chunk})
+    static = {"exponent": 3} if fn is power else None
+    check_batched(chunked, max_examples=6, max_size=7, allow_empty=True, static=static)
+
+
+@pytest.mark.parametrize("form", list(SPEC_FORMS))
+def test_every_spec_form_equals_the_unchunked_call(form):
+    fn, args, options, name = SPEC_FORMS[form]
+    chunked = batched(fn, *args, **options, chunk={name: 2})
+    plain = batched(fn, *args, **options)
+    static = {"exponent": 2} if fn is power else None
+
+    @settings(max_examples=5, deadline=None)
+    @given(inputs(plain, max_size=7, static=static))
+    def same(example):
+        call_args, call_kwargs = example
+        assert_close(chunked(*call_args, **call_kwargs), plain(*call_args, **call_kwargs))
+        jitted = jax.jit(chunked, static_argnames=("exponent",) if fn is power else ())
+        assert_close(jitted(*call_args, **call_kwargs), plain(*call_args, **call_kwargs))
+
+    same()
+
+
+def test_keyword_arguments_follow_their_layouts_when_chunked():
+    def shifted(x: Float[Array, "n"], *, bias: Float[Array, "n"]) -> Float[Array, "n"]:
+        return x + bias
+
+    chunked = batched(shifted, "n b, b n -> b n", chunk={"b": 2})
+    x, bias = jnp.arange(15.0).reshape(3, 5), jnp.arange(15.0).reshape(5, 3)
+    assert_close(chunked(x, bias=bias), x.T + bias)
+    assert_close(jax.jit(chunked)(x, bias=bias), x.T + bias)
+
+
+@pytest.mark.parametrize("size", [0, 1, 3, 4, 5, 8, 9])
+def test_sizes_the_chunk_divides_or_not_exceeds_or_zero(size):
+    chunked = batched(nearest, "graph", chunk={"graph": 4})
+    x = jax.random.normal(jax.random.key(size), (size, 6, 3))
+    want = jax.vmap(nearest)(x)
+    assert_close(chunked(x), want)
+    assert_close(jax.jit(chunked)(x), want)
+
+
+def test_grad_and_an_outer_vmap_through_a_chunked_function():
+    chunked = batched(nearest, "graph", chunk={"graph": 3})
+    x = jax.random.normal(jax.random.key(0), (2, 7, 5, 3))
+
+    def loss(points, fn):
+        return jnp.sum(fn(points) ** 2)
+
+    assert_close(jax.grad(loss)(x[0], chunked), jax.grad(loss)(x[0], jax.vmap(nearest)))
+    assert_close(jax.jit(jax.grad(loss), static_argnums=1)(x[0], chunked), jax.grad(loss)(x[0], jax.vmap(nearest)))
+    assert_close(jax.vmap(chunked)(x), jnp.stack([jax.vmap(nearest)(one) for one in x]))
+
+
+def test_the_decorator_form_takes_chunk():
+    @batched("graph", chunk={"graph": 2})
+    def message_passing(a: Float[Array, "node node"], f: Float[Array, "node feat"]) -> Float[Array, "node feat"]:
+        return a @ f
+
+    a, f = jnp.ones((5, 3, 3)), jnp.ones((5, 3, 2))
+    assert_close(message_passing(a, f), jnp.einsum("gij,gjk->gik", a, f))
+
+
+def test_a_chunked_closure_roundtrips_through_cloudpickle():
+    cloudpickle = pytest.importorskip("cloudpickle")
+    scale = np.float32(3.0)
+
+    def scaled(x: Float[Array, "n"]) -> Float[Array, "n"]:
+        return x * scale
+
+    chunked = batched(scaled, "b", chunk={"b": 2})
+    loaded = cloudpickle.loads(cloudpickle.dumps(chunked))
+    x = jnp.arange(10.0).reshape(5, 2)
+    assert_close(loaded(x), x * 3)
+    assert "in slices of 2 examples" in loaded.__doc__
+
+
+# -- the program: one scan, the memory of lax.map ----------------------------------------------------
+
+
+def test_the_jaxpr_does_not_grow_with_the_number_of_slices():
+    chunked = batched(nearest, "graph", chunk={"graph": 16})
+    small = jax.make_jaxpr(chunked)(jax.ShapeDtypeStruct((64, 8, 3), jnp.float32))
+    large = jax.make_jaxpr(chunked)(jax.ShapeDtypeStruct((4096, 8, 3), jnp.float32))
+    assert "scan" in str(large)
+    assert len(small.eqns) == len(large.eqns)
+
+
+@pytest.mark.parametrize("chunk", [16, 64, 256])
+def test_compiled_temporary_memory_is_that_of_hand_written_lax_map(chunk):
+    x = jax.ShapeDtypeStruct((1024, 64, 3), jnp.float32)
+
+    def temporary(fn):
+        return jax.jit(fn).lower(x).compile().memory_analysis().temp_size_in_bytes
+
+    hand_written = temporary(lambda points: jax.lax.map(nearest, points, batch_size=chunk))
+    chunked = temporary(batched(nearest, "graph", chunk={"graph": chunk}))
+    assert chunked <= 1.1 * hand_written
+    assert chunked < temporary(jax.vmap(nearest)) / 2
+
+
+def _counting(fn, counter):
+    @functools.wraps(fn)
+    def counted(*args, **kwargs):
+        counter.append(1)
+        return fn(*args, **kwargs)
+
+    return counted
+
+
+@pytest.mark.parametrize(("size", "traces"), [(8, 1), (3, 1), (9, 2)])
+def test_the_body_is_traced_once_or_twice_with_a_remainder(size, traces):
+    counter = []
+    chunked = jax.jit(batched(_counting(nearest, counter), "graph", chunk={"graph": 4}))
+    chunked(jnp.ones((size, 5, 3)))
+    assert len(counter) == traces  # the full slices' scan, and the remainder's vmap
+    chunked(jnp.ones((size, 5, 3)))
+    assert len(counter) == traces
+
+
+# -- refused at decoration ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("chunk", "match"),
+    [
+        ({"grpah": 4}, r"concat: chunk= names 'grpah', which is not a batch dim of this function \(batch dims: i, j\)"),
+        ({"i": 0}, r"concat: chunk=\{'i': \.\.\.\} must be a positive number of examples \(an int\)"),
+        ({"i": -3}, r"must be a positive number of examples"),
+        ({"i": True}, r"must be a positive number of examples .* got bool True"),
+        ({"i": 2.0}, r"must be a positive number of examples .* got .*2.0"),
+        (
+            {"i": "auto"},
+            r"positive number of examples \(an int\) or a shapedmap.Budget\(bytes=\.\.\.\), got str 'auto'",
+        ),
+        ({"i": Budget(bytes=0)}, r"concat: chunk=\{'i': Budget\(bytes=0\)\}: the budget must be a positive number"),
+        ({"i": Budget(bytes=1.5)}, r"the budget must be a positive number of bytes"),
+        ({"i": Budget(bytes=2**20), "j": Budget(bytes=2**20)}, r"chunk= gives memory budgets to 'i' and 'j'"),
+        ({}, r"concat: chunk= must be a non-empty dict from batch name"),
+        ([("i", 2)], r"chunk= must be a non-empty dict"),
+    ],
+)
+def test_a_bad_chunk_is_a_spec_error_at_decoration(chunk, match):
+    with pytest.raises(SpecError, match=match):
+        batched(concat, "i f, j f -> i j 2*f", chunk=chunk)
+
+
+def test_a_variadic_batch_dim_cannot_be_chunked():
+    with pytest.raises(SpecError, match=r"add: chunk= names '\*batch', whose number of dims varies per call"):
+        batched(add, "*batch", chunk={"batch": 4})
+
+
+def test_a_batch_dim_only_the_results_have_cannot_be_chunked():
+    def repeat(x: Float[Array, "n"]) -> Float[Array, "n"]:
+        return x
+
+    with pytest.raises(SpecError, match=r"repeat: chunk= names 'k', which no argument is mapped over"):
+        batched(repeat, "n -> k=3 n", chunk={"k": 2})
+
+
+def test_a_budget_with_shard_is_a_spec_error():
+    mesh = jax.make_mesh((1,), ("data",))
+    with pytest.raises(SpecError, match=r"nearest: chunk=\{'graph': Budget\(\.\.\.\)\} with shard="):
+        batched(nearest, "graph", shard={"graph": "data"}, mesh=mesh, chunk={"graph": Budget(bytes=2**20)})
+
+
+# -- collectives over a chunked name --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.parametrize("collective", ["psum", "axis_index"])
+def test_a_collective_over_a_chunked_name_is_a_spec_error(collective, jit):
+    def centred(x: Float[Array, "n"]) -> Float[Array, "n"]:
+        if collective == "psum":
+            return x - jax.lax.psum(x, "graph")
+        return x + jax.lax.axis_index("graph")
+
+    chunked = batched(centred, "graph", chunk={"graph": 2})
+    call = jax.jit(chunked) if jit else chunked
+    for size in (2, 5):  # one slice or several: the name is never bound
+        with pytest.raises(SpecError, match=r"centred: the body uses an axis name that is not bound") as raised:
+            call(jnp.ones((size, 3)))
+        message = str(raised.value)
+        assert "'graph' run in slices (chunk={'graph': 2})" in message
+        assert "Drop them from chunk=" in message
+
+
+def test_a_collective_over_an_unchunked_name_still_works_beside_a_chunked_one():
+    def centred(u: Float[Array, "f"], v: Float[Array, "f"]) -> Float[Array, "2*f"]:
+        both = jnp.concatenate([u, v])
+        return both - jax.lax.pmean(both, "i")
+
+    chunked = batched(centred, "i f, j f -> i j 2*f", chunk={"j": 2})
+    plain = batched(centred, "i f, j f -> i j 2*f")
+    u, v = jax.random.normal(jax.random.key(0), (3, 4)), jax.random.normal(jax.random.key(1), (5, 4))
+    assert_close(chunked(u, v), plain(u, v))
+
+
+def test_a_python_name_error_in_the_body_stays_a_name_error():
+    def broken(x: Float[Array, "n"]) -> Float[Array, "n"]:
+        return x + undefined_name
+
+    with pytest.raises(NameError, match="undefined_name") as raised:
+        batched(broken, "graph", chunk={"graph": 2})(jnp.ones((5, 3)))
+    assert not isinstance(raised.value, SpecError)
+
+
+# -- what the tools show --------------------------------------------------------------------------------
+
+
+def run_explained(fn, *args):
+    text = explain(fn, *args)
+    inner = fn.fn
+    namespace = {inner.__name__: inner}
+    exec(compile(text, "<explain>", "exec"), namespace)
+    (definition,) = [node.name for node in ast.parse(text).body if isinstance(node, ast.FunctionDef)]
+    return text, namespace[definition](*args)
+
+
+def _normal(*shape):
+    return jax.random.normal(jax.random.key(sum(shape)), shape)
+
+
+# Arguments that give the chunked name size 5: two slices of 2 and a remainder of 1.
+EXPLAINED = {
+    "leading": (_normal(5, 3, 3), _normal(5, 3, 2)),
+    "non-leading in": (_normal(3, 5),),
+    "non-leading out": (_normal(3, 4), _normal(5, 4)),
+    "outer of two names": (_normal(5, 4), _normal(3, 4)),
+    "inner of two names": (_normal(3, 4), _normal(5, 4)),
+    "shared weight, keyword static": (_normal(5, 4), _normal(4, 2)),
+    "tuple results on other axes": (_normal(5, 3),),
+    "an unmapped result": (_normal(5, 3), _normal(3)),
+    "pytree argument and result": ({"a": _normal(5, 3), "b": [_normal(5, 3)]}, _normal(5, 3)),
+    "broadcast #graph": (_normal(5, 3), _normal(1, 3)),
+}
+
+
+@pytest.mark.parametrize("form", list(EXPLAINED))
+def test_explain_writes_lax_map_and_computes_what_the_call_computes(form):
+    fn, args, options, name = SPEC_FORMS[form]
+    chunked = batched(fn, *args, **options, chunk={name: 2})
+    text, got = run_explained(chunked, *EXPLAINED[form])
+    assert_close(got, chunked(*EXPLAINED[form]))
+    assert "jax.lax.map(" in text and "batch_size=2" in text
+    assert f'axis_name="{name}"' not in text
+
+
+def test_explain_of_a_batch_within_one_chunk_is_one_vmap_without_its_axis_name():
+    chunked = batched(mp, "graph", chunk={"graph": 16})
+    a, f = jnp.ones((13, 7, 7)), jnp.ones((13, 7, 11))
+    text, got = run_explained(chunked, a, f)
+    assert_close(got, chunked(a, f))
+    assert "lax.map" not in text and "axis_name" not in text
+    assert "graph = 13, at most one slice of 16: one vmap, no axis name" in text
+
+
+def test_describe_and_the_shapes_section_report_the_chunk():
+    chunked = batched(mp, "graph", chunk={"graph": 1024})
+    (dim,) = describe(chunked).batch_dims
+    assert (dim.chunk, dim.chunk_budget, dim.axis_name) == (1024, None, None)
+    assert describe(chunked).to_dict()["batch_dims"][0]["chunk"] == 1024
+    assert "`graph` runs in slices of 1024 examples" in describe(chunked).to_markdown()
+    assert chunked.__doc__.endswith(
+        "- vmap over ``graph``: ``in_axes=(0, 0), out_axes=0``; in slices of 1024 examples, "
+        "one ``jax.lax.map`` step each; not an axis name"
+    )
+    budgeted = batched(mp, "graph", chunk={"graph": Budget(bytes=2**30)})
+    (dim,) = describe(budgeted).batch_dims
+    assert (dim.chunk, dim.chunk_budget) == (None, 2**30)
+    assert "as many examples as fit a budget of 1073741824 bytes" in budgeted.__doc__
+
+
+# -- Budget: the largest power of two whose compiled temporary memory fits -------------------------------
+
+
+def _temporary(fn, *args):
+    return jax.jit(fn).lower(*args).compile().memory_analysis().temp_size_in_bytes
+
+
+def _chosen_chunk(fn, *args):
+    found = re.findall(r"batch_size=(\d+)", explain(fn, *args))
+    return int(found[0]) if found else None
+
+
+@pytest.mark.parametrize("size", [256, 200])
+def test_a_budget_picks_the_largest_power_of_two_that_fits(size):
+    x = jax.random.normal(jax.random.key(0), (size, 32, 3))
+    budget = _temporary(batched(nearest, "graph", chunk={"graph": 16}), x) * 3  # between 32 and 64 examples
+    fn = batched(nearest, "graph", chunk={"graph": Budget(bytes=budget)})
+    assert_close(fn(x), jax.vmap(nearest)(x))
+    chunk = _chosen_chunk(fn, x)
+    assert chunk is not None and chunk & (chunk - 1) == 0
+    assert _temporary(batched(nearest, "graph", chunk={"graph": chunk}), x) <= budget
+    assert _temporary(batched(nearest, "graph", chunk={"graph": 2 * chunk}), x) > budget
+    assert _temporary(fn, x) == _temporary(batched(nearest, "graph", chunk={"graph": chunk}), x)
+
+
+def test_a_budget_the_whole_batch_fits_is_one_vmap():
+    x = jnp.ones((64, 8, 3))
+    fn = batched(nearest, "graph", chunk={"graph": Budget(bytes=2**30)})
+    assert _chosen_chunk(fn, x) is None  # no lax.map: one vmap
+    assert_close(jax.jit(fn)(x), jax.vmap(nearest)(x))
+
+
+def test_a_budget_is_searched_once_per_abstract_signature():
+    counter = []
+    fn = batched(_counting(nearest, counter), "graph", chunk={"graph": Budget(bytes=2**16)})
+    x = jnp.ones((128, 16, 3))
+    fn(x)
+    first = len(counter)
+    fn(x)
+    again = len(counter) - first
+    assert again == 1  # the call itself, traced once: the search is remembered
+    assert first > again  # the search compiled the call at a few chunks
+    fn(jnp.ones((96, 16, 3)))  # a new shape: searched again
+    assert len(counter) - first - again > 1
+
+
+def test_a_budget_that_one_example_cannot_meet_is_a_named_error():
+    fn = batched(nearest, "graph", chunk={"graph": Budget(bytes=64)})
+    with pytest.raises(SpecError, match=r"nearest: chunk=\{'graph': Budget\(bytes=64\)\} cannot be met") as raised:
+        fn(jnp.ones((32, 64, 3)))
+    assert "(size 32) one example at a time still needs" in str(raised.value)
+
+
+def test_a_budget_under_jit_and_with_statics_and_keywords():
+    def scaled_nearest(x: Float[Array, "p d"], *, power: int = 1) -> Float[Array, "p"]:
+        return nearest(x) ** power
+
+    fn = batched(scaled_nearest, "graph", chunk={"graph": Budget(bytes=2**18)})
+    x = jax.random.normal(jax.random.key(1), (100, 16, 3))
+    want = jax.vmap(nearest)(x) ** 2
+    assert_close(fn(x, power=2), want)
+    assert_close(jax.jit(functools.partial(fn, power=2))(x), want)
