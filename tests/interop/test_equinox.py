@@ -3,7 +3,8 @@
 equinox layers act on one example, and users batch them with ``jax.vmap(layer)(xs)``. Here:
 
 * the built-in layers batched with ``batched(layer, "batch")``: ``Linear``, ``MLP``, ``Conv1d``,
-  ``LayerNorm`` (its ``state`` left at equinox's default sentinel), and ``Dropout`` in training mode
+  ``GRUCell`` (two mapped arguments), ``Embedding`` (an integer index per example), ``LayerNorm``
+  (its ``state`` left at equinox's default sentinel), and ``Dropout`` in training mode
   with its ``key: PRNGKeyArray | None`` either mapped (one key per example, as
   ``jax.vmap(dropout)(xs, key=keys)``) or shared (``layouts={"key": None}``, as
   ``jax.vmap(lambda x: dropout(x, key=key))(xs)``, every example getting the same mask);
@@ -43,23 +44,26 @@ def assert_trees_close(got, expected, *, exact=False):
 
 # -- equinox's layers, batched ----------------------------------------------------------------
 
-LAYERS = {
-    "Linear": (lambda: eqx.nn.Linear(3, 2, key=KEY), XS),
-    "MLP": (lambda: eqx.nn.MLP(3, 2, width_size=4, depth=2, key=KEY), XS),
-    "Conv1d": (lambda: eqx.nn.Conv1d(3, 2, kernel_size=3, key=KEY), jax.random.normal(KEY, (5, 3, 7))),
-    "LayerNorm": (lambda: eqx.nn.LayerNorm(3), XS),
+LAYERS = {  # a layer, and its arguments for a batch of 5
+    "Linear": (lambda: eqx.nn.Linear(3, 2, key=KEY), (XS,)),
+    "MLP": (lambda: eqx.nn.MLP(3, 2, width_size=4, depth=2, key=KEY), (XS,)),
+    "Conv1d": (lambda: eqx.nn.Conv1d(3, 2, kernel_size=3, key=KEY), (jax.random.normal(KEY, (5, 3, 7)),)),
+    "LayerNorm": (lambda: eqx.nn.LayerNorm(3), (XS,)),
+    "GRUCell": (lambda: eqx.nn.GRUCell(3, 2, key=KEY), (XS, YS)),  # two mapped arguments: input, hidden
+    "Embedding": (lambda: eqx.nn.Embedding(10, 2, key=KEY), (jnp.arange(5),)),  # x: Int[Array, ''] | int
 }
 
 
 @pytest.mark.parametrize("name", LAYERS)
 def test_layer_per_example(name):
-    make, xs = LAYERS[name]
+    make, args = LAYERS[name]
     layer = make()
-    expected = jax.vmap(layer)(xs)
-    np.testing.assert_allclose(expected[3], layer(xs[3]), rtol=1e-6, atol=1e-6)  # the reference is the loop
+    expected = jax.vmap(layer)(*args)
+    one = layer(*(arg[3] for arg in args))
+    np.testing.assert_allclose(expected[3], one, rtol=1e-6, atol=1e-6)  # the reference is the loop
     per_example = batched(layer, "batch")
     for _ in range(2):  # the second call, with the shapes seen, runs the layer itself as the body
-        assert_trees_close(per_example(xs), expected, exact=True)
+        assert_trees_close(per_example(*args), expected, exact=True)
 
 
 DROPOUT = eqx.nn.Dropout(0.5, inference=False)
