@@ -78,7 +78,7 @@ def batched(
     /,
     spec: str | None = None,
     *,
-    layouts: dict[str, str] | None = None,
+    layouts: dict[str, str | None] | None = None,
     out: str | tuple[str, ...] | None = None,
     check: bool = True,
     shard: dict[str, str | tuple[str, ...]] | None = None,
@@ -91,7 +91,7 @@ def batched(
     /,
     spec: str | None = None,
     *,
-    layouts: dict[str, str] | None = None,
+    layouts: dict[str, str | None] | None = None,
     out: str | tuple[str, ...] | None = None,
     check: bool = True,
     shard: dict[str, str | tuple[str, ...]] | None = None,
@@ -104,7 +104,7 @@ def batched(
     /,
     spec: str | None = None,
     *,
-    layouts: dict[str, str] | None = None,
+    layouts: dict[str, str | None] | None = None,
     out: str | tuple[str, ...] | None = None,
     check: bool = True,
     shard: dict[str, str | tuple[str, ...]] | None = None,
@@ -117,7 +117,7 @@ def batched(
     /,
     spec: str | None = None,
     *,
-    layouts: dict[str, str] | None = None,
+    layouts: dict[str, str | None] | None = None,
     out: str | tuple[str, ...] | None = None,
     check: bool = True,
     shard: dict[str, str | tuple[str, ...]] | None = None,
@@ -129,7 +129,7 @@ def batched(
     /,
     spec: str | None = None,
     *,
-    layouts: dict[str, str] | None = None,
+    layouts: dict[str, str | None] | None = None,
     out: str | tuple[str, ...] | None = None,
     check: bool = True,
     shard: dict[str, str | tuple[str, ...]] | None = None,
@@ -144,18 +144,19 @@ def batched(
             and result), ``"*batch"`` (any number of broadcast leading dims), or a full
             signature ``"b a, a c -> b c"`` (one layout per array parameter, then per result).
         layouts: ``{"param": "layout"}`` overriding the spec for those parameters; a
-            layout without a batch name leaves that argument unmapped.
+            layout without a batch name, or ``None`` (the per-example layout itself), leaves
+            that argument unmapped: shared by every example, like ``in_axes=None``.
         out: the result layout, or a tuple of them for a tuple result.
         check: ``False`` turns the shape checks off for this function.
         shard: ``{"graph": "data"}`` splits batch dims over mesh axes (a name or a tuple of
             names); see the "Scaling out" page of the docs.
         mesh: the ``jax.sharding.Mesh`` for ``shard``; default: the one set with
             ``jax.set_mesh`` at call time.
-
         chunk: ``{"graph": 1024}`` maps that batch dim in slices of 1024 examples
             (``jax.lax.map`` over ``vmap``s of one slice), so memory is bounded by the slice;
             ``{"graph": Budget(bytes=2**30)}`` picks the largest chunk that fits the budget.
             See the "Chunks" page of the docs.
+
     Returns:
         A function with the batched signature and annotations; ``.fn``, ``.signature``,
         ``.in_axes`` and ``.out_axes`` show what was derived, ``.partition_specs(*args)`` the
@@ -212,8 +213,8 @@ class Options:
     out: str | tuple[str, ...] | None
     shard: dict[str, Any] | None
     mesh: Mesh | None
-
     chunk: dict[str, Any] | None = None
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Batched:

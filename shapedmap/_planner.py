@@ -50,7 +50,7 @@ __all__ = ["make_plan"]
 def make_plan(
     types: FunctionTypes,
     spec: str | None,
-    layouts: dict[str, str] | None = None,
+    layouts: dict[str, str | None] | None = None,
     out: str | tuple[str, ...] | list[str] | None = None,
     chunk: dict[str, int | Budget] | None = None,
 ) -> Plan:
