@@ -165,7 +165,7 @@ class Bindings:
     ) -> None:
         if isinstance(dim, AnonymousDim):
             return
-        if getattr(dim, "broadcastable", False) and size == 1:
+        if getattr(dim, "broadcastable", False) and same_size(size, 1):
             return
         if isinstance(dim, FixedDim):
             if not _agree(size, dim.size, from_body):
