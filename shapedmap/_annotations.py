@@ -56,9 +56,10 @@ class ArrayType:
     ``dtype`` is the jaxtyping dtype class (``Float``, ``Key``…) or None for a plain
     ``jax.Array``/``np.ndarray`` hint; ``other_dtypes`` the further classes of a union
     (``Float[Array, "n"] | Int[Array, "n"]``); ``dtypes`` the admitted dtype names (None: any).
-    ``alternatives``: for a union of fixed shapes (jaxtyping's ``PRNGKeyArray``: ``Key[Array, '']
+    ``alternatives``: for a union of shapes (jaxtyping's ``PRNGKeyArray``: ``Key[Array, '']
     | UInt32[Array, '2'] | UInt32[Array, '4']``), one array type per member; the layout is then
-    ``...`` and each example must match one member, dtype and shape together.
+    ``...`` (the batch dims go in front) and each example must match one member, dtype and shape
+    together.
     """
 
     layout: Layout
@@ -75,7 +76,7 @@ class ArrayType:
         ``Float[Array, 'graph n']`` rather than ``Float[jaxlib._jax.Array, 'graph n']`` so that
         ``help()`` and generated docs read well. Other array types (``np.ndarray``, NumPy's
         ``ArrayLike``…) become ``jax.Array``: inside ``vmap`` and ``jit`` every array is a tracer.
-        A union of fixed shapes puts each member's shape where the layout has ``...``.
+        A union of shapes puts each member's shape where the layout has ``...``.
         """
         if self.alternatives:
             members = tuple(member.with_layout(_fill(layout, member.layout)) for member in self.alternatives)
@@ -84,8 +85,12 @@ class ArrayType:
         return _annotation(self.dtype, self.other_dtypes, array_type, str(layout))
 
     def admits_example(self, dtype: Any, shape: tuple[int, ...]) -> bool:
-        """For a union of fixed shapes: does one example of ``shape`` and ``dtype`` match a member?"""
-        return any(member.admits_dtype(dtype) and shape == _fixed_shape(member.layout) for member in self.alternatives)
+        """For a union of shapes: does one example of ``shape`` and ``dtype`` match a member?
+
+        The member's rank and fixed sizes are checked here; its named dims by jaxtyping's
+        per-example check (they are not bound across arguments by shapedmap).
+        """
+        return any(member.admits_dtype(dtype) and _admits_shape(member.layout, shape) for member in self.alternatives)
 
     def admits_dtype(self, dtype: Any) -> bool:
         """Does an array of ``dtype`` satisfy the annotation? (jaxtyping's own rule.)"""
@@ -98,11 +103,14 @@ class ArrayType:
         return " or ".join(dtype.__name__ for dtype in (self.dtype, *self.other_dtypes))
 
 
-def _fixed_shape(layout: Layout) -> tuple[int, ...] | None:
-    """The shape of a layout made of sizes only (``'2'``, ``''``), else None."""
-    if all(isinstance(dim, FixedDim) and dim.label is None and not dim.broadcastable for dim in layout.dims):
-        return tuple(dim.size for dim in layout.dims)
-    return None
+def _admits_shape(layout: Layout, shape: tuple[int, ...]) -> bool:
+    """Does ``shape`` have the rank of ``layout`` (which has no variadic) and its fixed sizes?"""
+    if len(shape) != len(layout.dims):
+        return False
+    return all(
+        not isinstance(dim, FixedDim) or size == dim.size or (dim.broadcastable and size == 1)
+        for dim, size in zip(layout.dims, shape, strict=True)
+    )
 
 
 def _fill(layout: Layout, shape: Layout) -> Layout:
@@ -412,6 +420,9 @@ def _classify_return(hint: Any, name: str) -> tuple[tuple[ValueType, ...], bool]
 
 def _classify_output(hint: Any, where: str) -> ValueType:
     value = classify(hint, where)
+    if not value.is_array and (hint is Any or (isinstance(hint, type) and hint.__module__ != "builtins")):
+        # Any, or a class (an Equinox State, a NamedTuple, a module): a PyTree, whose leaves JAX batches.
+        return ValueType("tree", ArrayType(_ANY_SHAPE), hint=hint)
     if not value.is_array:
         raise SpecError(
             f"{where} {hint_text(hint)} is not an array annotation: a batched function returns "
@@ -528,11 +539,11 @@ def _merge(values: list[ValueType], hint: Any, where: str, kind: str) -> ValueTy
     alternatives: tuple[ArrayType, ...] = ()
     if len(layouts) > 1:
         members = tuple(dict.fromkeys(a for value in values for a in (value.array.alternatives or (value.array,))))
-        if any(_fixed_shape(member.layout) is None for member in members):
+        if any(member.layout.variadic_index is not None for member in members):
             raise SpecError(
                 f"{where} {hint_text(hint)} allows several shapes ({', '.join(map(repr, layouts))}): "
-                "a batched parameter needs one per-example layout, or a union of fixed shapes only "
-                "(like jaxtyping's PRNGKeyArray: Key[Array, ''] | UInt32[Array, '2']). Annotate one layout."
+                "a union of shapes is batched by the rank of each example, which a variadic dim "
+                "('*name', '...') leaves open. Annotate one layout, or shapes of fixed rank."
             )
         alternatives = members
     first = values[0].array if not alternatives else ArrayType(_ANY_SHAPE)

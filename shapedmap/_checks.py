@@ -45,6 +45,7 @@ from ._binding import Bindings
 from ._errors import ShapeError
 from ._grammar import FixedDim, SymbolicDim, dim_text
 from ._places import Origin, argument_place, layout_place, leaf_place, result_place
+from ._plan import unannotated_note
 
 if TYPE_CHECKING:
     from ._annotations import ArrayType, ValueType
@@ -268,7 +269,9 @@ def _check_batch_dims_have_arrays(plan: Plan, values: list[Any]) -> None:
         if not mapping or any(jax.tree_util.tree_leaves(values[i]) for i in mapping):
             continue  # sized by an array, or by the bindings (a batch dim only the outputs have)
         holders = [(plan.arguments[i].name, values[i]) for i in mapping]
-        raise ShapeError(messages.no_array_sizes_batch_dim(plan.function, name, holders))
+        raise ShapeError(
+            messages.no_array_sizes_batch_dim(plan.function, name, holders, unannotated_note(plan.arguments))
+        )
 
 
 def check_results(plan: Plan, bindings: Bindings, output: Any) -> None:

@@ -79,7 +79,7 @@ def batched(
     spec: str | None = None,
     *,
     layouts: dict[str, str | None] | None = None,
-    out: str | tuple[str, ...] | None = None,
+    out: str | tuple[str | None, ...] | None = None,
     check: bool = True,
     shard: dict[str, str | tuple[str, ...]] | None = None,
     mesh: Mesh | None = None,
@@ -92,7 +92,7 @@ def batched(
     spec: str | None = None,
     *,
     layouts: dict[str, str | None] | None = None,
-    out: str | tuple[str, ...] | None = None,
+    out: str | tuple[str | None, ...] | None = None,
     check: bool = True,
     shard: dict[str, str | tuple[str, ...]] | None = None,
     mesh: Mesh | None = None,
@@ -105,7 +105,7 @@ def batched(
     spec: str | None = None,
     *,
     layouts: dict[str, str | None] | None = None,
-    out: str | tuple[str, ...] | None = None,
+    out: str | tuple[str | None, ...] | None = None,
     check: bool = True,
     shard: dict[str, str | tuple[str, ...]] | None = None,
     mesh: Mesh | None = None,
@@ -118,7 +118,7 @@ def batched(
     spec: str | None = None,
     *,
     layouts: dict[str, str | None] | None = None,
-    out: str | tuple[str, ...] | None = None,
+    out: str | tuple[str | None, ...] | None = None,
     check: bool = True,
     shard: dict[str, str | tuple[str, ...]] | None = None,
     mesh: Mesh | None = None,
@@ -130,7 +130,7 @@ def batched(
     spec: str | None = None,
     *,
     layouts: dict[str, str | None] | None = None,
-    out: str | tuple[str, ...] | None = None,
+    out: str | tuple[str | None, ...] | None = None,
     check: bool = True,
     shard: dict[str, str | tuple[str, ...]] | None = None,
     mesh: Mesh | None = None,
@@ -146,7 +146,8 @@ def batched(
         layouts: ``{"param": "layout"}`` overriding the spec for those parameters; a
             layout without a batch name, or ``None`` (the per-example layout itself), leaves
             that argument unmapped: shared by every example, like ``in_axes=None``.
-        out: the result layout, or a tuple of them for a tuple result.
+        out: the result layout, or a tuple of them for a tuple result; ``None`` in the tuple is
+            that result's per-example layout, mapped by no batch dim (``out_axes=None``).
         check: ``False`` turns the shape checks off for this function.
         shard: ``{"graph": "data"}`` splits batch dims over mesh axes (a name or a tuple of
             names); see the "Scaling out" page of the docs.
@@ -210,7 +211,7 @@ class Options:
 
     spec: str | None
     layouts: dict[str, str] | None
-    out: str | tuple[str, ...] | None
+    out: str | tuple[str | None, ...] | None
     shard: dict[str, Any] | None
     mesh: Mesh | None
     chunk: dict[str, Any] | None = None

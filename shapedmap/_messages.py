@@ -298,7 +298,7 @@ def dtype_mismatch(function: str, place: str, value: Any, array: ArrayType) -> s
 
 
 def no_alternative_matches(function: str, place: str, value: Any, shape: tuple[int, ...], array: ArrayType) -> str:
-    """An example whose dtype and shape match no member of a union of fixed shapes (``PRNGKeyArray``)."""
+    """An example whose dtype and shape match no member of a union of shapes (``PRNGKeyArray``)."""
     members = ", ".join(hint_text(member.with_layout(member.layout)) for member in array.alternatives)
     return (
         f"{function}: {place} is {describe_value(value)}, so each example is {value.dtype}{list(shape)}, "
@@ -319,12 +319,13 @@ def static_mismatch(function: str, name: str, hint: Any, value: Any) -> str:
     return f"{function}: {argument_place(name)} is annotated {hint_text(hint)}, got {describe_value(value)}"
 
 
-def no_array_sizes_batch_dim(function: str, name: str, holders: Sequence[tuple[str, Any]]) -> str:
-    """No argument mapped over the batch dim ``name`` holds an array; ``holders``: (parameter, value)."""
+def no_array_sizes_batch_dim(function: str, name: str, holders: Sequence[tuple[str, Any]], note: str = "") -> str:
+    """No argument mapped over the batch dim ``name`` holds an array; ``holders``: (parameter, value);
+    ``note``: which parameters are unannotated (held static), if any."""
     text = " nor ".join(f"{argument_place(parameter)} ({describe_value(value)})" for parameter, value in holders)
     if len(holders) > 1:
-        return f"{function}: nothing gives the size of the batch dim '{name}': neither {text} holds an array"
-    return f"{function}: nothing gives the size of the batch dim '{name}': {text} holds no array"
+        return f"{function}: nothing gives the size of the batch dim '{name}': neither {text} holds an array{note}"
+    return f"{function}: nothing gives the size of the batch dim '{name}': {text} holds no array{note}"
 
 
 def expression_cannot_be_a_size(

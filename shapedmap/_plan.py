@@ -32,7 +32,7 @@ from ._grammar import (
 )
 from ._levels import Budget, CallShape, Level, Placement, VmapNest, derive_levels
 
-__all__ = ["Argument", "Plan", "Result", "call_arguments", "plan_of"]
+__all__ = ["Argument", "Plan", "Result", "call_arguments", "plan_of", "unannotated_note"]
 
 Value = TypeVar("Value")
 
@@ -83,6 +83,19 @@ def call_arguments(arguments: tuple[Argument, ...], values: list[Any]) -> tuple[
         else:
             kwargs.update(value)
     return args, kwargs
+
+
+def unannotated_note(arguments: Sequence[Argument]) -> str:
+    """Unannotated parameters are static, never mapped: say so where a batch dim finds no array."""
+    names = [a.name for a in arguments if a.placement is None and a.value.hint is None]
+    if not names:
+        return ""
+    listed = ", ".join(f"'{name}'" for name in names)
+    return (
+        f". {listed} {'is' if len(names) == 1 else 'are'} not annotated, so held static (never mapped): "
+        f"annotate {'it' if len(names) == 1 else 'them'} (like {names[0]}: Float[Array, '...']), or batch "
+        "a function that does"
+    )
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ from ._grammar import (
 )
 from ._levels import Budget, CallShape, Placement
 from ._places import result_place
-from ._plan import Argument, Plan, Result
+from ._plan import Argument, Plan, Result, unannotated_note
 
 __all__ = ["make_plan"]
 
@@ -281,7 +281,8 @@ def _place_results(
         texts = (out,) if isinstance(out, str) else tuple(out) if isinstance(out, tuple | list) else None
         if texts is None:
             raise fail(f"out= must be a layout string or a tuple of them, got {type(out).__name__}")
-        layouts = [_parse_for(text, "the return value", fail) for text in texts]
+        # None: the per-example layout itself, a result that no batch dim maps (out_axes=None)
+        layouts = [None if text is None else _parse_for(text, "the return value", fail) for text in texts]
     elif parsed.outputs is not None:
         layouts = list(parsed.outputs)
     else:
@@ -297,7 +298,7 @@ def _place_results(
         where = result_place(types.returns_tuple, index)
         per_example = value.array.layout
         if layouts is not None:
-            batched_layout = layouts[index]
+            batched_layout = per_example if layouts[index] is None else layouts[index]
         elif parsed.batch is not None:
             batched_layout = _prepend(parsed.batch, per_example, where, fail)
         else:
@@ -342,7 +343,7 @@ def _order_and_sizes(
                 )
                 raise fail(
                     f"the output batch dim '{batch_name}' {where}, so its size is unknown; give it a size "
-                    f"in the output layout ('{batch_name}=5') or map an input over it"
+                    f"in the output layout ('{batch_name}=5') or map an input over it" + unannotated_note(arguments)
                 )
     for name in variadic:
         if any(p.variadic_batch != name and name in p.batch_names for p in placements):

@@ -96,3 +96,64 @@ def test_a_pytree_of_a_class_without_arrays_stays_static():
         return x * config.depth
 
     np.testing.assert_array_equal(batched(f, "b")(XS, Config("a", 2)), XS * 2)
+
+
+# -- results annotated with a class, or Any; results no batch dim maps ---------------------------
+
+
+class Stats(typing.NamedTuple):
+    mean: jax.Array
+    total: jax.Array
+
+
+def test_a_result_annotated_with_a_class_or_any_is_a_pytree_of_arrays():
+    def stats(x: Float[Array, "n"]) -> Stats:
+        return Stats(x.mean(), x.sum())
+
+    def anything(x: Float[Array, "n"]) -> typing.Any:
+        return {"double": 2 * x}
+
+    got = batched(stats, "b")(XS)
+    assert isinstance(got, Stats)
+    np.testing.assert_array_equal(got.total, jax.vmap(stats)(XS).total)
+    np.testing.assert_array_equal(batched(anything, "b")(XS)["double"], 2 * XS)
+
+
+def test_a_builtin_non_array_result_annotation_is_still_refused():
+    def f(x: Float[Array, "n"]) -> str:
+        return "x"
+
+    with pytest.raises(SpecError, match=r"f: the return annotation str is not an array annotation"):
+        batched(f, "b")
+
+
+def test_out_none_is_a_result_no_batch_dim_maps():
+    """An Equinox BatchNorm's state: the same for every example (a pmean over the batch name)."""
+
+    def normalise(x: Float[Array, "n"], state: Float[Array, "n"]) -> tuple[Float[Array, "n"], Float[Array, "n"]]:
+        mean = jax.lax.pmean(x, "b")
+        return x - mean, 0.9 * state + 0.1 * mean
+
+    state = jnp.zeros(3)
+    per_example = batched(normalise, "b", layouts={"state": None}, out=("b n", None))
+    expected = jax.vmap(normalise, in_axes=(0, None), out_axes=(0, None), axis_name="b")(XS, state)
+    for got, want in zip(per_example(XS, state), expected, strict=True):
+        np.testing.assert_allclose(got, want)
+    assert per_example.out_axes == {"b": (0, None)}
+
+
+def test_unannotated_parameters_are_named_where_a_batch_dim_finds_no_array():
+    def unannotated(x, mask: Float[Array, "n"] | None = None) -> Float[Array, "n"]:
+        return x
+
+    with pytest.raises(
+        ShapeError,
+        match=r"argument 'mask' \(None\) holds no array\. 'x' is not annotated, so held static \(never mapped\)",
+    ):
+        batched(unannotated, "b")(XS)
+
+    def nothing(*args, **kwargs) -> typing.Any:
+        return args
+
+    with pytest.raises(SpecError, match=r"appears in no input layout.*'args', 'kwargs' are not annotated"):
+        batched(nothing, "b")

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jaxtyping import Array, Float, PRNGKeyArray, UInt32
+from jaxtyping import Array, Bool, Float, PRNGKeyArray, UInt32
 
 from shapedmap import ShapeError, SpecError, batched
 
@@ -100,9 +100,26 @@ def test_any_union_of_fixed_shapes():
         batched(first, "b")(jnp.zeros((2, 4)))
 
 
-def test_a_union_of_shapes_with_named_dims_is_refused_at_decoration():
-    def f(v: Float[Array, "n"] | UInt32[Array, "n 2"]) -> Float[Array, ""]:
+def test_a_union_of_shapes_with_named_dims_is_chosen_by_rank():
+    """Equinox's MultiheadAttention mask: 'q k' or 'heads q k'; jaxtyping checks the named dims per example."""
+
+    def masked(x: Float[Array, "q k"], mask: Bool[Array, "q k"] | Bool[Array, "heads q k"]) -> Float[Array, "q k"]:
+        return jnp.where(mask if mask.ndim == 2 else mask.all(axis=0), x, 0.0)
+
+    xs = jnp.arange(24.0).reshape(2, 3, 4)
+    for mask in (xs > 5, jnp.stack([xs > 5, xs > 7], axis=1)):
+        np.testing.assert_array_equal(batched(masked, "b")(xs, mask), jax.vmap(masked)(xs, mask))
+    with pytest.raises(
+        ShapeError, match=r"each example is bool\[3\].*Bool\[Array, 'q k'\], Bool\[Array, 'heads q k'\]"
+    ):
+        batched(masked, "b")(xs, jnp.ones((2, 3), bool))
+    with pytest.raises(ShapeError, match=r"(?s)masked: the per-example check failed.*parameter 'mask'.*k=4"):
+        batched(masked, "b")(xs, jnp.ones((2, 3, 5), bool))  # 'k' is 4 in x, 5 in mask
+
+
+def test_a_union_of_shapes_with_a_variadic_is_refused_at_decoration():
+    def f(v: Float[Array, "*n"] | UInt32[Array, "n 2"]) -> Float[Array, ""]:
         return v.sum()
 
-    with pytest.raises(SpecError, match=r"f: parameter 'v' .* allows several shapes .* a union of fixed shapes only"):
+    with pytest.raises(SpecError, match=r"f: parameter 'v' .* allows several shapes .* a variadic dim"):
         batched(f, "b")

@@ -33,7 +33,7 @@ YS = jax.random.normal(jax.random.key(2), (5, 2))
 def assert_trees_close(got, expected, *, exact=False):
     """Same structure, shapes and dtypes; the same values (bit for bit where ``exact``)."""
     assert jax.tree.structure(got) == jax.tree.structure(expected)
-    assert jax.tree.map(jnp.shape, got) == jax.tree.map(jnp.shape, expected)
+    assert [jnp.shape(a) for a in jax.tree.leaves(got)] == [jnp.shape(b) for b in jax.tree.leaves(expected)]
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
         assert a.dtype == b.dtype
         if exact:
@@ -64,6 +64,28 @@ def test_layer_per_example(name):
     per_example = batched(layer, "batch")
     for _ in range(2):  # the second call, with the shapes seen, runs the layer itself as the body
         assert_trees_close(per_example(*args), expected, exact=True)
+
+
+def test_multihead_attention_with_and_without_its_mask():
+    """Its ``mask`` is ``Bool[Array, 'q_seq kv_seq'] | Bool[Array, 'num_heads q_seq kv_seq'] | None``."""
+    attention = eqx.nn.MultiheadAttention(num_heads=2, query_size=4, key=KEY)
+    qs = jax.random.normal(KEY, (3, 5, 4))
+    per_example = batched(attention, "batch")
+    assert_trees_close(per_example(qs, qs, qs), jax.vmap(attention)(qs, qs, qs))
+    for mask in (qs[..., :1] @ qs[..., :1].mT > 0, jnp.ones((3, 2, 5, 5), bool).at[:, 1, :, 0].set(False)):
+        assert_trees_close(per_example(qs, qs, qs, mask), jax.vmap(attention)(qs, qs, qs, mask))
+
+
+def test_batch_norm_with_its_state_shared_and_returned_unmapped():
+    """``jax.vmap(bn, axis_name="batch", in_axes=(0, None), out_axes=(0, None))``: the batch name is the axis name."""
+    norm, state = eqx.nn.make_with_state(eqx.nn.BatchNorm)(3, axis_name="batch")
+    _, reference_state = eqx.nn.make_with_state(eqx.nn.BatchNorm)(3, axis_name="batch")  # equinox: one use each
+    reference = jax.vmap(norm, axis_name="batch", in_axes=(0, None), out_axes=(0, None))
+    per_example = batched(norm, "batch", out=("batch ...", None))  # State is a class: held static
+    for xs in (XS, 2 * XS + 1):  # the second step runs on the state the first returned
+        out, state = per_example(xs, state)
+        expected, reference_state = reference(xs, reference_state)
+        assert_trees_close((out, state), (expected, reference_state))
 
 
 DROPOUT = eqx.nn.Dropout(0.5, inference=False)
