@@ -122,6 +122,31 @@ class Sharding:
         _check_mesh_axes(self.function, self.axes, mesh)
         return mesh
 
+    def check_global(self, plan: Plan, values: list[Any], mesh: Mesh, bindings: Bindings) -> None:
+        """On a mesh over several processes, an argument split over it must be one global array.
+
+        JAX would take one process's array for the whole batch and compare it across processes: a
+        bare ``AssertionError`` when the values differ, a hang when the shapes do.
+        """
+        if not isinstance(mesh, Mesh) or not mesh.is_multi_process:  # an AbstractMesh (under jit) has no processes
+            return
+        for index in plan.array_arguments:
+            argument = plan.arguments[index]
+            for leaf in jax.tree.leaves(values[index]):
+                spec = self.partition_spec(argument.placement, tuple(leaf.shape), bindings)
+                if not any(spec) or isinstance(leaf, jax.core.Tracer) or not leaf.is_fully_addressable:
+                    continue
+                split = [f"'{name}' over {' x '.join(map(repr, self.axes[name]))}"
+                         for _, name in argument.placement.batch if name in self.axes]  # fmt: skip
+                processes = len({device.process_index for device in mesh.devices.flat})
+                raise ShapeError(
+                    f"{self.function}: argument '{argument.name}' is an array of this process alone "
+                    f"({describe_value(leaf)}), but the mesh spans {processes} processes and shard= splits its "
+                    f"batch dim {', '.join(split)}: pass one global jax.Array, e.g. "
+                    f"jax.make_array_from_process_local_data(NamedSharding(mesh, P({', '.join(map(repr, spec))})), "
+                    "rows) from each process's rows"
+                )
+
     def check_divisible(self, mesh: Mesh, bindings: Bindings) -> None:
         """Every sharded batch size must be a multiple of its mesh axes' size (before JAX says so)."""
         for name, axes in self.axes.items():
@@ -201,6 +226,7 @@ class Sharding:
         traces the results' shapes.
         """
         mesh = self.mesh_for_call()
+        self.check_global(plan, values, mesh, bindings)
         self.check_divisible(mesh, bindings)
         explicit = self.explicit(mesh)
         values = list(values)
