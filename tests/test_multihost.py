@@ -11,9 +11,11 @@ import importlib.util
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -60,9 +62,10 @@ def launch(*scenarios: str) -> dict[str, list]:
         for process in range(worker.PROCESSES)
     ]
     outputs = []
+    deadline = time.monotonic() + LAUNCH_TIMEOUT
     try:
         for process in processes:
-            outputs.append(process.communicate(timeout=LAUNCH_TIMEOUT))
+            outputs.append(process.communicate(timeout=max(deadline - time.monotonic(), 0)))
     except subprocess.TimeoutExpired:
         pytest.fail(f"the workers were still running after {LAUNCH_TIMEOUT} s (scenarios {scenarios})")
     finally:
@@ -153,7 +156,7 @@ def disagreeing():
 
 
 LOCAL_ARRAY = (
-    r"centred_step: argument '{argument}' is an array of this process alone \(f32\[{shape}\]\), but the mesh "
+    r"{function}: argument '{argument}' is an array of this process alone \(f32\[{shape}\]\), but the mesh "
     r"spans 2 processes and shard= splits its batch dim 'graph' over 'data': pass one global jax\.Array, "
     r"e\.g\. jax\.make_array_from_process_local_data\(NamedSharding\(mesh, P\('data', None, None\)\), rows\) "
     r"from each process's rows"
@@ -165,11 +168,49 @@ def test_an_array_of_one_process_where_a_global_one_is_needed_is_a_shape_error(d
     for process in range(worker.PROCESSES):
         result = disagreeing["local_arrays"][process][kind]
         assert result["error"] == "ShapeError", result
-        assert re.fullmatch(LOCAL_ARRAY.format(argument="a", shape="8,5,5"), result["message"]), result["message"]
+        assert re.fullmatch(
+            LOCAL_ARRAY.format(function="centred_step", argument="a", shape="8,5,5"), result["message"]
+        ), result["message"]
 
 
 def test_processes_whose_shapes_differ_get_shape_errors_not_a_hang(disagreeing):
     results = disagreeing["disagreeing_shapes"]
     assert results[0]["error"] == results[1]["error"] == "ShapeError", results
-    assert re.fullmatch(LOCAL_ARRAY.format(argument="a", shape="16,5,5"), results[0]["message"]), results[0]
-    assert re.fullmatch(LOCAL_ARRAY.format(argument="a", shape="8,5,5"), results[1]["message"]), results[1]
+    assert re.fullmatch(
+        LOCAL_ARRAY.format(function="centred_step", argument="a", shape="16,5,5"), results[0]["message"]
+    ), results[0]
+    assert re.fullmatch(
+        LOCAL_ARRAY.format(function="centred_step", argument="a", shape="8,5,5"), results[1]["message"]
+    ), results[1]
+
+
+def test_the_several_hosts_commands_of_the_scaling_page_print_what_the_page_shows(tmp_path):
+    """The page's script and launch commands as written; only the coordinator's port is a free one."""
+    page = (Path(__file__).parent.parent / "docs" / "scaling.md").read_text()
+    section = page.split("## Several hosts", 1)[1].split("\n## ", 1)[0]
+    script = section.split("```python\n", 1)[1].split("```", 1)[0]
+    commands = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    shown, message = (block.split("```", 1)[0] for block in section.split("```text\n")[1:3])
+    assert "localhost:12355" in script
+    (tmp_path / "two_hosts.py").write_text(script.replace("localhost:12355", f"localhost:{free_port()}"))
+    environment = {key: value for key, value in os.environ.items() if key not in ("XLA_FLAGS", "JAX_PLATFORMS")}
+    # `python` in the commands is this interpreter, as in a shell with its environment activated
+    environment["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), environment.get("PATH", "")])
+    with subprocess.Popen(
+        ["bash", "-c", commands],
+        cwd=tmp_path,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group: a hang kills both workers at once
+    ) as shell:
+        try:
+            stdout, stderr = shell.communicate(timeout=LAUNCH_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(shell.pid, signal.SIGKILL)
+            pytest.fail(f"the page's commands were still running after {LAUNCH_TIMEOUT} s")
+    printed = sorted(line for line in stdout.splitlines() if line.startswith("process "))
+    assert printed == sorted(shown.splitlines()), stdout[-3000:] + stderr[-3000:]
+    expected = LOCAL_ARRAY.format(function="centred", argument="f", shape="8,3,2")
+    assert re.fullmatch(expected, message.strip().strip("`").strip()), message
