@@ -150,7 +150,9 @@ class ValueType:
     """What a parameter or a result holds.
 
     ``kind`` is ``"array"`` (one array), ``"tree"`` (a PyTree whose every leaf is such an
-    array) or ``"static"`` (anything else: held fixed, never mapped). ``optional`` values
+    array) or ``"static"`` (anything else: held fixed, never mapped). A static ``array`` is the
+    array member of a union of arrays and non-arrays (``Rngs | Array``): it is mapped only if
+    ``layouts=`` gives it a layout. ``optional`` values
     may also be None. ``structure`` is the name of ``PyTree[..., "T"]``: every value with the
     same name must have the same tree structure. ``one_array_each``: the tuple of ``*args``
     (or dict of ``**kwargs``) of an array annotation, each entry one array.
@@ -510,14 +512,12 @@ def _classify_union(hint: Any, where: str, in_tree: bool) -> ValueType:
             for value, dtype in zip(values, scalars, strict=True)
         ]
         arrays = values
-    if len(arrays) != len(values):
-        statics = [hint_text(m) for m, v in zip(members, values, strict=False) if not v.is_array]
-        raise SpecError(
-            f"{where} is a union of arrays and non-arrays ({', '.join(statics)}): shapedmap "
-            "cannot tell whether to map it. Use an array annotation (Optional is fine)."
-        )
     kind = "tree" if any(value.kind == "tree" for value in arrays) else "array"
     merged = _merge(arrays, hint, where, kind)
+    if len(arrays) != len(values):
+        # Arrays or something else (nnx's `rngs: Rngs | RngStream | Array | None`): held static
+        # unless `layouts=` gives it a layout; an array passed there is refused, never silently shared.
+        return ValueType("static", merged.array, optional, hint)
     return ValueType(merged.kind, merged.array, optional or merged.optional, hint, merged.structure)
 
 

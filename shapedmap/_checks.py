@@ -248,6 +248,8 @@ def check_static_values(plan: Plan, values: list[Any], defaulted: Collection[str
             continue
         hint = argument.value.hint
         for entry in argument.entries(value):
+            if argument.value.array is not None and isinstance(entry, jax.Array | np.ndarray):
+                raise ShapeError(messages.array_in_static_union(plan.function, argument.name, hint, entry))
             try:
                 admitted = is_bearable(entry, hint)
             except BeartypeException:

@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "abstract_array_in_call",
+    "array_in_static_union",
+    "budget_unmeasurable",
     "budget_unmet",
     "collective_over_chunks",
     "dtype_mismatch",
@@ -317,6 +319,16 @@ def not_a_pytree(function: str, place: str, value: Any, error: Exception) -> str
 def static_mismatch(function: str, name: str, hint: Any, value: Any) -> str:
     """A non-array argument its annotation does not admit."""
     return f"{function}: {argument_place(name)} is annotated {hint_text(hint)}, got {describe_value(value)}"
+
+
+def array_in_static_union(function: str, name: str, hint: Any, value: Any) -> str:
+    """An array passed to a parameter whose annotation also admits non-arrays (held static)."""
+    return (
+        f"{function}: {argument_place(name)} is {describe_value(value)}, but its annotation "
+        f"{hint_text(hint)} also admits non-arrays, so shapedmap holds it static rather than guess "
+        f"whether to map it. Say which: layouts={{'{name}': 'batch ...'}} (its layout, with the batch "
+        f"name, to map it) or layouts={{'{name}': None}} (one value shared by every example)"
+    )
 
 
 def no_array_sizes_batch_dim(function: str, name: str, holders: Sequence[tuple[str, Any]], note: str = "") -> str:

@@ -68,8 +68,9 @@ def make_plan(
         return SpecError(f"{name}: {message}")
 
     parsed = _parse_spec_for(spec, fail)
-    array_parameters = [p for p in types.parameters if p.value.is_array]
     layouts = _check_layouts_argument(layouts, types, fail)
+    types = _map_unions_given_layouts(types, layouts)
+    array_parameters = [p for p in types.parameters if p.value.is_array]
     if parsed.inputs == () and len(array_parameters) == 1:
         # Nothing before '->' is no layout, or one scalar's for the one array parameter.
         parsed = dataclasses.replace(parsed, inputs=(Layout(()),))
@@ -153,7 +154,7 @@ def _check_layouts_argument(layouts: Any, types: FunctionTypes, fail: Any) -> di
     for key in layouts:
         if key not in known:
             raise fail(f"layouts= names {key!r}, which is not a parameter (parameters: {', '.join(known) or 'none'})")
-        if not known[key].value.is_array:
+        if not known[key].value.is_array and known[key].value.array is None:
             hint = known[key].value.hint
             annotated = "is not annotated" if hint is None else f"is annotated {getattr(hint, '__name__', hint)}"
             raise fail(
@@ -203,6 +204,17 @@ def _check_chunk_argument(chunk: Any, plan: Plan, fail: Any) -> dict[str, int | 
             "of one batch name; give the others a number of examples"
         )
     return dict(chunk)
+
+
+def _map_unions_given_layouts(types: FunctionTypes, layouts: dict[str, str | None]) -> FunctionTypes:
+    """A union of arrays and non-arrays (``Rngs | Array``) that ``layouts=`` names is an array parameter."""
+    parameters = tuple(
+        dataclasses.replace(p, value=dataclasses.replace(p.value, kind="array"))
+        if p.name in layouts and p.value.kind == "static" and p.value.array is not None
+        else p
+        for p in types.parameters
+    )
+    return dataclasses.replace(types, parameters=parameters)
 
 
 def _prepend(batch: tuple[Any, ...], per_example: Layout, where: str, fail: Any) -> Layout:

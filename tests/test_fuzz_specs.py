@@ -238,13 +238,14 @@ def cases(draw: st.DrawFn) -> SpecCase:
     )
     if choice in ("one", "all") and arrays:
         chosen = arrays if choice == "all" else [draw(st.sampled_from(arrays))]
-        layouts = {p.name: draw(layout_text(p.dims, batch, clean)) for p in chosen}
+        # None: the per-example layout itself (shared by every example)
+        layouts = {p.name: draw(layout_text(p.dims, batch, clean) | st.none()) for p in chosen}
     elif choice == "unknown key":
         layouts = {"nope": "b n"}
     elif choice == "not a dict":
         layouts = draw(st.sampled_from([["x0"], "x0", 3]))
     elif choice == "bad value" and parameters:
-        layouts = {parameters[0].name: draw(st.sampled_from([3, None, b"b", ("b",)]))}
+        layouts = {parameters[0].name: draw(st.sampled_from([3, b"b", ("b",)]))}
     out = None
     choice = draw(st.sampled_from(["none"] * 4 + ["layout", "tuple", "list"] + ([] if clean else ["not a layout"])))
     if choice == "layout" and returns[2]:
@@ -410,7 +411,9 @@ def interpret(case: SpecCase) -> Entry:
             valid = {int: (2, 3), None: (None,), inspect.Parameter.empty: ("x",)}.get(p.annotation, (jnp.sin,))
             params.append(Param(p.name, kind="static", valid=valid))
             continue
-        if p.name in layouts:
+        if p.name in layouts and layouts[p.name] is None:
+            layout = p.dims
+        elif p.name in layouts:
             layout = variadic_as_batch(layouts[p.name], p.dims)
         elif names:
             layout = " ".join([*names, p.dims])

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpy.typing as npt
 import pytest
-from jaxtyping import Array, ArrayLike, Float, PyTree, ScalarLike
+from jaxtyping import Array, ArrayLike, Float, Key, PyTree, ScalarLike
 
 from shapedmap import ShapeError, SpecError, batched
 
@@ -56,12 +56,16 @@ def test_a_union_of_a_scalar_array_and_numbers_admits_their_dtypes():
         batched(shift, "b")(XS, jnp.arange(4))
 
 
-def test_numbers_with_a_non_scalar_array_are_still_refused():
+def test_numbers_with_a_non_scalar_array_are_held_static_unless_given_a_layout():
     def f(x: Float[Array, "n"], s: int | Float[Array, "n"]) -> Float[Array, "n"]:
         return x + s
 
-    with pytest.raises(SpecError, match=r"f: parameter 's' is a union of arrays and non-arrays \(int\)"):
-        batched(f, "b")
+    np.testing.assert_array_equal(batched(f, "b")(XS, 2), XS + 2)
+    with pytest.raises(
+        ShapeError, match=r"f: argument 's' is f32\[4,3\], but its annotation .* also admits non-arrays"
+    ):
+        batched(f, "b")(XS, XS)
+    np.testing.assert_array_equal(batched(f, "b", layouts={"s": "b n"})(XS, XS), 2 * XS)
 
 
 class Affine(typing.NamedTuple):
@@ -157,3 +161,47 @@ def test_unannotated_parameters_are_named_where_a_batch_dim_finds_no_array():
 
     with pytest.raises(SpecError, match=r"appears in no input layout.*'args', 'kwargs' are not annotated"):
         batched(nothing, "b")
+
+
+# -- a union of arrays and non-arrays (flax nnx's `rngs: Rngs | RngStream | Array | None`) -------
+
+
+class Seeds:
+    """A stand-in for nnx.Rngs: an object that makes keys."""
+
+    def __init__(self, seed):
+        self.seed = seed
+
+    def key(self):
+        return jax.random.key(self.seed)
+
+
+def jitter(x: Float[Array, "n"], rngs: Seeds | Key[Array, ""] | None = None) -> Float[Array, "n"]:
+    if rngs is None:
+        return x
+    key = rngs.key() if isinstance(rngs, Seeds) else rngs
+    return x + jax.random.normal(key, x.shape)
+
+
+def test_a_union_of_arrays_and_objects_is_static_by_default():
+    per_example = batched(jitter, "b")
+    np.testing.assert_array_equal(per_example(XS), XS)
+    np.testing.assert_array_equal(per_example(XS, Seeds(3)), jax.vmap(lambda x: jitter(x, Seeds(3)))(XS))
+
+
+def test_an_array_in_such_a_union_is_refused_rather_than_silently_shared():
+    with pytest.raises(ShapeError) as caught:
+        batched(jitter, "b")(XS, jax.random.key(0))
+    message = str(caught.value)
+    assert message.startswith("jitter: argument 'rngs' is key<fry>[], but its annotation")
+    assert "also admits non-arrays, so shapedmap holds it static rather than guess" in message
+    assert "layouts={'rngs': 'batch ...'}" in message and "layouts={'rngs': None}" in message
+
+
+def test_layouts_map_or_share_the_array_member_of_such_a_union():
+    keys = jax.random.split(jax.random.key(0), 4)
+    mapped = batched(jitter, "b", layouts={"rngs": "b"})
+    np.testing.assert_array_equal(mapped(XS, keys), jax.vmap(jitter)(XS, keys))
+    key = jax.random.key(1)
+    shared = batched(jitter, "b", layouts={"rngs": None})
+    np.testing.assert_array_equal(shared(XS, key), jax.vmap(jitter, in_axes=(0, None))(XS, key))
