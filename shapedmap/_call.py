@@ -100,7 +100,9 @@ def run(plan: Plan, nest: VmapNest, body: Callable[..., Any], values: list[Any])
         error.add_note(messages.raised_inside_the_map(plan, nest.levels, mapped, error))
         raise
     except Exception as error:
-        error.add_note(messages.raised_inside_the_map(plan, nest.levels, mapped, error))
+        # A Budget that cannot be met or measured is about the call, not raised inside the map.
+        if getattr(error, "_shapedmap_from_body", False) or not isinstance(error, SpecError):
+            error.add_note(messages.raised_inside_the_map(plan, nest.levels, mapped, error))
         raise
     finally:
         _BODY_RETURNED.reset(returned)
@@ -131,7 +133,11 @@ def chosen_chunks(plan: Plan, nest: VmapNest, body: Callable[..., Any], values: 
 
 
 def _abstract_signature(plan: Plan, values: list[Any]) -> Any:
-    """What the compiled call depends on: the arrays' types and structure, the other values (or their types)."""
+    """What the compiled call depends on: the arrays' types and structure, the other values' types and hashes.
+
+    A static value is not kept (a cache must not keep ``self`` alive); two that share a type and a
+    hash share a chunk, which can only change how much memory a call takes, never its values.
+    """
     parts: list[Any] = []
     for index, value in enumerate(values):
         if index in plan.array_arguments:
@@ -139,10 +145,9 @@ def _abstract_signature(plan: Plan, values: list[Any]) -> Any:
             parts.append((treedef, *(jax.typeof(leaf) for leaf in leaves)))
             continue
         try:
-            hash(value)
+            parts.append((type(value), hash(value)))
         except TypeError:
-            value = type(value)
-        parts.append(value)
+            parts.append(type(value))
     return tuple(parts)
 
 
@@ -157,12 +162,19 @@ def _search(plan: Plan, nest: VmapNest, body: Callable[..., Any], values: list[A
         levels[depth] = dataclasses.replace(level, chunk=chunk)
         return dataclasses.replace(nest, levels=tuple(levels))
 
+    def temporary_bytes(chunk: int) -> int:
+        traced = _traced(plan, with_chunk(chunk), body, values)  # the body's errors are the call's
+        try:
+            return traced.lower().compile().memory_analysis().temp_size_in_bytes
+        except Exception as error:
+            raise SpecError(messages.budget_unmeasurable(plan, level, chunk, error)) from error
+
     def fits(chunk: int) -> bool:
-        return _temporary_bytes(plan, with_chunk(chunk), body, values) <= budget
+        return temporary_bytes(chunk) <= budget
 
     if size <= 1 or fits(size):  # the whole batch in one slice
         return with_chunk(max(size, 1))
-    needed = _temporary_bytes(plan, with_chunk(1), body, values)
+    needed = temporary_bytes(1)
     if needed > budget:
         raise SpecError(messages.budget_unmet(plan, level, budget, size, needed))
     low, high = 0, (size - 1).bit_length()  # 2**low fits; 2**high >= size does not
@@ -172,15 +184,15 @@ def _search(plan: Plan, nest: VmapNest, body: Callable[..., Any], values: list[A
     return with_chunk(2**low)
 
 
-def _temporary_bytes(plan: Plan, nest: VmapNest, body: Callable[..., Any], values: list[Any]) -> int:
-    """XLA's temporary memory for this call compiled with ``nest`` (abstract shapes only)."""
+def _traced(plan: Plan, nest: VmapNest, body: Callable[..., Any], values: list[Any]) -> Any:
+    """This call under ``jax.jit`` with ``nest``, traced on the abstract shapes of ``values``."""
     built = plan.memo(("vmap", nest, id(body)), lambda: _build(plan, nest, body))
     mapped = [jax.tree.map(_abstract, values[i]) for i in plan.array_arguments]
     held = Held(tuple(values))  # the other values, closed over: jit would hash them as static
     call = built if plan.positional_and_mapped else functools.partial(built, held)
-    returned = _BODY_RETURNED.set([False])  # this compile's own: a call's flag stays as it was
+    returned = _BODY_RETURNED.set([False])  # this trace's own: a call's flag stays as it was
     try:
-        return jax.jit(call).lower(*mapped).compile().memory_analysis().temp_size_in_bytes
+        return jax.jit(call).trace(*mapped)
     finally:
         _BODY_RETURNED.reset(returned)
 
@@ -225,7 +237,7 @@ def _choosing_chunks(plan: Plan, nest: VmapNest, body: Callable[..., Any]) -> Ca
         positional = plan.positional_and_mapped
         values = list(arguments) if positional else plan.with_mapped(arguments[0].values, arguments[1:])
         chosen = chosen_chunks(plan, nest, body, values)
-        return plan.memo(("vmap", chosen, body), lambda: _build(plan, chosen, body))(*arguments)
+        return plan.memo(("vmap", chosen, id(body)), lambda: _build(plan, chosen, body))(*arguments)
 
     return call
 
@@ -298,6 +310,8 @@ def _over_slices(
     def on(slices: list[Any]) -> Any:
         full = list(arguments)
         for i, value in zip(mapped, slices, strict=True):
+            if chunk == 1:  # one example: its batch axis back, at ``axis`` of the slice
+                value = jax.tree.map(lambda leaf, axis=in_axes[i]: jax.numpy.expand_dims(leaf, axis), value)
             full[i] = value
         return one_slice(*full)
 
@@ -337,8 +351,14 @@ def _merge(axis: int | None, leaf: Any) -> Any:
 
 
 def _stack(leaf: Any, axis: int, count: int, chunk: int) -> Any:
-    """``leaf`` as ``count`` slices of ``chunk`` examples on a new leading axis (what the scan runs over)."""
+    """``leaf`` as ``count`` slices of ``chunk`` examples on a new leading axis (what the scan runs over).
+
+    Slices of one are the examples themselves, each given back its batch axis inside the scan:
+    XLA copies a whole input reshaped to (n, 1, ...).
+    """
     axis %= leaf.ndim
+    if chunk == 1:
+        return jax.numpy.moveaxis(leaf, axis, 0)
     return jax.numpy.moveaxis(leaf.reshape(*leaf.shape[:axis], count, chunk, *leaf.shape[axis + 1 :]), axis, 0)
 
 

@@ -315,7 +315,9 @@ class _Writer:
         kinds = {self.plan.arguments[i].name: self.plan.arguments[i].value.kind for i in self.plan.array_arguments}
         sliced = [(argument, axis) for argument, axis in zip(mapped, level.in_axes, strict=True) if axis is not None]
         moved = [self.moved(argument, axis, 0, kinds[argument] != "array") for argument, axis in sliced]
-        if len(sliced) == 1:
+        if len(sliced) == 1 and len(mapped) == 1:
+            parameter, xs, arguments = None, moved[0], []
+        elif len(sliced) == 1:
             parameter, xs = sliced[0][0], moved[0]
             arguments = mapped
         else:
@@ -323,7 +325,8 @@ class _Writer:
             xs = f"({', '.join(moved)})"
             position = {argument: index for index, (argument, _) in enumerate(sliced)}
             arguments = [f"{parameter}[{position[a]}]" if a in position else a for a in mapped]
-        slices = f"{self.jax}.lax.map(lambda {parameter}: {function}({', '.join(arguments)}), {xs}, batch_size={level.chunk})"
+        per_example = function if parameter is None else f"lambda {parameter}: {function}({', '.join(arguments)})"
+        slices = f"{self.jax}.lax.map({per_example}, {xs}, batch_size={level.chunk})"
         out_axes = stage.plan.vmap_out_axes(level)
         if isinstance(out_axes, tuple):
             parts = [self.moved(f"results[{i}]", 0, axis, True) for i, axis in enumerate(out_axes)]

@@ -482,6 +482,16 @@ def budget_unmet(plan: Plan, level: Level, budget: int, size: int, needed: int) 
     )
 
 
+def budget_unmeasurable(plan: Plan, level: Level, chunk: int, error: Exception) -> str:
+    """The call, compiled on its own to measure its ``Budget``, does not lower or compile."""
+    return (
+        f"{plan.function}: chunk={{{level.key!r}: {level.chunk!r}}} cannot be measured: the call compiled on "
+        f"its own with a chunk of {chunk} fails ({type(error).__name__}: {error}). A body that uses the axis "
+        "name of a transform around the batched function (an outer jax.vmap's axis_name) compiles only inside "
+        "it: give the chunk as a number of examples"
+    )
+
+
 def varying_unmapped_result(plan: Plan, level: Level) -> str:
     """A result its layout leaves unmapped over ``level`` varies over it: what to change."""
     name = level.batch_name if level.index is None else f"*{level.batch_name}"

@@ -194,6 +194,16 @@ def test_compiled_temporary_memory_is_that_of_hand_written_lax_map(chunk):
     assert chunked < temporary(jax.vmap(nearest)) / 2
 
 
+def test_slices_of_one_example_need_the_memory_of_one_example():
+    x = jax.ShapeDtypeStruct((1024, 64, 3), jnp.float32)
+
+    def temporary(fn):
+        return jax.jit(fn).lower(x).compile().memory_analysis().temp_size_in_bytes
+
+    one_at_a_time = temporary(lambda points: jax.lax.map(nearest, points))  # a scan over the examples
+    assert temporary(batched(nearest, "graph", chunk={"graph": 1})) <= 1.1 * one_at_a_time
+
+
 def _counting(fn, counter):
     @functools.wraps(fn)
     def counted(*args, **kwargs):
@@ -428,3 +438,25 @@ def test_a_budget_under_jit_and_with_statics_and_keywords():
     want = jax.vmap(nearest)(x) ** 2
     assert_close(fn(x, power=2), want)
     assert_close(jax.jit(functools.partial(fn, power=2))(x), want)
+
+
+def test_an_outer_transforms_axis_name_works_in_slices_but_cannot_be_measured():
+    def centred(x: Float[Array, "n"]) -> Float[Array, "n"]:
+        return x - jax.lax.pmean(x, "outer")
+
+    x = jax.random.normal(jax.random.key(2), (3, 5, 4))
+    want = jax.vmap(batched(centred, "b"), axis_name="outer")(x)
+    in_slices = batched(centred, "b", chunk={"b": 2})
+    assert_close(jax.vmap(in_slices, axis_name="outer")(x), want)
+    budgeted = batched(centred, "b", chunk={"b": Budget(bytes=2**20)})
+    with pytest.raises(SpecError, match=r"centred: chunk=\{'b': Budget\(bytes=1048576\)\} cannot be measured"):
+        jax.vmap(budgeted, axis_name="outer")(x)
+
+
+def test_explain_of_a_sharded_chunked_function_says_each_device_maps_its_shard():
+    mesh = jax.make_mesh((1,), ("data",))
+    chunked = batched(mp, "graph", shard={"graph": "data"}, mesh=mesh, chunk={"graph": 2})
+    a, f = _normal(5, 3, 3), _normal(5, 3, 2)
+    text, got = run_explained(chunked, a, f)
+    assert_close(got, chunked(a, f))
+    assert "in slices of 2; with shard=, each device maps its own shard in these slices" in text
