@@ -391,9 +391,15 @@ def resolved_hints(fn: Any, name: str) -> dict[str, Any]:
     """``fn``'s annotations, resolved (``typing.get_type_hints``).
 
     Read from ``contract_function(fn)``: through partials, ``jax.jit``, ``custom_jvp``/``custom_vjp``
-    and other ``__wrapped__`` wrappers; a callable object's from its class's ``__call__``.
+    and other ``__wrapped__`` wrappers; a callable object's from its class's ``__call__``; a
+    function that wraps a partial with none of its own (``jax.grad(partial(loss, w))``) the
+    partial's function's.
     """
     target = contract_function(fn)
+    wrapped = getattr(target, "__wrapped__", None) if inspect.isfunction(target) else None
+    if isinstance(wrapped, functools.partial) and not target.__annotations__:
+        # functools.wraps (and jax.grad's) copies no annotations from a partial, which has none
+        target = contract_function(wrapped)
     if not (inspect.isfunction(target) or inspect.ismethod(target)) and callable(target):
         target = type(target).__call__  # a callable object: its __call__ carries the hints
     try:

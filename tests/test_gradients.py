@@ -5,6 +5,7 @@ The gradient of a parameter has that parameter's annotation, per example; an una
 the batch dim in front. ``argnums`` and ``has_aux`` decide the result as they do in JAX.
 """
 
+import functools
 import inspect
 
 import jax
@@ -134,3 +135,11 @@ def test_a_dict_result_annotation():
         return {"mean": x.mean(), "max": x.max()}
 
     assert_trees_equal(batched(stats, "b")(XS), jax.vmap(stats)(XS))
+
+
+def test_the_gradient_of_a_partial_reads_the_partial_functions_annotations():
+    """jax.grad copies the annotations of what it differentiates; a functools.partial has none."""
+    per_example = batched(jax.grad(functools.partial(linear_loss, PARAMS["w"])), "batch")
+    expected = jax.vmap(jax.grad(functools.partial(linear_loss, PARAMS["w"])))(XS, YS)
+    assert_trees_equal(per_example(XS, YS), expected)
+    assert describe(per_example).signature == "batch feat, batch -> batch feat"
