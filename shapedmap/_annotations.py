@@ -339,19 +339,22 @@ def _derivative_outputs(
             f"function's own, not its result's). Annotate a function that calls it, e.g. "
             f"def f(x: Float[Array, 'n']) -> Float[Array, 'n n']: return {name}(x)"
         )
-    positional = [
-        parameter
-        for parameter in inspect.signature(target).parameters.values()
-        if parameter.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    ]
+    parameters = inspect.signature(target).parameters.values()
+    positional = [p.name for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    star_args = next((p.name for p in parameters if p.kind == p.VAR_POSITIONAL), None)
 
     def gradient(index: int) -> ValueType:
-        if not -len(positional) <= index < len(positional):
+        if star_args is not None and index < 0:
+            return _ANY_TREE  # which argument it names depends on how many the call passes
+        if star_args is not None and index >= len(positional):
+            parameter = star_args  # an entry of *args: one array with its annotation
+        elif -len(positional) <= index < len(positional):
+            parameter = positional[index]
+        else:
             raise SpecError(
                 f"{name}: argnums={derivative.argnums} names positional argument {index}, but the "
                 f"function has {len(positional)} positional parameter(s)"
             )
-        parameter = positional[index].name
         value = classify(hints.get(parameter), f"{name}: the gradient of parameter '{parameter}'")
         return value if value.is_array else _ANY_TREE
 

@@ -143,3 +143,16 @@ def test_the_gradient_of_a_partial_reads_the_partial_functions_annotations():
     expected = jax.vmap(jax.grad(functools.partial(linear_loss, PARAMS["w"])))(XS, YS)
     assert_trees_equal(per_example(XS, YS), expected)
     assert describe(per_example).signature == "batch feat, batch -> batch feat"
+
+
+def total_loss(w: Float[Array, "feat"], *xs: Float[Array, "2"]) -> Float[Array, ""]:
+    return sum((x.sum() * w.sum()) ** 2 for x in xs)
+
+
+@pytest.mark.parametrize("argnums", [1, 2, -1, (0, -2)])
+def test_argnums_into_star_args_equal_vmap(argnums):
+    """argnums past the named parameters are *args entries; a negative one counts from the call's last argument."""
+    w, pairs = PARAMS["w"], jnp.arange(10.0).reshape(5, 2)
+    per_example = batched(jax.grad(total_loss, argnums=argnums), "batch", layouts={"w": None})
+    expected = jax.vmap(jax.grad(total_loss, argnums=argnums), in_axes=(None, 0, 0))(w, pairs, -pairs)
+    assert_trees_equal(per_example(w, pairs, -pairs), expected)
