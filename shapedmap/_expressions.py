@@ -157,11 +157,15 @@ def same_size(first: Size, second: Size) -> bool | None:
     return None
 
 
+# jax.errors has it from jax 0.10.1; before that, only jax.core does.
+_INCONCLUSIVE = getattr(jax.errors, "InconclusiveDimensionOperation", None) or jax.core.InconclusiveDimensionOperation
+
+
 def _certainly(comparison: Callable[[], bool]) -> bool:
     """Whether a comparison of sizes holds for every value of the symbolic dims it involves."""
     try:
         return bool(comparison())
-    except jax.errors.InconclusiveDimensionOperation:
+    except _INCONCLUSIVE:
         return False
 
 
