@@ -22,7 +22,7 @@ import inspect
 import re
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import jax
@@ -314,7 +314,7 @@ def read_function(fn: Any, hints: dict[str, Any] | None = None) -> FunctionTypes
             value = ValueType("tree", value.array, value.optional, value.hint, one_array_each=True)
         parameters.append(ParameterType(parameter.name, parameter.kind, parameter.default, value))
     outputs, returns_tuple = _classify_return(hints.get("return", inspect.Parameter.empty), name)
-    derivative = derivative_of(contract_function(fn))
+    derivative = _derivative_in(fn)
     if derivative is not None:
         name = f"{derivative.transform}({name})"
         outputs, returns_tuple = _derivative_outputs(derivative, contract_function(fn), hints, name, outputs)
@@ -322,6 +322,19 @@ def read_function(fn: Any, hints: dict[str, Any] | None = None) -> FunctionTypes
 
 
 _ANY_TREE = ValueType("tree", ArrayType(_ANY_SHAPE))  # what an unannotated function returns
+
+
+def _derivative_in(fn: Any) -> Derivative | None:
+    """The transform that made ``fn`` or a wrapper ``contract_function`` sees through on the way to
+    its contract (``jax.jit(jax.grad(loss))``, ``equinox.filter_grad(loss)``), else None."""
+    seen = {id(fn)}
+    while (derivative := derivative_of(fn)) is None:
+        inner = _inner(fn)
+        if inner is None or id(inner) in seen or len(seen) >= _MAX_WRAPPERS:
+            return None
+        seen.add(id(inner))
+        fn = inner
+    return derivative
 
 
 def _derivative_outputs(
@@ -356,16 +369,18 @@ def _derivative_outputs(
                 f"function has {len(positional)} positional parameter(s)"
             )
         value = classify(hints.get(parameter), f"{name}: the gradient of parameter '{parameter}'")
-        return value if value.is_array else _ANY_TREE
+        if not value.is_array:
+            return _ANY_TREE
+        return replace(value, optional=True) if derivative.filtered else value  # None for no floats
 
     if isinstance(derivative.argnums, int):
         gradients: tuple[ValueType, ...] = (gradient(derivative.argnums),)
     else:
         gradients = tuple(gradient(index) for index in derivative.argnums)
-    one_gradient = gradients[0] if len(gradients) == 1 and isinstance(derivative.argnums, int) else _ANY_TREE
-    if derivative.transform == "jax.grad" and not derivative.has_aux:
+    if not derivative.with_value and not derivative.has_aux:
         return gradients, not isinstance(derivative.argnums, int)
-    if derivative.transform == "jax.grad":
+    one_gradient = gradients[0] if isinstance(derivative.argnums, int) else _ANY_TREE
+    if not derivative.with_value:
         aux = loss[1] if len(loss) == 2 else _ANY_TREE
         return (one_gradient, aux), True
     value = _ANY_TREE if derivative.has_aux else loss[0]

@@ -1,4 +1,4 @@
-"""The one place that reads what JAX does not publish: which transform made a function.
+"""The one place that reads what JAX and Equinox do not publish: which transform made a function.
 
 ``jax.grad(loss)`` and ``jax.value_and_grad(loss)`` return plain functions that copy ``loss``'s
 annotations and set ``__wrapped__ = loss``, so by their annotations they return what ``loss``
@@ -11,11 +11,16 @@ caught by ``tests/test_compat.py``, which CI runs on the lowest and the newest s
 where the options cannot be read, batching the transform is a ``SpecError`` that says what to
 annotate, never a wrong result spec.
 
+Equinox's ``filter_grad`` and ``filter_value_and_grad`` return objects (of classes private to
+``equinox``) whose ``__wrapped__`` is the differentiated function: they are recognised by their
+class and module names and their ``_has_aux`` is read; they differentiate the first argument,
+with None where it holds no floating array.
+
 Example:
     >>> def loss(w: Float[Array, "n"], x: Float[Array, "n"]) -> Float[Array, ""]:
     ...     return (w * x).sum()
     >>> derivative_of(jax.value_and_grad(loss, argnums=1))
-    Derivative(transform='jax.value_and_grad', argnums=1, has_aux=False, readable=True)
+    Derivative(transform='jax.value_and_grad', argnums=1, has_aux=False, readable=True, filtered=False)
     >>> derivative_of(loss) is None
     True
 """
@@ -39,13 +44,20 @@ class Derivative:
     ``transform`` is how users write it (``jax.grad``). ``readable``: shapedmap knows its result
     (the gradient of the parameters at ``argnums``, with ``has_aux`` its auxiliary data); when False
     (``jax.jacrev``, ``jax.vmap``, or options JAX no longer keeps where this module reads them),
-    ``argnums`` and ``has_aux`` mean nothing.
+    ``argnums`` and ``has_aux`` mean nothing. ``filtered``: the gradient is None where the
+    argument holds no floating array (Equinox's filter transforms).
     """
 
     transform: str
     argnums: int | tuple[int, ...] = 0
     has_aux: bool = False
     readable: bool = True
+    filtered: bool = False
+
+    @property
+    def with_value(self) -> bool:
+        """Does it return ``(value, gradient)``, as ``value_and_grad`` does, rather than the gradient?"""
+        return self.transform.endswith("value_and_grad")
 
 
 def _probe(x: Any) -> Any:
@@ -132,11 +144,24 @@ def _argnums(value: Any) -> int | tuple[int, ...] | None:
     return None
 
 
-def derivative_of(fn: Callable[..., Any]) -> Derivative | None:
-    """The JAX transform that made ``fn`` if it changes what ``fn`` returns, else None.
+# Equinox's filter transforms, by the module and name of the class of what they return.
+_EQUINOX: dict[tuple[str, str], str] = {
+    ("equinox._ad", "_GradWrapper"): "equinox.filter_grad",
+    ("equinox._ad", "_ValueAndGradWrapper"): "equinox.filter_value_and_grad",
+}
 
-    ``fn`` is looked at as it is (callers unwrap ``jax.jit`` and partials first).
+
+def derivative_of(fn: Callable[..., Any]) -> Derivative | None:
+    """The transform that made ``fn`` if it changes what ``fn`` returns, else None.
+
+    ``fn`` is looked at as it is (callers look through ``jax.jit`` and partials themselves).
     """
+    transform = _EQUINOX.get((type(fn).__module__, type(fn).__name__))
+    if transform is not None:
+        has_aux = getattr(fn, "_has_aux", None)
+        if not isinstance(has_aux, bool):
+            return Derivative(transform, readable=False)
+        return Derivative(transform, 0, has_aux, filtered=True)
     if not isinstance(fn, types.FunctionType):
         return None
     code = _code(fn)

@@ -58,3 +58,11 @@ def test_wrappers_that_keep_the_result_are_not_derivatives(made):
 def test_objects_are_not_derivatives():
     assert derivative_of(jax.jit(jax.grad(loss))) is None  # the caller unwraps jit first
     assert derivative_of(functools.partial(jax.grad(loss), 1.0)) is None
+
+
+def test_equinox_filter_transforms_are_read():
+    eqx = pytest.importorskip("equinox")
+    assert derivative_of(eqx.filter_grad(loss)) == Derivative("equinox.filter_grad", 0, False, filtered=True)
+    made = eqx.filter_value_and_grad(loss, has_aux=True)
+    assert derivative_of(made) == Derivative("equinox.filter_value_and_grad", 0, True, filtered=True)
+    assert derivative_of(made).with_value and not derivative_of(eqx.filter_grad(loss)).with_value

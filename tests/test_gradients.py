@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from jaxtyping import Array, Float, PyTree
+from jaxtyping import Array, Float, PyTree, Shaped
 
 from shapedmap import ShapeError, SpecError, batched, describe
 
@@ -156,3 +156,36 @@ def test_argnums_into_star_args_equal_vmap(argnums):
     per_example = batched(jax.grad(total_loss, argnums=argnums), "batch", layouts={"w": None})
     expected = jax.vmap(jax.grad(total_loss, argnums=argnums), in_axes=(None, 0, 0))(w, pairs, -pairs)
     assert_trees_equal(per_example(w, pairs, -pairs), expected)
+
+
+def test_equinox_filter_grad_and_value_and_grad_equal_vmap():
+    """Equinox's filter transforms differentiate the first argument; they are read like jax.grad."""
+    eqx = pytest.importorskip("equinox")
+    w = PARAMS["w"]
+    for transform in (eqx.filter_grad, eqx.filter_value_and_grad):
+        per_example = batched(transform(linear_loss), "batch", layouts={"w": None})
+        assert_trees_equal(per_example(w, XS, YS), jax.vmap(transform(linear_loss), in_axes=SHARED_PARAMS)(w, XS, YS))
+        assert describe(per_example).signature.endswith("-> batch feat" if transform is eqx.filter_grad else "feat")
+    differentiated = eqx.filter_value_and_grad(loss_with_aux, has_aux=True)
+    expected = jax.vmap(differentiated, in_axes=SHARED_PARAMS)(PARAMS, XS, YS)
+    assert_trees_equal(batched(differentiated, "batch")(PARAMS, XS, YS), expected)
+    jitted = jax.jit(batched(eqx.filter_grad(loss), "batch"))
+    assert_trees_equal(jitted(PARAMS, XS, YS), jax.vmap(eqx.filter_grad(loss), in_axes=SHARED_PARAMS)(PARAMS, XS, YS))
+
+
+def test_equinox_filter_grad_of_a_non_float_argument_is_none():
+    eqx = pytest.importorskip("equinox")
+
+    def count_loss(n: Shaped[Array, ""], x: Float[Array, "feat"]) -> Float[Array, ""]:
+        return (x * n).sum()
+
+    per_example = batched(eqx.filter_grad(count_loss), "batch", layouts={"n": None})
+    assert per_example(jnp.array(2), XS) is None
+    assert per_example(jnp.array(2.0), XS).shape == (5,)
+
+
+def test_errors_name_the_equinox_transform():
+    eqx = pytest.importorskip("equinox")
+    per_example = batched(eqx.filter_grad(linear_loss), "batch", layouts={"w": None})
+    with pytest.raises(ShapeError, match=r"^equinox\.filter_grad\(linear_loss\): dimension 'feat' has size 4"):
+        per_example(jnp.ones(4), XS, YS)
