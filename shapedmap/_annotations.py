@@ -616,6 +616,8 @@ def hint_text(hint: Any) -> str:
         return f"{dtype}[{array}, {hint.dim_str!r}]"
     if isinstance(hint, type):
         return hint.__qualname__ if hint.__module__ == "builtins" else f"{hint.__module__}.{hint.__qualname__}"
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " | ".join("None" if arg is type(None) else hint_text(arg) for arg in typing.get_args(hint))
     text = repr(hint)
     return text.replace("jaxlib._jax.Array", "Array").replace("jaxtyping.", "")
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from jaxtyping import Array, Bool, Float, PRNGKeyArray, UInt32
 
-from shapedmap import ShapeError, SpecError, batched
+from shapedmap import ShapeError, SpecError, batched, describe
 
 XS = jnp.arange(15.0).reshape(5, 3)
 
@@ -123,3 +123,10 @@ def test_a_union_of_shapes_with_a_variadic_is_refused_at_decoration():
 
     with pytest.raises(SpecError, match=r"f: parameter 'v' .* allows several shapes .* a variadic dim"):
         batched(f, "b")
+
+
+def test_describe_writes_a_union_of_shapes_as_its_members():
+    contract = describe(batched(noisy, "b"))
+    key = contract.parameters[1]
+    assert key.annotation == "Key[Array, ''] | UInt32[Array, '2'] | UInt32[Array, '4'] | None"
+    assert (key.per_example, key.batched) == ("...", "b ...")
