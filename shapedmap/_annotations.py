@@ -313,8 +313,8 @@ def read_function(fn: Any, hints: dict[str, Any] | None = None) -> FunctionTypes
         if value.kind == "array" and parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
             value = ValueType("tree", value.array, value.optional, value.hint, one_array_each=True)
         parameters.append(ParameterType(parameter.name, parameter.kind, parameter.default, value))
-    outputs, returns_tuple = _classify_return(hints.get("return", inspect.Parameter.empty), name)
     derivative = _derivative_in(fn)
+    outputs, returns_tuple = _classify_return(hints.get("return", inspect.Parameter.empty), name, derivative)
     if derivative is not None:
         name = f"{derivative.transform}({name})"
         outputs, returns_tuple = _derivative_outputs(derivative, contract_function(fn), hints, name, outputs)
@@ -432,7 +432,8 @@ def resolved_hints(fn: Any, name: str) -> dict[str, Any]:
         raise SpecError(f"{name}: cannot resolve its annotations ({type(error).__name__}: {error})") from None
 
 
-def _classify_return(hint: Any, name: str) -> tuple[tuple[ValueType, ...], bool]:
+def _classify_return(hint: Any, name: str, derivative: Derivative | None) -> tuple[tuple[ValueType, ...], bool]:
+    """What ``fn`` returns by its annotation (a differentiated function's: what the loss returns)."""
     where = f"{name}: the return annotation"
     if hint is inspect.Parameter.empty:
         return (ValueType("tree", ArrayType(_ANY_SHAPE)),), False
@@ -440,14 +441,18 @@ def _classify_return(hint: Any, name: str) -> tuple[tuple[ValueType, ...], bool]
     if typing.get_origin(hint) is tuple:
         items = typing.get_args(hint)
         if items and items[-1] is not Ellipsis:
-            return tuple(_classify_output(item, f"{where} (item {i})") for i, item in enumerate(items)), True
-    return (_classify_output(hint, where),), False
+            outputs = tuple(_classify_output(item, f"{where} (item {i})", derivative) for i, item in enumerate(items))
+            return outputs, True
+    return (_classify_output(hint, where, derivative),), False
 
 
-def _classify_output(hint: Any, where: str) -> ValueType:
+def _classify_output(hint: Any, where: str, derivative: Derivative | None) -> ValueType:
     value = classify(hint, where)
-    if not value.is_array and (hint is Any or (isinstance(hint, type) and hint.__module__ != "builtins")):
+    if not value.is_array and (
+        hint is Any or (isinstance(hint, type) and hint.__module__ != "builtins") or derivative is not None
+    ):
         # Any, or a class (an Equinox State, a NamedTuple, a module): a PyTree, whose leaves JAX batches.
+        # A differentiated loss's `-> float` is no result of the transform: its value is a PyTree too.
         return ValueType("tree", ArrayType(_ANY_SHAPE), hint=hint)
     if not value.is_array:
         raise SpecError(

@@ -189,3 +189,20 @@ def test_errors_name_the_equinox_transform():
     per_example = batched(eqx.filter_grad(linear_loss), "batch", layouts={"w": None})
     with pytest.raises(ShapeError, match=r"^equinox\.filter_grad\(linear_loss\): dimension 'feat' has size 4"):
         per_example(jnp.ones(4), XS, YS)
+
+
+def float_loss(w: Float[Array, "feat"], x: Float[Array, "feat"]) -> float:
+    return (x @ w) ** 2
+
+
+@pytest.mark.parametrize("transform", [jax.grad, jax.value_and_grad], ids=["grad", "value_and_grad"])
+def test_a_loss_annotated_float_is_differentiated(transform):
+    """A loss's own return annotation says what it returns, not what its gradient does."""
+    per_example = batched(transform(float_loss), "batch", layouts={"w": None})
+    expected = jax.vmap(transform(float_loss), in_axes=(None, 0))(PARAMS["w"], XS)
+    assert_trees_equal(per_example(PARAMS["w"], XS), expected)
+
+
+def test_a_float_result_of_a_plain_function_is_still_refused():
+    with pytest.raises(SpecError, match=r"float_loss: the return annotation float is not an array annotation"):
+        batched(float_loss, "batch")
