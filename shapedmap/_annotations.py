@@ -124,8 +124,6 @@ def _fill(layout: Layout, shape: Layout) -> Layout:
 def _annotation(dtype: Any, other_dtypes: tuple[Any, ...], array_type: Any, layout: str) -> Any:
     """One annotation class per dtype, array type and layout: shared by every function that uses
     it, so that jaxtyping and beartype, which remember every annotation they meet, keep one."""
-    from jaxtyping import Shaped
-
     annotations = []
     for each in (dtype if dtype is not None else Shaped, *other_dtypes):
         annotation = each[array_type, layout]
