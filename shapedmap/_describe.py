@@ -32,7 +32,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from ._annotations import ValueType, contract_function, function_name, hint_text
+from ._annotations import ValueType, contract_function, hint_text
 from ._contract import BatchDim, Contract, OutputShape, ParameterShape
 from ._face import shapes_section, strip_shapes_section, vmap_arguments
 from ._grammar import Layout
@@ -86,7 +86,7 @@ def describe(fn: Any, name: str | None = None) -> Contract:
     return contract_of(
         plan,
         name=name or getattr(fn, "__name__", plan.function),
-        per_example=function_name(per_example),
+        per_example=plan.function,  # 'jax.grad(loss)' for a gradient, not 'loss'
         per_example_batched=hasattr(per_example, "__shapedmap__"),
         module=getattr(fn, "__module__", None),
         mesh_axes=_mesh_axes(fn),

@@ -38,10 +38,11 @@ from typing import Any
 import jax
 from jax.sharding import PartitionSpec
 
-from ._annotations import unwrap_partial
+from ._annotations import contract_function, unwrap_partial
 from ._binding import Bindings
 from ._call import chosen_chunks, result_shapes
 from ._checks import check_arguments, per_example_arguments
+from ._compat import derivative_of
 from ._decorator import Batched, bind
 from ._errors import describe_value
 from ._levels import Level, VmapNest
@@ -487,9 +488,12 @@ def _callable_name(fn: Any) -> str:
     Not a dotted path such as ``Model.apply``: decorated in place, that path is the batched method.
     """
     name = getattr(unwrap_partial(fn), "__name__", None)
-    if isinstance(name, str) and name.isidentifier():
-        return name
-    return "per_example"
+    if not (isinstance(name, str) and name.isidentifier()):
+        return "per_example"
+    derivative = derivative_of(contract_function(fn))
+    if derivative is not None:  # jax.grad(loss) is named loss: call it grad_loss, not the loss
+        return f"{derivative.transform.rsplit('.', 1)[-1]}_{name}"
+    return name
 
 
 def _is_literal(value: Any) -> bool:

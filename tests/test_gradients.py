@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jaxtyping import Array, Float, PyTree, Shaped
 
-from shapedmap import ShapeError, SpecError, batched, describe
+from shapedmap import ShapeError, SpecError, batched, describe, explain
 
 PARAMS = {"w": jnp.array([0.5, -1.0, 2.0]), "b": jnp.array(0.25)}
 XS = jnp.arange(15.0).reshape(5, 3) / 7
@@ -206,3 +206,16 @@ def test_a_loss_annotated_float_is_differentiated(transform):
 def test_a_float_result_of_a_plain_function_is_still_refused():
     with pytest.raises(SpecError, match=r"float_loss: the return annotation float is not an array annotation"):
         batched(float_loss, "batch")
+
+
+def test_describe_and_explain_name_the_gradient_not_the_loss():
+    per_example = batched(jax.grad(linear_loss), "batch", layouts={"w": None})
+    assert describe(per_example).per_example == "jax.grad(linear_loss)"
+    text = explain(per_example, PARAMS["w"], XS, YS)
+    assert "`grad_linear_loss` is the per-example function, fn.fn" in text
+    assert "jax.vmap(grad_linear_loss, in_axes=(None, 0, 0)" in text
+    namespace = {"grad_linear_loss": per_example.fn}
+    exec(text, namespace)  # the written-out code runs, and gives the batched function's values
+    np.testing.assert_allclose(
+        namespace["batched_grad_linear_loss"](PARAMS["w"], XS, YS), per_example(PARAMS["w"], XS, YS)
+    )
