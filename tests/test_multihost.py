@@ -30,6 +30,7 @@ LAUNCH_TIMEOUT = 120  # seconds for a whole launch: JAX's start-up on a loaded m
 def load_worker():
     spec = importlib.util.spec_from_file_location("multihost_worker", WORKER)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # as an import would: beartype reads a function's module there
     spec.loader.exec_module(module)
     return module
 
