@@ -97,8 +97,12 @@ class Budget:
     """A memory budget for a chunked batch dim: ``chunk={"graph": Budget(bytes=2**30)}``.
 
     The chunk is then the largest power of two whose compiled call needs at most ``bytes`` of
-    temporary memory (XLA's ``memory_analysis().temp_size_in_bytes``), found by compiling the call
-    at a few chunk sizes for each abstract signature (see the "Chunks" page of the docs).
+    temporary memory (XLA's ``memory_analysis().temp_size_in_bytes``), or the whole batch when
+    that fits, found by compiling the call at a few chunk sizes for each abstract signature (see
+    the "Chunks" page of the docs).
+
+    Args:
+        bytes: the most temporary memory the compiled call may need, in bytes.
 
     Example:
         >>> Budget(bytes=2**20)

@@ -460,3 +460,10 @@ def test_explain_of_a_sharded_chunked_function_says_each_device_maps_its_shard()
     text, got = run_explained(chunked, a, f)
     assert_close(got, chunked(a, f))
     assert "in slices of 2; with shard=, each device maps its own shard in these slices" in text
+
+
+def test_chunks_with_the_checks_off():
+    x = _normal(9, 6, 3)
+    unchecked = batched(nearest, "graph", chunk={"graph": 4}, check=False)
+    assert_close(unchecked(x), jax.vmap(nearest)(x))
+    assert_close(unchecked(np.asarray(x)), jax.vmap(nearest)(x))  # NumPy arrays are not converted first
