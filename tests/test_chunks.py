@@ -89,10 +89,10 @@ SPEC_FORMS = {
 }
 
 
-@pytest.mark.parametrize("chunk", [1, 3])
 @pytest.mark.parametrize("form", list(SPEC_FORMS))
-def test_every_spec_form_equals_the_loop(form, chunk):
+def test_every_spec_form_equals_the_loop(form):
     fn, args, options, name = SPEC_FORMS[form]
+    chunk = 1 + 2 * (list(SPEC_FORMS).index(form) % 2)  # slices of one (a scan over examples) or of 3, alternately
     chunked = batched(fn, *args, **options, chunk={name: chunk})
     static = {"exponent": 3} if fn is power else None
     check_batched(chunked, max_examples=6, max_size=7, allow_empty=True, static=static)
@@ -105,7 +105,7 @@ def test_every_spec_form_equals_the_unchunked_call(form):
     plain = batched(fn, *args, **options)
     static = {"exponent": 2} if fn is power else None
 
-    @settings(max_examples=5, deadline=None)
+    @settings(max_examples=3, deadline=None)
     @given(inputs(plain, max_size=7, static=static))
     def same(example):
         call_args, call_kwargs = example
@@ -126,7 +126,7 @@ def test_keyword_arguments_follow_their_layouts_when_chunked():
     assert_close(jax.jit(chunked)(x, bias=bias), x.T + bias)
 
 
-@pytest.mark.parametrize("size", [0, 1, 3, 4, 5, 8, 9])
+@pytest.mark.parametrize("size", [0, 3, 4, 9])  # none, within one chunk, exactly one, a remainder
 def test_sizes_the_chunk_divides_or_not_exceeds_or_zero(size):
     chunked = batched(nearest, "graph", chunk={"graph": 4})
     x = jax.random.normal(jax.random.key(size), (size, 6, 3))

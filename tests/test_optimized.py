@@ -5,7 +5,7 @@ Under ``-O`` beartype switches itself off, so jaxtyping's per-example checks ins
 run; shapedmap's own checks (arguments, static values, results) must still refuse every bad call by
 name. The subset holds the tests that judge outcomes rather than the per-example check's wording:
 the fuzzers (an independent loop oracle that uses ``is_bearable``, which works under ``-O``), the
-regression tests, the thread tests and the behaviour tests. (Five tests elsewhere assert the text of
+regression tests and the behaviour tests. (Five tests elsewhere assert the text of
 jaxtyping's messages, which ``-O`` replaces with shapedmap's own: they are left out.)
 """
 
@@ -24,10 +24,8 @@ SUBSET = [
     "tests/test_fuzz_specs.py",
     "tests/test_fuzz_results.py",
     "tests/test_regressions.py",
-    "tests/test_threads.py",
     "tests/test_batched.py",
-    "tests/test_memory.py",
-]
+]  # not the memory and thread tests: what they hold (cache bounds, locks) does not depend on -O
 
 
 def test_this_process_is_optimized_when_asked():
