@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from jaxtyping import Array, Float
 
+from interop import assert_trees_close
 from shapedmap import ShapeError, batched
 
 nnx = pytest.importorskip("flax.nnx")
@@ -23,18 +24,6 @@ optax = pytest.importorskip("optax")
 
 XS = jax.random.normal(jax.random.key(1), (5, 3))  # 5 examples of 3 features
 YS = jax.random.normal(jax.random.key(2), (5, 2))
-
-
-def assert_trees_close(got, expected, *, exact=False):
-    """Same structure, shapes and dtypes; the same values (bit for bit where ``exact``)."""
-    assert jax.tree.structure(got) == jax.tree.structure(expected)
-    assert jax.tree.map(jnp.shape, got) == jax.tree.map(jnp.shape, expected)
-    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
-        assert a.dtype == b.dtype
-        if exact:
-            np.testing.assert_array_equal(a, b)
-        else:
-            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 def shared_module_vmap(one_example, module, xs):

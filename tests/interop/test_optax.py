@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from jaxtyping import Array, Float, PyTree
 
+from interop import assert_trees_close
 from shapedmap import batched
 
 optax = pytest.importorskip("optax")
@@ -26,18 +27,6 @@ PARAMS = {
     "w": jax.random.normal(jax.random.key(3), (3, 2)),
     "b": jnp.array([0.5, -0.5]),
 }
-
-
-def assert_trees_close(got, expected, *, exact=False):
-    """Same structure, shapes and dtypes; the same values (bit for bit where ``exact``)."""
-    assert jax.tree.structure(got) == jax.tree.structure(expected)
-    assert jax.tree.map(jnp.shape, got) == jax.tree.map(jnp.shape, expected)
-    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
-        assert a.dtype == b.dtype
-        if exact:
-            np.testing.assert_array_equal(a, b)
-        else:
-            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 def loss(params: PyTree[Float[Array, "..."]], x: Float[Array, " feat"], y: Float[Array, " out"]) -> Float[Array, ""]:
