@@ -211,7 +211,10 @@ def test_the_several_hosts_commands_of_the_scaling_page_print_what_the_page_show
         except subprocess.TimeoutExpired:
             os.killpg(shell.pid, signal.SIGKILL)
             pytest.fail(f"the page's commands were still running after {LAUNCH_TIMEOUT} s")
-    printed = sorted(line for line in stdout.splitlines() if line.startswith("process "))
+    # Both processes write to one pipe, so one's line may be cut by the other's: each record starts
+    # at "process N: ", and a record's pieces (print writes each argument) are joined again.
+    records = re.sub(r":\s+\[", ": [", re.sub(r"\s*(process \d+: )", r"\n\1", stdout)).splitlines()
+    printed = sorted(record.strip() for record in records if record.startswith("process "))
     assert printed == sorted(shown.splitlines()), stdout[-3000:] + stderr[-3000:]
     expected = LOCAL_ARRAY.format(function="centred", argument="f", shape="8,3,2")
     assert re.fullmatch(expected, message.strip().strip("`").strip()), message

@@ -141,7 +141,9 @@ def test_pyright_verifytypes_finds_every_public_symbol_typed(tmp_path: Path) -> 
     # pyright reads packages from sys.path directories; an editable install's import hook is
     # invisible to it, so the package is put on PYTHONPATH through a link.
     (tmp_path / "shapedmap").symlink_to(PACKAGE, target_is_directory=True)
-    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    # verifytypes reads packages with the `python` on PATH (not --pythonpath): put this one first.
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "PATH": path}
     command = [
         pyright,
         "--pythonpath",
