@@ -4,8 +4,8 @@ runs again under ``-O``.
 Under ``-O`` beartype switches itself off, so jaxtyping's per-example checks inside the map do not
 run; shapedmap's own checks (arguments, static values, results) must still refuse every bad call by
 name. The subset holds the tests that judge outcomes rather than the per-example check's wording:
-the fuzzers (an independent loop oracle that uses ``is_bearable``, which works under ``-O``), the
-regression tests and the behaviour tests. (Five tests elsewhere assert the text of
+the input and result fuzzers (an independent loop oracle that uses ``is_bearable``, which works
+under ``-O``) and the regression tests, whose ``*_under_python_O`` cases were written for it. (Five tests elsewhere assert the text of
 jaxtyping's messages, which ``-O`` replaces with shapedmap's own: they are left out.)
 """
 
@@ -21,11 +21,10 @@ ROOT = Path(__file__).resolve().parent.parent
 SUBSET = [
     "tests/test_optimized.py::test_this_process_is_optimized_when_asked",
     "tests/test_fuzz_inputs.py",
-    "tests/test_fuzz_specs.py",
     "tests/test_fuzz_results.py",
     "tests/test_regressions.py",
-    "tests/test_batched.py",
-]  # not the memory and thread tests: what they hold (cache bounds, locks) does not depend on -O
+]  # not the spec fuzzer (decoration raises SpecErrors in plain Python, the same under -O), nor the
+# behaviour, memory and thread tests (what they hold, -O does not touch: mapping, cache bounds, locks)
 
 
 def test_this_process_is_optimized_when_asked():
