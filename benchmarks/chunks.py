@@ -45,7 +45,7 @@ from shapedmap import Budget, batched
 
 from .__main__ import _commit
 from .harness import compare, steady
-from .report import ROOT, _time
+from .report import ROOT, _time, replace_block
 
 SIZES = (4096, 8192)
 CHUNKS = (16, 64, 256, 1024)
@@ -325,12 +325,7 @@ def chart(results: dict[str, Any], path: Path = CHART) -> Path:
 
 def update_docs(results: dict[str, Any], path: Path = DOCS) -> None:
     """Replace the generated block of the "Chunks" section of ``docs/performance.md``."""
-    text = path.read_text()
-    if START not in text or END not in text:
-        raise SystemExit(f"{path} lacks the markers {START} / {END}")
-    before, rest = text.split(START, 1)
-    _, after = rest.split(END, 1)
-    path.write_text(f"{before}{START}\n\n{render(results)}\n{END}{after}")
+    replace_block(path, START, END, render(results))
 
 
 def main(argv: list[str] | None = None) -> int:

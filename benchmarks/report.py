@@ -265,14 +265,19 @@ def chart(results: dict[str, Any], path: Path = CHART) -> Path | None:
     return path
 
 
+def replace_block(path: Path, start: str, end: str, block: str) -> None:
+    """Replace the text between the markers ``start`` and ``end`` of ``path`` with ``block``."""
+    text = path.read_text()
+    if start not in text or end not in text:
+        raise SystemExit(f"{path} lacks the markers {start} / {end}")
+    before, rest = text.split(start, 1)
+    _, after = rest.split(end, 1)
+    path.write_text(f"{before}{start}\n\n{block}\n{end}{after}")
+
+
 def update_docs(results: dict[str, Any], path: Path = DOCS) -> None:
     """Replace the generated block of ``docs/performance.md`` (between the markers) with fresh tables."""
-    text = path.read_text()
-    if START not in text or END not in text:
-        raise SystemExit(f"{path} lacks the markers {START} / {END}")
-    before, rest = text.split(START, 1)
-    _, after = rest.split(END, 1)
-    path.write_text(f"{before}{START}\n\n{render(results)}\n{END}{after}")
+    replace_block(path, START, END, render(results))
 
 
 def main(argv: list[str] | None = None) -> int:
