@@ -40,7 +40,7 @@ import jax
 import numpy as np
 from jaxtyping import TypeCheckError
 
-from . import _messages as messages
+from . import _map_messages as messages
 from ._checks import is_result_leaf
 from ._errors import ShapeError, SpecError
 from ._levels import Budget, Level, VmapNest

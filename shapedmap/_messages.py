@@ -19,51 +19,36 @@ Example:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
-
-import jax
 
 from ._annotations import hint_text
 from ._errors import describe_value
 from ._grammar import NamedDim, VariadicDim, dim_text
-from ._places import Origin, argument_place, origin_text, result_place
+from ._places import Origin, argument_place, origin_text
 
 if TYPE_CHECKING:
     from ._annotations import ArrayType, ValueType
     from ._grammar import FixedDim, Layout
-    from ._levels import Level
-    from ._plan import Plan
 
 __all__ = [
     "abstract_array_in_call",
     "array_in_static_union",
-    "budget_unmeasurable",
-    "budget_unmet",
-    "collective_over_chunks",
     "dtype_mismatch",
     "expected_array",
-    "explicit_axes_outside_mesh",
     "expression_cannot_be_a_size",
     "expression_failed",
     "expression_mismatch",
     "fixed_size_mismatch",
-    "indivisible_batch",
-    "inside_the_map",
     "int_beyond_dtypes",
     "int_result_beyond_dtype",
     "leaves_disagree",
-    "level_sizes",
-    "needs_mesh",
     "no_array_sizes_batch_dim",
     "not_a_pytree",
     "not_a_result",
     "not_a_tuple",
     "not_an_array",
-    "per_example_check_failed",
     "per_example_rank",
-    "raised_inside_the_map",
     "size_conflict",
     "static_mismatch",
     "structure_conflict",
@@ -73,7 +58,6 @@ __all__ = [
     "variadic_conflict",
     "variadic_does_not_broadcast_to",
     "variadics_do_not_broadcast",
-    "varying_unmapped_result",
     "wrong_rank",
 ]
 
@@ -393,131 +377,3 @@ def leaves_disagree(function: str, name: str, shapes: Sequence[tuple[int, ...]])
         f"(shapes {', '.join(map(str, shapes))}); one in_axes entry maps the whole PyTree, so every "
         "leaf needs the same batch shape"
     )
-
-
-def indivisible_batch(function: str, name: str, seen: Seen, axes: Mapping[str, int]) -> str:
-    """A sharded batch dim whose size its mesh axes (``axes``: name -> size) cannot split evenly."""
-    size, origin = seen
-    devices = math.prod(axes.values())
-    described = " x ".join(f"'{axis}' (size {axis_size})" for axis, axis_size in axes.items())
-    mesh_axes = "mesh axis" if len(axes) == 1 else "mesh axes"
-    return (
-        f"{function}: the batch dim '{name}' has size {size} ({origin_text(origin)}), which the {mesh_axes} "
-        f"{described} cannot split evenly: make the batch a multiple of {devices}, or shard "
-        f"'{name}' over mesh axes whose size divides {size}"
-    )
-
-
-def needs_mesh(function: str, shard: Mapping[str, tuple[str, ...]]) -> str:
-    """A sharded call with no mesh given and none set (a ``SpecError``)."""
-    return (
-        f"{function}: shard={_shard_text(shard)} needs a mesh: pass mesh= to batched, "
-        "or call it inside `with jax.set_mesh(mesh):`"
-    )
-
-
-def explicit_axes_outside_mesh(function: str, shard: Mapping[str, tuple[str, ...]]) -> str:
-    """Mesh axes of type ``Explicit`` that need ``jax.set_mesh``, which a trace cannot enter (a ``SpecError``)."""
-    return (
-        f"{function}: shard={_shard_text(shard)} uses mesh axes of type Explicit, and JAX "
-        "needs a traced call (jax.jit, jax.grad, ...) over such arrays to run inside "
-        "`with jax.set_mesh(mesh):`, which only the caller can enter. Call it inside that block, "
-        "or make the mesh with axis_types=(jax.sharding.AxisType.Auto, ...)"
-    )
-
-
-def _shard_text(shard: Mapping[str, tuple[str, ...]]) -> str:
-    """``{'graph': 'data'}``, as ``shard=`` would be written."""
-    return "{" + ", ".join(f"{k!r}: {v[0]!r}" if len(v) == 1 else f"{k!r}: {v!r}" for k, v in shard.items()) + "}"
-
-
-# -- inside the map (_call) ------------------------------------------------------------------------
-
-
-def inside_the_map(plan: Plan, levels: tuple[Level, ...], mapped: list[Any]) -> str:
-    """``inside the map of message_passing over 'graph' (size 13)``."""
-    described = ", ".join(
-        f"'{level.key}'" + (f" (size {size})" if size is not None else "")
-        for level, size in zip(levels, level_sizes(levels, mapped), strict=True)
-    )
-    maps = "map" if len(levels) == 1 else "maps"
-    return f"inside the {maps} of {plan.function} over {described}"
-
-
-def per_example_check_failed(plan: Plan, levels: tuple[Level, ...], mapped: list[Any], error: Exception) -> str:
-    """jaxtyping's report of a per-example check that failed, said to be from inside the map."""
-    report = "\n".join("    " + line for line in str(error).splitlines())
-    return f"{plan.function}: the per-example check failed {inside_the_map(plan, levels, mapped)}:\n{report}"
-
-
-def raised_inside_the_map(plan: Plan, levels: tuple[Level, ...], mapped: list[Any], error: Exception) -> str:
-    """The note added to any other error the body raised: where it came from, and what was bound."""
-    note = f"(raised {inside_the_map(plan, levels, mapped)}; shapes there are per example"
-    if isinstance(error, NameError):
-        names = ", ".join(f"'{level.axis_name}'" for level in levels if level.axis_name)
-        note += f"; the batch names bound there: {names or 'none'}"
-    return note + ")"
-
-
-def collective_over_chunks(plan: Plan, levels: tuple[Level, ...], error: NameError) -> str:
-    """The body used an axis name none of the levels binds, and some levels are chunked (unbound)."""
-    chunked = ", ".join(f"'{level.key}'" for level in levels if level.chunk is not None)
-    chunks = ", ".join(f"{level.key!r}: {level.chunk!r}" for level in levels if level.chunk is not None)
-    names = ", ".join(f"'{level.axis_name}'" for level in levels if level.axis_name) or "none"
-    return (
-        f"{plan.function}: the body uses an axis name that is not bound inside the map ({error}). "
-        f"The batch dim(s) {chunked} run in slices (chunk={{{chunks}}}), so their names are not bound: "
-        "a collective (psum, pmean, axis_index, ...) inside one slice would see only that slice, not "
-        f"the whole batch. Drop them from chunk= to use such a collective (the names bound there: {names})"
-    )
-
-
-def budget_unmet(plan: Plan, level: Level, budget: int, size: int, needed: int) -> str:
-    """Even one example at a time, the call needs more temporary memory than its ``Budget``."""
-    return (
-        f"{plan.function}: chunk={{{level.key!r}: Budget(bytes={budget})}} cannot be met: mapping '{level.key}' "
-        f"(size {size}) one example at a time still needs {needed} bytes of temporary memory (XLA's "
-        "memory_analysis().temp_size_in_bytes of the compiled call). Raise the budget, or chunk another "
-        "batch dim too"
-    )
-
-
-def budget_unmeasurable(plan: Plan, level: Level, chunk: int, error: Exception) -> str:
-    """The call, compiled on its own to measure its ``Budget``, does not lower or compile."""
-    return (
-        f"{plan.function}: chunk={{{level.key!r}: {level.chunk!r}}} cannot be measured: the call compiled on "
-        f"its own with a chunk of {chunk} fails ({type(error).__name__}: {error}). A body that uses the axis "
-        "name of a transform around the batched function (an outer jax.vmap's axis_name) compiles only inside "
-        "it: give the chunk as a number of examples"
-    )
-
-
-def varying_unmapped_result(plan: Plan, level: Level) -> str:
-    """A result its layout leaves unmapped over ``level`` varies over it: what to change."""
-    name = level.batch_name if level.index is None else f"*{level.batch_name}"
-    advice = f"Add '{name}' to the output layout"
-    if level.index is None:  # only a named dim can be reduced by name
-        advice += f", or reduce over it inside (e.g. jax.lax.psum(x, '{name}'))"
-    unmapped = [result_place(plan.returns_tuple, i) for i, axis in enumerate(level.out_axes) if axis is None]
-    lack = "its layout has" if len(unmapped) == 1 else "their layouts have"
-    return (
-        f"{plan.function}: {' or '.join(unmapped)} varies over the batch dim '{name}', but {lack} no '{name}'. {advice}"
-    )
-
-
-def level_sizes(levels: tuple[Level, ...], mapped: list[Any]) -> list[int | None]:
-    """The size of each level, read off the mapped arguments as each vmap removes its axis."""
-    shapes = []
-    for value in mapped:
-        leaves = jax.tree_util.tree_leaves(value)
-        shapes.append(list(leaves[0].shape) if leaves and hasattr(leaves[0], "shape") else None)
-    sizes = []
-    for level in levels:
-        size = level.size
-        for shape, axis in zip(shapes, level.in_axes, strict=True):
-            if axis is None or shape is None or not -len(shape) <= axis < len(shape):
-                continue
-            removed = shape.pop(axis)  # this level's vmap removes the axis for the levels inside
-            size = removed if size is None else size
-        sizes.append(size)
-    return sizes

@@ -52,7 +52,7 @@ from typing import Any
 import jax
 from jax.sharding import AbstractMesh, AxisType, Mesh, NamedSharding, PartitionSpec
 
-from . import _messages as messages
+from . import _map_messages as messages
 from ._binding import Bindings
 from ._errors import ShapeError, SpecError, describe_value
 from ._levels import Budget, Placement, VmapNest
