@@ -1,17 +1,8 @@
-"""``batched()``: an immutable description of a batched function, and the pure path of one call.
+"""``batched()``: an immutable description of a batched function, and the function users hold.
 
 Decoration reads the annotations and builds the ``Plan`` (so a spec that can never work
 fails right there) and returns a plain function holding a ``Batched``: the per-example
-function and the options, nothing else. A call is a pipeline of pure steps:
-
-1. bind the arguments to the signature (keyword arguments follow their layouts, defaults
-   apply, non-array parameters are held static);
-2. check the static values, and every array argument against its batched layout: the sizes
-   by name (``Bindings``), remembered per abstract signature on the plan;
-3. settle this call's ``VmapNest`` (``nest_for``; sharding adds its mesh axes);
-4. run it with ``jax.vmap`` (``_call.run``): the per-example function, checked against its own
-   annotations on the first call of each abstract signature;
-5. check every result against its batched layout.
+function and the options, nothing else. A call is the pipeline of pure steps in ``_pipeline``.
 
 Example:
     >>> @batched("graph")
@@ -27,10 +18,9 @@ import dataclasses
 import functools
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypeVar, overload
 
-import jax
 from jax.sharding import Mesh
 
 from ._annotations import (
@@ -41,32 +31,26 @@ from ._annotations import (
     resolved_hints,
     unwrap_partial,
 )
-from ._binding import Bindings
-from ._call import result_shapes, run
-from ._checks import (
-    check_arguments,
-    check_results,
-    check_results_per_example,
-    check_static_values,
-    convert_arguments,
-)
-from ._config import config
+from ._checks import check_results_per_example
 from ._errors import SpecError, describe_value
 from ._face import describe_wrapper
-from ._levels import Budget, VmapNest
-from ._nest import nest_for
+from ._levels import Budget
+from ._pipeline import call, partition_specs
 from ._plan import Plan
 from ._planner import make_plan
 from ._sharding import Sharding, make_sharding
 from ._signatures import checked_per_example
 
-__all__ = ["Batched", "Options", "batched"]
-
-_NO_BINDINGS = Bindings("")  # a remembered call whose sizes nothing reads again
+__all__ = ["Batched", "Chunks", "Layouts", "Options", "Shards", "batched"]
 
 
 # Type checkers see the decorated function's own parameters and result (``Callable[_P, _R]``):
 # the runtime signature is the batched one, but its annotations are the same jaxtyping types.
+# The options are Mappings: a ``dict[str, int]`` of chunks is not a ``dict[str, int | Budget]``
+# to mypy (dict is invariant in its values), but it is a ``Mapping[str, int | Budget]``.
+Layouts = Mapping[str, str | None]
+Shards = Mapping[str, str | tuple[str, ...]]
+Chunks = Mapping[str, int | Budget]
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 _T = TypeVar("_T")
@@ -78,12 +62,12 @@ def batched(
     /,
     spec: str | None = None,
     *,
-    layouts: dict[str, str | None] | None = None,
+    layouts: Layouts | None = None,
     out: str | tuple[str | None, ...] | None = None,
     check: bool = True,
-    shard: dict[str, str | tuple[str, ...]] | None = None,
+    shard: Shards | None = None,
     mesh: Mesh | None = None,
-    chunk: dict[str, int | Budget] | None = None,
+    chunk: Chunks | None = None,
 ) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]: ...
 @overload
 def batched(
@@ -91,12 +75,12 @@ def batched(
     /,
     spec: str | None = None,
     *,
-    layouts: dict[str, str | None] | None = None,
+    layouts: Layouts | None = None,
     out: str | tuple[str | None, ...] | None = None,
     check: bool = True,
-    shard: dict[str, str | tuple[str, ...]] | None = None,
+    shard: Shards | None = None,
     mesh: Mesh | None = None,
-    chunk: dict[str, int | Budget] | None = None,
+    chunk: Chunks | None = None,
 ) -> classmethod[_T, _P, _R]: ...
 @overload
 def batched(
@@ -104,12 +88,12 @@ def batched(
     /,
     spec: str | None = None,
     *,
-    layouts: dict[str, str | None] | None = None,
+    layouts: Layouts | None = None,
     out: str | tuple[str | None, ...] | None = None,
     check: bool = True,
-    shard: dict[str, str | tuple[str, ...]] | None = None,
+    shard: Shards | None = None,
     mesh: Mesh | None = None,
-    chunk: dict[str, int | Budget] | None = None,
+    chunk: Chunks | None = None,
 ) -> staticmethod[_P, _R]: ...
 @overload
 def batched(
@@ -117,24 +101,24 @@ def batched(
     /,
     spec: str | None = None,
     *,
-    layouts: dict[str, str | None] | None = None,
+    layouts: Layouts | None = None,
     out: str | tuple[str | None, ...] | None = None,
     check: bool = True,
-    shard: dict[str, str | tuple[str, ...]] | None = None,
+    shard: Shards | None = None,
     mesh: Mesh | None = None,
-    chunk: dict[str, int | Budget] | None = None,
+    chunk: Chunks | None = None,
 ) -> Callable[_P, _R]: ...
 def batched(
     fn: Callable[..., Any] | classmethod[Any, Any, Any] | str | None = None,
     /,
     spec: str | None = None,
     *,
-    layouts: dict[str, str | None] | None = None,
+    layouts: Layouts | None = None,
     out: str | tuple[str | None, ...] | None = None,
     check: bool = True,
-    shard: dict[str, str | tuple[str, ...]] | None = None,
+    shard: Shards | None = None,
     mesh: Mesh | None = None,
-    chunk: dict[str, int | Budget] | None = None,
+    chunk: Chunks | None = None,
 ) -> Any:
     """Batch a per-example function over named dims, deriving every ``vmap`` axis.
 
@@ -191,9 +175,9 @@ def batched(
     if not isinstance(check, bool):
         raise SpecError(f"check= must be True or False, got {describe_value(check)}")
     # Copies: a dict the caller changes later must not change this function (nor its pickle).
-    layouts = dict(layouts) if isinstance(layouts, dict) else layouts
-    shard = dict(shard) if isinstance(shard, dict) else shard
-    chunk = dict(chunk) if isinstance(chunk, dict) else chunk
+    layouts = dict(layouts) if isinstance(layouts, Mapping) else layouts
+    shard = dict(shard) if isinstance(shard, Mapping) else shard
+    chunk = dict(chunk) if isinstance(chunk, Mapping) else chunk
     described = Batched(fn, Options(spec, layouts, out, shard, mesh, chunk), check, _caller_module())
     wrapper = _wrapper(described)
     try:
@@ -296,131 +280,6 @@ class Batched:
             return self.plan
         except UnresolvedAnnotation as error:
             raise SpecError(str(error)) from None
-
-
-def call(described: Batched, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """One call of a batched function: bind, check, settle the nest, map, check the results."""
-    plan = described.resolved_plan()
-    defaulted: set[str] = set()
-    values = bind(plan, args, kwargs, defaulted)
-    if not (described.check and config.checks):
-        # Unchecked; levels or placement that depend on the call still read its sizes.
-        bindings = Bindings(plan.function)
-        if plan.static_nest is None or described.sharding is not None:
-            bindings = check_arguments(plan, values, abstract=False)[0]
-        return _map(described, values, bindings, described.fn)
-    values = convert_arguments(plan, values)
-    default_unchecked = check_static_values(plan, values, defaulted)
-    key = None if plan.has_fstring_dims else _shapes_key(plan, values)
-    seen = None if key is None else plan.memo_get(("arguments", key))
-    if seen is None:
-        bindings, values = check_arguments(plan, values, abstract=False)
-        arguments_only = bindings.snapshot()  # taken before the results bind their own dims
-        # A default the caller did not pass is the function's own: not checked per example either.
-        body = described.results_body if default_unchecked else described.first_body
-    else:
-        # The sizes are needed again only to settle levels, place on a mesh or check results.
-        if plan.static_nest is None or plan.has_statics or described.sharding is not None:
-            bindings = Bindings.restore(plan.function, seen)
-        else:
-            bindings = _NO_BINDINGS
-        body = described.results_body if plan.has_statics else described.fn
-    output = _map(described, values, bindings, body)
-    if seen is None or plan.has_statics:
-        # With no static argument, the results' shapes follow from the key alone (JAX's purity
-        # contract, which jit's cache relies on too): checked once. Static values (an object's
-        # state, say) can change them: checked on every call, from the arguments' sizes alone.
-        check_results(plan, bindings, output)
-    if seen is None and key is not None:
-        plan.memo_add(("arguments", key), arguments_only)
-    return output
-
-
-def bind(plan: Plan, args: tuple[Any, ...], kwargs: dict[str, Any], defaulted: set[str] | None = None) -> list[Any]:
-    """One value per parameter, in signature order (``*args`` a tuple, ``**kwargs`` a dict).
-
-    ``defaulted``, when given, receives the names of the parameters the caller did not pass
-    (filled from the function's own defaults, which are not checked against the annotations:
-    ``state: State = sentinel`` is the function's business, as it is for ``jax.vmap``).
-    """
-    if not kwargs and plan.positional_and_mapped and len(args) == len(plan.arguments):
-        return list(args)
-    try:
-        bound = plan.types.signature.bind(*args, **kwargs)
-    except TypeError as error:
-        raise TypeError(f"{plan.function}: {error}") from None
-    if defaulted is not None:
-        defaulted.update(name for name in plan.types.signature.parameters if name not in bound.arguments)
-    bound.apply_defaults()
-    return [bound.arguments[argument.name] for argument in plan.arguments]
-
-
-def _map(described: Batched, values: list[Any], bindings: Bindings, body: Callable[..., Any]) -> Any:
-    """Run this call's nest over ``body`` (placed on the mesh when sharded)."""
-    plan = described.plan
-    nest = nest_for(plan, values, bindings)
-    sharding = described.sharding
-    if sharding is None:
-        return run(plan, nest, body, values)
-
-    def run_placed(
-        placed: list[Any], sharded: VmapNest, wrap: Callable[[Callable[..., Any]], Callable[..., Any]] | None
-    ) -> Any:
-        if wrap is None:
-            return run(plan, sharded, body, placed)
-        return wrap(lambda *mapped: run(plan, sharded, body, plan.with_mapped(placed, mapped)))(
-            *(placed[i] for i in plan.array_arguments)
-        )
-
-    return sharding.call(
-        plan, nest, values, bindings, run_placed, lambda: result_shapes(plan, nest, described.fn, values)
-    )
-
-
-def partition_specs(described: Batched, *args: Any, **kwargs: Any) -> dict[str, Any]:
-    """``{parameter: PartitionSpec (a PyTree of them for a PyTree), ..., "return": ...}`` for a call.
-
-    Raises the call's ``ShapeError`` for arguments that do not fit, or (with a mesh given or set)
-    a sharded batch its mesh axes cannot split evenly.
-    """
-    plan = described.resolved_plan()
-    sharding = described.sharding
-    if sharding is None:
-        raise SpecError(f"{plan.function}: partition_specs needs shard= (this function is not sharded)")
-    bindings, values = check_arguments(plan, bind(plan, args, kwargs))
-    if sharding.known_mesh() is not None:  # specs the mesh cannot use get the call's error
-        sharding.check_divisible(sharding.mesh_for_call(), bindings)
-    specs: dict[str, Any] = {}
-    for index in plan.array_arguments:
-        argument = plan.arguments[index]
-        specs[argument.name] = jax.tree.map(
-            lambda leaf, placement=argument.placement: sharding.partition_spec(placement, tuple(leaf.shape), bindings),
-            values[index],
-        )
-    shapes = result_shapes(plan, nest_for(plan, values, bindings), described.fn, values)
-    specs["return"] = sharding.result_specs(plan, shapes, bindings)
-    return specs
-
-
-def _shapes_key(plan: Plan, values: list[Any]) -> Any:
-    """What the argument check depends on: per array leaf its shape, dtype, weak type and type.
-
-    None when anything is unreadable (the checks then run and name the argument).
-    """
-    parts: list[Any] = [jax.config.jax_enable_x64]
-    try:
-        for index in plan.array_arguments:
-            value = values[index]
-            if isinstance(value, jax.Array):
-                parts.append((value.shape, value.dtype, value.aval.weak_type, type(value)))
-            else:
-                leaves, treedef = jax.tree_util.tree_flatten(value)
-                parts.append((treedef, *((x.shape, x.dtype, x.aval.weak_type, type(x)) for x in leaves)))
-        key = tuple(parts)
-        hash(key)
-    except Exception:
-        return None
-    return key
 
 
 def _checking_results(fn: Callable[..., Any], plan: Plan) -> Callable[..., Any]:

@@ -37,10 +37,11 @@ from typing import Any
 from ._binding import Bindings
 from ._call import chosen_chunks, result_shapes
 from ._checks import check_arguments, per_example_arguments
-from ._decorator import Batched, bind
+from ._decorator import Batched
 from ._explain_text import SourceWriter, result_text
 from ._levels import Level, VmapNest
 from ._nest import nest_for
+from ._pipeline import bind
 from ._plan import Plan, plan_of
 
 __all__ = ["Stage", "explain"]

@@ -29,7 +29,7 @@ import functools
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from shapedmap import batched
+from shapedmap import Budget, batched
 
 
 @batched("b")
@@ -81,6 +81,15 @@ def use() -> Array:
     scaled = batched(functools.partial(shifted, offset=1.0), "b n -> b n")
     direct = batched(staticmethod(shifted), "b n, -> b n")
     return y.sum() + z.sum() + w.sum() + scaled(x).sum() + direct(x, 1.0).sum() + Model().apply(x) + Model.build(x) + Model.plain(x)
+
+
+# Options held in variables first (dict[str, int] is no dict[str, int | Budget]: the options are Mappings).
+chunks = {"b": 2}
+layouts = {"y": None}
+shards = {"b": "data"}
+chunked = batched(vv, "b", chunk=chunks, layouts=layouts)
+sharded = batched(vv, "b", shard=shards)
+budgeted = batched(vv, "b", chunk={"b": Budget(bytes=2**20)})
 """
 
 BAD = """

@@ -1,0 +1,168 @@
+"""The path of one call of a batched function: bind, check, settle the nest, map, check the results.
+
+Each step is a pure function of the call's arguments and the ``Batched`` description (its plan,
+options and per-example bodies); the only state is the plan's bounded memo:
+
+1. bind the arguments to the signature (keyword arguments follow their layouts, defaults
+   apply, non-array parameters are held static);
+2. check the static values, and every array argument against its batched layout: the sizes
+   by name (``Bindings``), remembered per abstract signature on the plan;
+3. settle this call's ``VmapNest`` (``nest_for``; sharding adds its mesh axes);
+4. run it with ``jax.vmap`` (``_call.run``): the per-example function, checked against its own
+   annotations on the first call of each abstract signature;
+5. check every result against its batched layout.
+
+Example:
+    >>> from shapedmap.examples import mv
+    >>> plan = mv.__shapedmap__.plan
+    >>> [value.shape for value in bind(plan, (jnp.ones((4, 3)),), {"y": jnp.ones(3)})]
+    [(4, 3), (3,)]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import jax
+
+from ._binding import Bindings
+from ._call import result_shapes, run
+from ._checks import check_arguments, check_results, check_static_values, convert_arguments
+from ._config import config
+from ._errors import SpecError
+from ._levels import VmapNest
+from ._nest import nest_for
+from ._plan import Plan
+
+if TYPE_CHECKING:
+    from ._decorator import Batched
+
+__all__ = ["bind", "call", "partition_specs"]
+
+_NO_BINDINGS = Bindings("")  # a remembered call whose sizes nothing reads again
+
+
+def call(described: Batched, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """One call of a batched function: bind, check, settle the nest, map, check the results."""
+    plan = described.resolved_plan()
+    defaulted: set[str] = set()
+    values = bind(plan, args, kwargs, defaulted)
+    if not (described.check and config.checks):
+        # Unchecked; levels or placement that depend on the call still read its sizes.
+        bindings = Bindings(plan.function)
+        if plan.static_nest is None or described.sharding is not None:
+            bindings = check_arguments(plan, values, abstract=False)[0]
+        return _map(described, values, bindings, described.fn)
+    values = convert_arguments(plan, values)
+    default_unchecked = check_static_values(plan, values, defaulted)
+    key = None if plan.has_fstring_dims else _shapes_key(plan, values)
+    seen = None if key is None else plan.memo_get(("arguments", key))
+    if seen is None:
+        bindings, values = check_arguments(plan, values, abstract=False)
+        arguments_only = bindings.snapshot()  # taken before the results bind their own dims
+        # A default the caller did not pass is the function's own: not checked per example either.
+        body = described.results_body if default_unchecked else described.first_body
+    else:
+        # The sizes are needed again only to settle levels, place on a mesh or check results.
+        if plan.static_nest is None or plan.has_statics or described.sharding is not None:
+            bindings = Bindings.restore(plan.function, seen)
+        else:
+            bindings = _NO_BINDINGS
+        body = described.results_body if plan.has_statics else described.fn
+    output = _map(described, values, bindings, body)
+    if seen is None or plan.has_statics:
+        # With no static argument, the results' shapes follow from the key alone (JAX's purity
+        # contract, which jit's cache relies on too): checked once. Static values (an object's
+        # state, say) can change them: checked on every call, from the arguments' sizes alone.
+        check_results(plan, bindings, output)
+    if seen is None and key is not None:
+        plan.memo_add(("arguments", key), arguments_only)
+    return output
+
+
+def bind(plan: Plan, args: tuple[Any, ...], kwargs: dict[str, Any], defaulted: set[str] | None = None) -> list[Any]:
+    """One value per parameter, in signature order (``*args`` a tuple, ``**kwargs`` a dict).
+
+    ``defaulted``, when given, receives the names of the parameters the caller did not pass
+    (filled from the function's own defaults, which are not checked against the annotations:
+    ``state: State = sentinel`` is the function's business, as it is for ``jax.vmap``).
+    """
+    if not kwargs and plan.positional_and_mapped and len(args) == len(plan.arguments):
+        return list(args)
+    try:
+        bound = plan.types.signature.bind(*args, **kwargs)
+    except TypeError as error:
+        raise TypeError(f"{plan.function}: {error}") from None
+    if defaulted is not None:
+        defaulted.update(name for name in plan.types.signature.parameters if name not in bound.arguments)
+    bound.apply_defaults()
+    return [bound.arguments[argument.name] for argument in plan.arguments]
+
+
+def _map(described: Batched, values: list[Any], bindings: Bindings, body: Callable[..., Any]) -> Any:
+    """Run this call's nest over ``body`` (placed on the mesh when sharded)."""
+    plan = described.plan
+    nest = nest_for(plan, values, bindings)
+    sharding = described.sharding
+    if sharding is None:
+        return run(plan, nest, body, values)
+
+    def run_placed(
+        placed: list[Any], sharded: VmapNest, wrap: Callable[[Callable[..., Any]], Callable[..., Any]] | None
+    ) -> Any:
+        if wrap is None:
+            return run(plan, sharded, body, placed)
+        return wrap(lambda *mapped: run(plan, sharded, body, plan.with_mapped(placed, mapped)))(
+            *(placed[i] for i in plan.array_arguments)
+        )
+
+    return sharding.call(
+        plan, nest, values, bindings, run_placed, lambda: result_shapes(plan, nest, described.fn, values)
+    )
+
+
+def partition_specs(described: Batched, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """``{parameter: PartitionSpec (a PyTree of them for a PyTree), ..., "return": ...}`` for a call.
+
+    Raises the call's ``ShapeError`` for arguments that do not fit, or (with a mesh given or set)
+    a sharded batch its mesh axes cannot split evenly.
+    """
+    plan = described.resolved_plan()
+    sharding = described.sharding
+    if sharding is None:
+        raise SpecError(f"{plan.function}: partition_specs needs shard= (this function is not sharded)")
+    bindings, values = check_arguments(plan, bind(plan, args, kwargs))
+    if sharding.known_mesh() is not None:  # specs the mesh cannot use get the call's error
+        sharding.check_divisible(sharding.mesh_for_call(), bindings)
+    specs: dict[str, Any] = {}
+    for index in plan.array_arguments:
+        argument = plan.arguments[index]
+        specs[argument.name] = jax.tree.map(
+            lambda leaf, placement=argument.placement: sharding.partition_spec(placement, tuple(leaf.shape), bindings),
+            values[index],
+        )
+    shapes = result_shapes(plan, nest_for(plan, values, bindings), described.fn, values)
+    specs["return"] = sharding.result_specs(plan, shapes, bindings)
+    return specs
+
+
+def _shapes_key(plan: Plan, values: list[Any]) -> Any:
+    """What the argument check depends on: per array leaf its shape, dtype, weak type and type.
+
+    None when anything is unreadable (the checks then run and name the argument).
+    """
+    parts: list[Any] = [jax.config.jax_enable_x64]
+    try:
+        for index in plan.array_arguments:
+            value = values[index]
+            if isinstance(value, jax.Array):
+                parts.append((value.shape, value.dtype, value.aval.weak_type, type(value)))
+            else:
+                leaves, treedef = jax.tree_util.tree_flatten(value)
+                parts.append((treedef, *((x.shape, x.dtype, x.aval.weak_type, type(x)) for x in leaves)))
+        key = tuple(parts)
+        hash(key)
+    except Exception:
+        return None
+    return key
