@@ -621,3 +621,17 @@ def test_static_values_equal_but_different_are_not_confused_under_jit():
     from hypothesis import strategies as st
 
     check_batched(signed, static={"s": st.sampled_from([0.0, -0.0])}, max_examples=20)
+
+
+def test_nan_on_one_side_is_counted_not_measured():
+    """A NaN against a number has no distance: the report counts those elements (it printed -inf)."""
+
+    def nan_when_batched(x: Float[Array, "n"]) -> Float[Array, "n"]:
+        return x * jnp.nan if isinstance(x, jax.core.Tracer) else x
+
+    with pytest.raises(BatchedCheckError) as caught:
+        check_batched(batched(nan_when_batched, "b"), max_examples=3, jit=False)
+    message = str(caught.value)
+    assert "inf" not in message
+    assert re.search(r"\d+ elements? NaN on one side only; first at element \(0,\)", message), message
+    assert "max |batched - loop|" not in message

@@ -2,7 +2,7 @@
 
 Exact dtypes must be equal; inexact ones close within tolerances by dtype width (1e-2 for
 16-bit, 1e-5 for 32-bit, 1e-10 for 64-bit; complex by its parts' width), compared in 64 bits
-with NaN equal to NaN. PRNG keys compare by their key data.
+with NaN equal to NaN (NaN on one side only is counted, not measured). PRNG keys compare by their key data.
 
 Example:
     >>> import numpy as np
@@ -12,6 +12,10 @@ Example:
         batched: [1, 2]
         loop:    [1, 3]
         first different element: (1,)
+    >>> print(leaf_difference(np.float32([np.nan, 2.0]), np.float32([1.0, 2.0]), None, None))
+        batched: [nan,  2.]
+        loop:    [1., 2.]
+        1 element NaN on one side only; first at element (0,)
 """
 
 from __future__ import annotations
@@ -49,9 +53,17 @@ def leaf_difference(got: np.ndarray, want: np.ndarray, rtol: float | None, atol:
     position = tuple(int(i) for i in np.argwhere(~close)[0])
     text = f"    batched: {_values(got)}\n    loop:    {_values(want)}\n"
     if inexact:
-        difference = np.abs(got_wide - want_wide)
-        worst = float(np.nanmax(np.where(np.isnan(difference), -np.inf, difference)))
-        text += f"    max |batched - loop| = {worst:.6g} (rtol={r:g}, atol={a:g}); first at element {position}"
+        # NaN on both sides is equal; NaN on one side has no distance to report, only a count.
+        one_side_nan = np.isnan(got_wide) != np.isnan(want_wide)
+        apart = ~close & ~one_side_nan
+        found = []
+        if apart.any():
+            worst = float(np.max(np.abs(got_wide - want_wide)[apart]))
+            found.append(f"max |batched - loop| = {worst:.6g} (rtol={r:g}, atol={a:g})")
+        if one_side_nan.any():
+            count = int(one_side_nan.sum())
+            found.append(f"{count} element{'s' if count > 1 else ''} NaN on one side only")
+        text += f"    {'; '.join(found)}; first at element {position}"
     else:
         text += f"    first different element: {position}"
     return text
