@@ -34,10 +34,10 @@ import inspect
 from dataclasses import dataclass
 from typing import Any
 
+from ._batched import Batched
 from ._binding import Bindings
 from ._call import chosen_chunks, result_shapes
 from ._checks import check_arguments, per_example_arguments
-from ._decorator import Batched
 from ._explain_text import SourceWriter, result_text
 from ._levels import Level, VmapNest
 from ._nest import nest_for

@@ -36,7 +36,7 @@ from ._nest import nest_for
 from ._plan import Plan
 
 if TYPE_CHECKING:
-    from ._decorator import Batched
+    from ._batched import Batched
 
 __all__ = ["bind", "call", "partition_specs"]
 

@@ -178,7 +178,7 @@ Scalar = Float[Array, ""]
 def test_first_calls_from_many_threads_build_one_plan(monkeypatch):
     """The plan of a function with a forward reference is built at the first call; eight first
     calls at once build it once and all succeed."""
-    module = sys.modules["shapedmap._decorator"]
+    module = sys.modules["shapedmap._batched"]
     builds = []
 
     def counting_make_plan(*args, **kwargs):
