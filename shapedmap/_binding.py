@@ -29,7 +29,7 @@ import jax
 
 from . import _messages as messages
 from ._errors import ShapeError
-from ._expressions import Size, same_size
+from ._expressions import Size, deciding_constraint, same_size
 from ._grammar import (
     AnonymousDim,
     FixedDim,
@@ -61,7 +61,7 @@ class Bindings:
         self.variadics: dict[str, Seen] = {}
         self.broadcasts: dict[str, tuple[Seen, ...]] = {}  # see _unify_variadic
         self.structures: dict[str, tuple[Any, list[str], str]] = {}
-        self._symbolic: list[tuple[SymbolicDim, Size, Origin, Layout, bool]] = []
+        self._symbolic: list[tuple[SymbolicDim, Size, Origin, Layout]] = []
 
     def snapshot(self) -> tuple[Any, ...]:
         """The bound sizes as immutable tuples: what a call with the same shapes starts from.
@@ -105,15 +105,14 @@ class Bindings:
         PyTree path of ``value``: ``?n`` dims are bound once per leaf path. ``shared_over`` names the
         batch dims this argument is not mapped over (for the too-many-dims message).
 
-        ``parameter`` is None for a result: its sizes are what the body computed, and a symbolic one
-        JAX can neither prove equal to its bound size nor prove different (``n - min(n, 3)`` for
-        ``n-3``) is accepted, unchecked. An argument's sizes must be provably equal, as ``jax.vmap``
-        and jaxtyping need them.
+        ``parameter`` is None for a result. Symbolic sizes, of arguments and results alike, agree only
+        where JAX proves them equal, as ``jax.vmap`` and jaxtyping take them: distinct symbols are
+        distinct sizes unless the ``jax.export`` constraints say otherwise, and a result size JAX cannot
+        decide (``n - min(n, 3)`` for ``n-3``) is refused with the constraint that would decide it.
         """
         shape = tuple(value.shape)
         dtype = value.dtype
         self._check_rank(layout, shape, place, value, per_example, parameter, shared_over)
-        from_body = parameter is None
         start = 0
         for dim, size in zip(layout.dims, layout.split(shape), strict=True):
             width = len(size) if isinstance(size, tuple) else 1
@@ -122,10 +121,10 @@ class Bindings:
             if isinstance(dim, VariadicDim):
                 origin = Origin(place, (start, start + width), shape, dtype)
                 if dim.name is not None:
-                    self._unify_variadic(dim, size, origin, layout, broadcast, from_body)
+                    self._unify_variadic(dim, size, origin, layout, broadcast)
             else:
                 origin = Origin(place, start, shape, dtype)
-                self._bind_one(dim, size, origin, layout, labels, from_body)
+                self._bind_one(dim, size, origin, layout, labels)
             start += width
 
     def _check_rank(
@@ -160,32 +159,30 @@ class Bindings:
         )
         raise ShapeError(message)
 
-    def _bind_one(
-        self, dim: Any, size: Size, origin: Origin, layout: Layout, labels: frozenset[str], from_body: bool
-    ) -> None:
+    def _bind_one(self, dim: Any, size: Size, origin: Origin, layout: Layout, labels: frozenset[str]) -> None:
         if isinstance(dim, AnonymousDim):
             return
         if getattr(dim, "broadcastable", False) and same_size(size, 1):
             return
         if isinstance(dim, FixedDim):
-            if not _agree(size, dim.size, from_body):
+            if not same_size(size, dim.size):
                 message = messages.fixed_size_mismatch(self.function, dim, layout, (size, origin))
                 raise ShapeError(message + _note(size, dim.size))
             if dim.label in labels:
-                self._unify(dim.label, size, origin, layout, from_body)
+                self._unify(dim.label, size, origin, layout)
             return
         if isinstance(dim, SymbolicDim):
-            self._symbolic.append((dim, size, origin, layout, from_body))
+            self._symbolic.append((dim, size, origin, layout))
             return
         if isinstance(dim, NamedDim):
-            self._unify(dim.name, size, origin, layout, from_body)
+            self._unify(dim.name, size, origin, layout)
 
-    def _unify(self, name: str, size: Size, origin: Origin, layout: Layout, from_body: bool) -> None:
+    def _unify(self, name: str, size: Size, origin: Origin, layout: Layout) -> None:
         known = self.sizes.get(name)
         if known is None:
             self.sizes[name] = (size, origin)
             return
-        if not _agree(known[0], size, from_body):
+        if not same_size(known[0], size):
             conflict = messages.size_conflict(
                 self.function, name, known, (size, origin), layout, self.sizes, self.variadics
             )
@@ -198,7 +195,6 @@ class Bindings:
         origin: Origin,
         layout: Layout,
         broadcast: frozenset[str],
-        from_body: bool,
     ) -> None:
         """Bind ``*name`` with jaxtyping's rule, whatever the order of the arguments.
 
@@ -214,7 +210,7 @@ class Bindings:
             if known is None:
                 self.variadics[name], self.broadcasts[name] = seen, (seen,)
             elif pending is None:  # bound by a plain token: this shape must broadcast to it
-                if not _shapes_agree(_broadcast(shape, known[0]), known[0], from_body):
+                if not _shapes_agree(_broadcast(shape, known[0]), known[0]):
                     raise ShapeError(self._does_not_broadcast_to(name, seen, known))
             else:
                 for other in pending:
@@ -226,14 +222,14 @@ class Bindings:
                 self.broadcasts[name] = (*pending, seen)
             return
         if known is not None and pending is None:  # bound by a plain token: the same shape
-            if not _shapes_agree(known[0], shape, from_body):
+            if not _shapes_agree(known[0], shape):
                 conflict = messages.variadic_conflict(
                     self.function, name, known, seen, layout, self.sizes, self.variadics
                 )
                 raise ShapeError(conflict + _note(known[0], shape))
             return
         for other in pending or ():  # the broadcasting shapes seen before the first plain one
-            if not _shapes_agree(_broadcast(other[0], shape), shape, from_body):
+            if not _shapes_agree(_broadcast(other[0], shape), shape):
                 raise ShapeError(self._does_not_broadcast_to(name, other, seen))
         self.broadcasts.pop(name, None)
         self.variadics[name] = seen
@@ -263,7 +259,7 @@ class Bindings:
         """Evaluate every pending expression (``2*f``) now that the names are bound."""
         pending, self._symbolic = self._symbolic, []
         sizes = {name: size for name, (size, _) in self.sizes.items()}
-        for dim, size, origin, layout, from_body in pending:
+        for dim, size, origin, layout in pending:
             try:
                 expected = dim.evaluate(sizes, self.arguments)
             except NameError as error:
@@ -274,7 +270,7 @@ class Bindings:
                 raise ShapeError(
                     messages.expression_failed(self.function, dim.expression, origin.place, error)
                 ) from None
-            if not _agree(expected, size, from_body):
+            if not same_size(expected, size):
                 names = dim.names()
                 used = {name: known for name, known in self.sizes.items() if name in names}
                 message = messages.expression_mismatch(
@@ -308,21 +304,22 @@ def _broadcast(first: Shape, second: Shape) -> Shape | None:
 
 
 def _note(first: Size | Shape, second: Size | Shape) -> str:
-    """What JAX does with symbolic sizes, for a conflict JAX could not decide (``a`` and ``b``)."""
+    """For a conflict JAX could not decide (``a`` and ``b``): why, and the constraint that would decide it.
+
+    ``first`` is the size known (or annotated), ``second`` the one seen; of two shapes, the last
+    pair of sizes JAX cannot decide is the one explained.
+    """
     pairs = zip(*(reversed(side) if isinstance(side, tuple) else (side,) for side in (first, second)), strict=False)
-    return messages.symbolic_note() if any(same_size(left, right) is None for left, right in pairs) else ""
+    undecided = next(((left, right) for left, right in pairs if same_size(left, right) is None), None)
+    if undecided is None:
+        return ""
+    return messages.symbolic_note(*undecided, deciding_constraint(*undecided))
 
 
-def _agree(first: Size, second: Size, from_body: bool = False) -> bool:
-    """Do two sizes agree: certainly equal, or, for a size the body computed, not certainly different?"""
-    same = same_size(first, second)
-    return bool(same) or (from_body and same is None)
-
-
-def _shapes_agree(first: Shape | None, second: Shape, from_body: bool = False) -> bool:
-    """Do two shapes (the first maybe a failed broadcast) agree, size by size (``_agree``)?"""
+def _shapes_agree(first: Shape | None, second: Shape) -> bool:
+    """Do two shapes (the first maybe a failed broadcast) agree: the same rank, every size provably equal?"""
     return (
         first is not None
         and len(first) == len(second)
-        and all(_agree(left, right, from_body) for left, right in zip(first, second, strict=True))
+        and all(same_size(left, right) for left, right in zip(first, second, strict=True))
     )

@@ -8,7 +8,8 @@ refuses at parse time what can never be a size; ``evaluate`` interprets the arit
 Sizes may be symbolic (``jax.export.symbolic_shape("b, n")``): the arithmetic is then JAX's
 symbolic arithmetic, and ``same_size`` is the one comparison of two sizes: certain where JAX can
 decide it, ``None`` where it cannot. A bound JAX cannot decide at trace time (is ``n + 5`` below
-``2**63``?) is not refused: only what is certain to fail is.
+``2**63``?) is not refused: only what is certain to fail is. Where JAX cannot decide whether two
+sizes are equal, ``deciding_constraint`` finds a ``jax.export`` constraint under which it proves them so.
 
 Example:
     >>> sorted(names("2*f + min(n, m)"))
@@ -20,6 +21,8 @@ Example:
     >>> n, m = jax.export.symbolic_shape("n, m")
     >>> evaluate("2*n + 1", {"n": n}, {}), same_size(n + n, 2 * n), same_size(n, m)
     (2*n + 1, True, None)
+    >>> deciding_constraint(n - 3, n - jax.core.min_dim(n, 3))
+    ('n >= 3', n - 3, n - 3)
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import jax
 
 from ._errors import SpecError
 
-__all__ = ["argument_names", "constant", "evaluate", "names", "same_size", "validate"]
+__all__ = ["argument_names", "constant", "deciding_constraint", "evaluate", "names", "same_size", "validate"]
 
 Size = Any  # an int, or a symbolic dimension of jax.export (``b``, ``2*n + 1``)
 
@@ -167,6 +170,59 @@ def _certainly(comparison: Callable[[], bool]) -> bool:
         return bool(comparison())
     except _INCONCLUSIVE:
         return False
+
+
+def deciding_constraint(first: Size, second: Size) -> tuple[str, Size, Size] | None:
+    """A ``jax.export`` constraint under which JAX proves two sizes equal, and both sizes as it reduces them then.
+
+    The candidates come from the sizes as JAX writes them: for each ``min(a, b)`` or ``max(a, b)``,
+    ``a >= b`` and ``a <= b``; where one size is a lone symbol, that it equals the other
+    (``m == n``, ``n == 2``: JAX takes a lone symbol on the left of an equality). Each is tried on
+    the sizes re-read in a scope of their own with that constraint. None where no candidate decides.
+
+    Example:
+        >>> n, m = jax.export.symbolic_shape("n, m")
+        >>> deciding_constraint(n, m), deciding_constraint(n, 2), deciding_constraint(n, n + 1)
+        (('m == n', n, n), ('n == 2', 2, 2), None)
+    """
+    texts = (str(first), str(second))
+    candidates = [
+        f"{left} {relation} {right}" for left, right in _min_max_arguments(texts) for relation in (">=", "<=")
+    ]
+    if texts[1].isidentifier():
+        candidates.append(f"{texts[1]} == {texts[0]}")
+    elif texts[0].isidentifier():
+        candidates.append(f"{texts[0]} == {texts[1]}")
+    for constraint in dict.fromkeys(candidates):
+        try:
+            reduced = jax.export.symbolic_shape(", ".join(texts), constraints=(constraint,))
+        except Exception:  # a text JAX does not read back, or a constraint it refuses
+            continue
+        if same_size(*reduced):
+            return constraint, *reduced
+    return None
+
+
+def _min_max_arguments(texts: tuple[str, ...]) -> list[tuple[str, str]]:
+    """The two arguments of every ``min(a, b)`` and ``max(a, b)`` in sizes as JAX writes them."""
+    found = []
+    for text in texts:
+        for match in re.finditer(r"\b(?:min|max)\(", text):
+            depth, parts, start = 0, [], match.end()
+            for index in range(match.end(), len(text)):
+                character = text[index]
+                if character == "(":
+                    depth += 1
+                elif character == ")" and depth:
+                    depth -= 1
+                elif character in ",)" and not depth:
+                    parts.append(text[start:index].strip())
+                    start = index + 1
+                    if character == ")":
+                        break
+            if len(parts) == 2:
+                found.append((parts[0], parts[1]))
+    return found
 
 
 def evaluate(expression: str, sizes: dict[str, Size], arguments: dict[str, object]) -> Size:

@@ -28,8 +28,8 @@ from ._grammar import NamedDim, VariadicDim, dim_text
 from ._places import Origin, argument_place, origin_text
 
 if TYPE_CHECKING:
-    from ._annotations import ArrayType, ValueType
     from ._grammar import FixedDim, Layout
+    from ._value_types import ArrayType, ValueType
 
 __all__ = [
     "abstract_array_in_call",
@@ -159,12 +159,34 @@ def variadic_does_not_broadcast_to(function: str, name: str, seen: Seen, target:
     )
 
 
-def symbolic_note() -> str:
-    """Added to a conflict of symbolic sizes (``jax.export``) JAX can neither prove equal nor different."""
-    return (
-        "\n  (JAX cannot prove these symbolic sizes equal, and jax.vmap and jaxtyping take sizes as "
-        "equal only where it can: export them as one symbol, from one jax.export.SymbolicScope)"
-    )
+def symbolic_note(first: Any, second: Any, decided: tuple[str, Any, Any] | None) -> str:
+    """Added to a conflict of symbolic sizes (``jax.export``) JAX can neither prove equal nor different.
+
+    ``decided``: a constraint under which JAX proves them equal, and the two sizes as it reduces them
+    then (``_expressions.deciding_constraint``), or None.
+    """
+    why = "\n  (JAX cannot prove these symbolic sizes equal, and jax.vmap and jaxtyping take sizes as equal only where it can"
+    if decided is None:
+        return (
+            f"{why}: export them as one symbol, from one jax.export.SymbolicScope, or with jax.export constraints "
+            "under which JAX proves them equal)"
+        )
+    constraint, *reduced = decided
+    spelled = f"jax.export.symbolic_shape(..., constraints=({constraint!r},))"
+    if " == " not in constraint:
+        changes = [
+            f"{before} to {after}"
+            for before, after in zip((first, second), reduced, strict=True)
+            if str(before) != str(after)
+        ]
+        return f"{why}. With {spelled} JAX reduces {' and '.join(changes)}, and the sizes agree)"
+    symbol, other = (side.strip() for side in constraint.split(" == "))
+    if isinstance(first, int) or isinstance(second, int):
+        return f"{why}: a symbol is not a fixed size. If {symbol} is always {other}, export it as {other}, or say so: {spelled})"
+    if other.isidentifier():
+        pair = " and ".join(sorted((symbol, other)))
+        return f"{why}: distinct symbols are distinct sizes. If {pair} are one size, export them as one symbol, or say so: {spelled})"
+    return f"{why}. If {symbol} is always {other}, say so: {spelled})"
 
 
 def structure_conflict(function: str, name: str, known: Structure, seen: Structure) -> str:
