@@ -48,8 +48,8 @@ from ._places import Origin, argument_place, layout_place, leaf_place, result_pl
 from ._plan import unannotated_note
 
 if TYPE_CHECKING:
-    from ._annotations import ArrayType, ValueType
     from ._plan import Placement, Plan
+    from ._value_types import ArrayType, ValueType
 
 __all__ = [
     "as_array",

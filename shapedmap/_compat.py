@@ -6,7 +6,9 @@ returns. To batch them, shapedmap must know the transform and its ``argnums`` an
 which JAX keeps only in the closure of the function it returns. They are read here and nowhere
 else: a transform is recognised by the code object of the function JAX returns, compared with
 those of transforms made once at import (so no file names, qualnames or docstrings are parsed),
-and its options are read from the closure cells of that code. A JAX that changes either is
+and its options are read from the closure cells of that code. Code objects are compared by value
+(``==``), not identity: cloudpickle rebuilds JAX's closures by value, with new but equal code. A
+JAX that changes either is
 caught by ``tests/test_compat.py``, which CI runs on the lowest and the newest supported JAX;
 where the options cannot be read, batching the transform is a ``SpecError`` that says what to
 annotate, never a wrong result spec.
@@ -34,7 +36,7 @@ from typing import Any
 
 import jax
 
-__all__ = ["Derivative", "derivative_of"]
+__all__ = ["Derivative", "derivative_of", "loaded_jit_function"]
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,7 @@ _BOUNDARY = _boundary_code()
 def _inside_boundary(fn: Any) -> Any:
     """The function JAX's traceback-filtering wrapper calls (its cell ``fun``), else ``fn``."""
     for _ in range(4):
-        if _BOUNDARY is None or getattr(fn, "__code__", None) is not _BOUNDARY:
+        if _BOUNDARY is None or getattr(fn, "__code__", None) != _BOUNDARY:  # equal, also after cloudpickle
             break
         inner = _cells(fn).get("fun")
         if not callable(inner):
@@ -142,6 +144,25 @@ def _argnums(value: Any) -> int | tuple[int, ...] | None:
     if isinstance(value, tuple) and value and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
         return value
     return None
+
+
+_JIT = type(jax.jit(_probe))
+
+
+def loaded_jit_function(fn: Any) -> Any:
+    """The function a ``jax.jit`` object without ``__wrapped__`` compiles, else None.
+
+    cloudpickle restores a ``jax.jit`` from its pickled state, which keeps the function (``fun``)
+    but not the attributes ``functools.wraps`` set (``__wrapped__``, ``__name__``, annotations).
+    """
+    if not isinstance(fn, _JIT):
+        return None
+    try:
+        state = fn.__getstate__()
+    except Exception:  # a JAX that pickles jit differently: read the object as it is
+        return None
+    inner = state.get("fun") if isinstance(state, dict) else None
+    return inner if callable(inner) else None
 
 
 # Equinox's filter transforms, by the module and name of the class of what they return.

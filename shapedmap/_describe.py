@@ -32,13 +32,15 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from ._annotations import ValueType, contract_function, hint_text
+from ._annotations import hint_text
 from ._contract import BatchDim, Contract, OutputShape, ParameterShape
 from ._face import shapes_section, strip_shapes_section, vmap_arguments
 from ._grammar import Layout
 from ._levels import Budget, Placement
 from ._nest import nominal_levels
 from ._plan import Plan, plan_of
+from ._value_types import ValueType
+from ._wrappers import contract_function
 
 __all__ = ["BatchDim", "Contract", "OutputShape", "ParameterShape", "contract_of", "describe"]
 

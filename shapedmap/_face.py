@@ -26,11 +26,11 @@ import inspect
 import re
 from typing import TYPE_CHECKING, Any
 
-from ._annotations import contract_function
 from ._levels import Budget, Level
 from ._nest import nominal_levels
 from ._plan import Plan
 from ._signatures import signature_of
+from ._wrappers import contract_function
 
 if TYPE_CHECKING:
     from ._sharding import Sharding

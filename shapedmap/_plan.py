@@ -24,13 +24,13 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from ._annotations import FunctionTypes, ValueType
 from ._cache import BoundedCache
 from ._errors import describe_value
 from ._grammar import (
     SymbolicDim,
 )
 from ._levels import Budget, CallShape, Level, Placement, VmapNest, derive_levels
+from ._value_types import FunctionTypes, ValueType
 
 __all__ = ["Argument", "Plan", "Result", "call_arguments", "plan_of", "unannotated_note"]
 

@@ -25,7 +25,6 @@ import dataclasses
 from collections import Counter
 from typing import Any
 
-from ._annotations import FunctionTypes
 from ._errors import SpecError, describe_value
 from ._grammar import (
     FixedDim,
@@ -43,6 +42,7 @@ from ._grammar import (
 from ._levels import Budget, CallShape, Placement
 from ._places import result_place
 from ._plan import Argument, Plan, Result, unannotated_note
+from ._value_types import FunctionTypes
 
 __all__ = ["make_plan"]
 

@@ -22,9 +22,10 @@ from typing import Any
 from beartype import beartype
 from jaxtyping import PyTree, jaxtyped
 
-from ._annotations import ValueType, contract_function
 from ._grammar import Layout
 from ._plan import Plan
+from ._value_types import ValueType
+from ._wrappers import contract_function
 
 __all__ = ["checked_per_example", "signature_of"]
 

@@ -9,7 +9,7 @@ import functools
 import jax
 import pytest
 
-from shapedmap._compat import Derivative, derivative_of
+from shapedmap._compat import Derivative, derivative_of, loaded_jit_function
 
 
 def loss(w, x, y):
@@ -66,3 +66,25 @@ def test_equinox_filter_transforms_are_read():
     made = eqx.filter_value_and_grad(loss, has_aux=True)
     assert derivative_of(made) == Derivative("equinox.filter_value_and_grad", 0, True, filtered=True)
     assert derivative_of(made).with_value and not derivative_of(eqx.filter_grad(loss)).with_value
+
+
+@pytest.mark.parametrize(
+    "made",
+    [jax.grad(loss, argnums=(0, 2)), jax.grad(loss, has_aux=True), jax.value_and_grad(loss, argnums=1)],
+    ids=["grad", "grad has_aux", "value_and_grad"],
+)
+def test_a_transform_loaded_by_cloudpickle_reads_as_the_original(made):
+    """cloudpickle rebuilds JAX's closures by value: new code objects, equal to the originals."""
+    cloudpickle = pytest.importorskip("cloudpickle")
+    loaded = cloudpickle.loads(cloudpickle.dumps(made))
+    assert loaded.__code__ is not made.__code__
+    assert derivative_of(loaded) == derivative_of(made)
+
+
+def test_a_jit_loaded_by_cloudpickle_gives_its_function():
+    """cloudpickle restores a jax.jit without the __wrapped__ functools.wraps set; the function is still there."""
+    cloudpickle = pytest.importorskip("cloudpickle")
+    loaded = cloudpickle.loads(cloudpickle.dumps(jax.jit(jax.grad(loss))))
+    assert getattr(loaded, "__wrapped__", None) is None
+    assert derivative_of(loaded_jit_function(loaded)) == Derivative("jax.grad", 0, False)
+    assert loaded_jit_function(jax.grad(loss)) is None and loaded_jit_function(loss) is None

@@ -205,3 +205,76 @@ def test_layouts_map_or_share_the_array_member_of_such_a_union():
     key = jax.random.key(1)
     shared = batched(jitter, "b", layouts={"rngs": None})
     np.testing.assert_array_equal(shared(XS, key), jax.vmap(jitter, in_axes=(0, None))(XS, key))
+
+
+# -- array types JAX never gives the function ---------------------------------------------------------
+
+
+class Tensor:
+    """Another library's array class (torch.Tensor, say): JAX never makes one."""
+
+
+def _on_tensor(x: Float[Tensor, "n"]) -> Float[Array, ""]:
+    return jnp.sum(x)
+
+
+def _to_tensor(x: Float[Array, "n"]) -> Float[Tensor, ""]:
+    return jnp.sum(x)
+
+
+def _tree_of_tensors(x: PyTree[Float[Tensor, "n"]], y: Float[Array, "n"]) -> Float[Array, ""]:
+    return jnp.sum(y)
+
+
+def _optional_tensor(y: Float[Array, "n"], x: Float[Tensor, "n"] | None = None) -> Float[Array, ""]:
+    return jnp.sum(y)
+
+
+@pytest.mark.parametrize(
+    ("fn", "where"),
+    [
+        (_on_tensor, "parameter 'x'"),
+        (_to_tensor, "the return annotation"),
+        (_tree_of_tensors, "parameter 'x'"),
+        (_optional_tensor, "parameter 'x'"),
+    ],
+    ids=["parameter", "result", "pytree leaf", "optional"],
+)
+def test_an_array_type_jax_never_gives_is_a_spec_error_at_decoration(fn, where):
+    with pytest.raises(SpecError) as caught:
+        batched(fn, "b")
+    message = str(caught.value)
+    dims = "''" if fn is _to_tensor else "'n'"
+    assert message.startswith(f"{fn.__name__}: {where} Float[Tensor, {dims}] names the array type Tensor, "), message
+    assert "which is not a JAX or NumPy array" in message
+    assert f"Annotate it Float[Array, {dims}]" in message
+
+
+KEPT_ARRAY_TYPES = {
+    "Array": Float[Array, "n"],
+    "np.ndarray": Float[np.ndarray, "n"],
+    "np.ndarray | Array": Float[np.ndarray | jax.Array, "n"],
+    "jaxtyping ArrayLike": Float[ArrayLike, "n"],
+    "numpy ArrayLike": Float[npt.ArrayLike, "n"],
+    "Any": Float[typing.Any, "n"],
+    "plain jax.Array": jax.Array,
+    "plain np.ndarray": np.ndarray,
+    "jax.typing.ArrayLike": jax.typing.ArrayLike,
+}
+
+
+@pytest.mark.parametrize("annotation", KEPT_ARRAY_TYPES.values(), ids=KEPT_ARRAY_TYPES.keys())
+def test_jax_and_numpy_array_types_are_kept(annotation):
+    def total(x: annotation) -> Float[Array, ""]:
+        return jnp.sum(x)
+
+    np.testing.assert_array_equal(batched(total, "b")(XS), jax.vmap(jnp.sum)(XS))
+
+
+def test_numpy_array_like_scalars_are_scalars_per_example():
+    def times(x: Float[Array, "n"], s: Float[npt.ArrayLike, ""]) -> Float[Array, "n"]:
+        return x * s
+
+    scales = np.arange(4.0, dtype=np.float32)
+    np.testing.assert_array_equal(batched(times, "b")(XS, scales), jax.vmap(times)(XS, scales))
+    np.testing.assert_array_equal(batched(times, "b", layouts={"s": None})(XS, 2.0), XS * 2)

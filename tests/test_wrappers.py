@@ -15,7 +15,7 @@ import pytest
 from jaxtyping import Array, Float
 
 from shapedmap import ShapeError, SpecError, batched
-from shapedmap._annotations import contract_function, function_name
+from shapedmap._wrappers import contract_function, function_name
 
 
 def f(x: Float[Array, "n"], w: Float[Array, "n m"]) -> tuple[Float[Array, "m"], Float[Array, ""]]:

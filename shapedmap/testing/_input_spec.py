@@ -25,10 +25,10 @@ import hypothesis.strategies as st
 import jax
 import jax.numpy as jnp
 
-from .._annotations import ArrayType
 from .._grammar import FixedDim, NamedDim, VariadicDim
 from .._levels import Placement
 from .._plan import Argument, Plan, plan_of
+from .._value_types import ArrayType
 
 __all__ = ["KEY", "InputSpec", "ParameterSpec"]
 
