@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 import jax
 from jax.sharding import PartitionSpec
 
-from ._annotations import contract_function, unwrap_partial
 from ._compat import derivative_of
 from ._errors import describe_value
+from ._wrappers import contract_function, unwrap_partial
 
 if TYPE_CHECKING:
     from ._explain import Stage
