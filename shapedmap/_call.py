@@ -6,10 +6,11 @@ passes it through untouched, so one built nest serves every call with the same l
 whatever its static values. Built nests are remembered per plan, keyed by the nest and the
 body (``jax.vmap`` builds a wrapper with ``inspect.signature`` each time: ~12 µs a level).
 
-A chunked level (``chunk=``) is a ``jax.lax.map`` (a scan) over slices of the batch, each slice
-one ``vmap``, with the remainder in one more ``vmap``, as ``jax.lax.map(..., batch_size=)``
-does it; with ``shard=`` each device maps its own shard in slices. A ``Budget`` is settled per
-abstract signature by compiling the call at a few chunks (``chosen_chunks``).
+A chunked level (``chunk=``) is built by ``_chunks.in_slices``: a ``jax.lax.map`` (a scan) over
+slices of the batch, each slice one ``vmap``, as ``jax.lax.map(..., batch_size=)`` does it; a
+call with chunked levels is first checked by ``_chunks.check_call`` (even with ``check=False``).
+A ``Budget`` is settled per abstract signature by compiling the call (``_budget.settled``);
+``chosen_chunks`` traces the candidates for it.
 
 Errors raised inside the map are named here: a per-example check that fails, a result
 that varies over a batch dim its layout lacks, a collective over a chunked batch name, and
@@ -31,7 +32,6 @@ Example:
 from __future__ import annotations
 
 import contextvars
-import dataclasses
 import functools
 from collections.abc import Callable
 from typing import Any
@@ -40,6 +40,8 @@ import jax
 import numpy as np
 from jaxtyping import TypeCheckError
 
+from . import _budget as budget
+from . import _chunks as chunks
 from . import _map_messages as messages
 from ._checks import is_result_leaf
 from ._errors import ShapeError, SpecError
@@ -73,6 +75,8 @@ def run(plan: Plan, nest: VmapNest, body: Callable[..., Any], values: list[Any])
             value if not axes else jax.tree.map(lambda leaf, axes=axes: jax.numpy.squeeze(leaf, axes), value)
             for value, axes in zip(mapped, nest.squeeze, strict=True)
         ]
+    if nest.chunked:
+        chunks.check_call(plan, nest, mapped)
     # Keyed on the body's identity: a body may be unhashable (an Equinox module hashes its
     # arrays); the built vmap holds the body, so its id is not reused while the entry lives.
     vmapped = plan.memo(("vmap", nest, id(body)), lambda: _build(plan, nest, body))
@@ -100,8 +104,9 @@ def run(plan: Plan, nest: VmapNest, body: Callable[..., Any], values: list[Any])
         error.add_note(messages.raised_inside_the_map(plan, nest.levels, mapped, error))
         raise
     except Exception as error:
-        # A Budget that cannot be met or measured is about the call, not raised inside the map.
-        if getattr(error, "_shapedmap_from_body", False) or not isinstance(error, SpecError):
+        # A Budget that cannot be met or measured, or sizes the slices cannot take, are about the
+        # call, not raised inside the map.
+        if getattr(error, "_shapedmap_from_body", False) or not isinstance(error, SpecError | ShapeError):
             error.add_note(messages.raised_inside_the_map(plan, nest.levels, mapped, error))
         raise
     finally:
@@ -121,67 +126,9 @@ def chosen_chunks(plan: Plan, nest: VmapNest, body: Callable[..., Any], values: 
     """``nest`` with its ``Budget`` settled for the abstract shapes of ``values`` (one per parameter).
 
     The chunk is the largest power of two whose compiled call needs at most the budget's bytes of
-    temporary memory: the whole batch if that fits, else a bisection over the powers of two
-    between 1 and the batch size, each compiled once; remembered per abstract signature.
+    temporary memory, or the whole batch (``_budget.settled``); remembered per abstract signature.
     """
-    depth = next((depth for depth, level in enumerate(nest.levels) if isinstance(level.chunk, Budget)), None)
-    if depth is None:
-        return nest
-    return plan.memo(
-        ("chunk", nest, _abstract_signature(plan, values)), lambda: _search(plan, nest, body, values, depth)
-    )
-
-
-def _abstract_signature(plan: Plan, values: list[Any]) -> Any:
-    """What the compiled call depends on: the arrays' types and structure, the other values' types and hashes.
-
-    A static value is not kept (a cache must not keep ``self`` alive); two that share a type and a
-    hash share a chunk, which can only change how much memory a call takes, never its values.
-    """
-    parts: list[Any] = []
-    for index, value in enumerate(values):
-        if index in plan.array_arguments:
-            leaves, treedef = jax.tree_util.tree_flatten(value)
-            parts.append((treedef, *(jax.typeof(leaf) for leaf in leaves)))
-            continue
-        try:
-            parts.append((type(value), hash(value)))
-        except TypeError:
-            parts.append(type(value))
-    return tuple(parts)
-
-
-def _search(plan: Plan, nest: VmapNest, body: Callable[..., Any], values: list[Any], depth: int) -> VmapNest:
-    level = nest.levels[depth]
-    budget = level.chunk.bytes
-    mapped = [values[i] for i in plan.array_arguments]
-    size = messages.level_sizes(nest.levels, mapped)[depth]
-
-    def with_chunk(chunk: int) -> VmapNest:
-        levels = list(nest.levels)
-        levels[depth] = dataclasses.replace(level, chunk=chunk)
-        return dataclasses.replace(nest, levels=tuple(levels))
-
-    def temporary_bytes(chunk: int) -> int:
-        traced = _traced(plan, with_chunk(chunk), body, values)  # the body's errors are the call's
-        try:
-            return traced.lower().compile().memory_analysis().temp_size_in_bytes
-        except Exception as error:
-            raise SpecError(messages.budget_unmeasurable(plan, level, chunk, error)) from error
-
-    def fits(chunk: int) -> bool:
-        return temporary_bytes(chunk) <= budget
-
-    if size <= 1 or fits(size):  # the whole batch in one slice
-        return with_chunk(max(size, 1))
-    needed = temporary_bytes(1)
-    if needed > budget:
-        raise SpecError(messages.budget_unmet(plan, level, budget, size, needed))
-    low, high = 0, (size - 1).bit_length()  # 2**low fits; 2**high >= size does not
-    while high - low > 1:
-        middle = (low + high) // 2
-        low, high = (middle, high) if fits(2**middle) else (low, middle)
-    return with_chunk(2**low)
+    return budget.settled(plan, nest, values, lambda candidate: _traced(plan, candidate, body, values))
 
 
 def _traced(plan: Plan, nest: VmapNest, body: Callable[..., Any], values: list[Any]) -> Any:
@@ -213,7 +160,7 @@ def _build(plan: Plan, nest: VmapNest, body: Callable[..., Any]) -> Callable[...
         unmapped = all(axis is None for axis in level.in_axes)
         in_axes = (None, *level.in_axes) if held else level.in_axes
         if level.chunk is not None and not unmapped:
-            vmapped = _in_slices(vmapped, level, in_axes, plan.vmap_out_axes(level))
+            vmapped = chunks.in_slices(vmapped, level, in_axes, plan.vmap_out_axes(level))
         else:
             vmapped = jax.vmap(
                 vmapped,
@@ -240,141 +187,6 @@ def _choosing_chunks(plan: Plan, nest: VmapNest, body: Callable[..., Any]) -> Ca
         return plan.memo(("vmap", chosen, id(body)), lambda: _build(plan, chosen, body))(*arguments)
 
     return call
-
-
-def _in_slices(
-    function: Callable[..., Any], level: Level, in_axes: tuple[int | None, ...], out_axes: Any
-) -> Callable[..., Any]:
-    """The level's ``vmap`` of ``function``, run over slices of ``level.chunk`` examples.
-
-    A batch of at most one chunk is one ``vmap``; a larger one a ``jax.lax.map`` (a scan) over
-    its full slices, then one ``vmap`` of the remainder, as ``jax.lax.map(..., batch_size=)``
-    does. With ``devices`` > 1 (``shard=``) the batch axis is split into (devices, shard) and
-    each device maps its own shard in slices. No axis name is bound: a slice is not the batch.
-    """
-    one_slice = jax.vmap(function, in_axes=in_axes, out_axes=out_axes)
-    chunk = level.chunk
-
-    def per_device(*arguments: Any) -> Any:
-        size = _mapped_size(arguments, in_axes)
-        if size <= chunk:
-            return one_slice(*arguments)
-        return _over_slices(one_slice, arguments, in_axes, out_axes, size, chunk)
-
-    if level.devices == 1:
-        return per_device
-    devices = level.devices
-    # The device axis goes just before the batch axis: one further left when counted from the end.
-    outer = functools.partial(jax.tree.map, lambda axis: axis if axis >= 0 else axis - 1)
-    on_devices = jax.vmap(
-        per_device, in_axes=outer(in_axes), out_axes=outer(out_axes), spmd_axis_name=level.spmd_axis_name
-    )
-
-    def sharded(*arguments: Any) -> Any:
-        split = [
-            argument if axis is None else jax.tree.map(lambda leaf, axis=axis: _split(leaf, axis, devices), argument)
-            for argument, axis in zip(arguments, in_axes, strict=True)
-        ]
-        return _over_outputs(out_axes, _merge, on_devices(*split))
-
-    return sharded
-
-
-def _mapped_size(arguments: tuple[Any, ...], in_axes: tuple[int | None, ...]) -> int:
-    """The size of the axis the first mapped argument is mapped over (0: no leaf to map)."""
-    for argument, axis in zip(arguments, in_axes, strict=True):
-        leaves = jax.tree.leaves(argument) if axis is not None else []
-        if leaves:
-            return leaves[0].shape[axis]
-    return 0
-
-
-def _over_slices(
-    one_slice: Callable[..., Any],
-    arguments: tuple[Any, ...],
-    in_axes: tuple[int | None, ...],
-    out_axes: Any,
-    size: int,
-    chunk: int,
-) -> Any:
-    """``one_slice`` scanned over the full slices, then on the remainder: the level's results."""
-    count, rest = divmod(size, chunk)
-    mapped = [i for i, axis in enumerate(in_axes) if axis is not None]
-
-    def cut(start: int, stop: int) -> list[Any]:
-        return [
-            jax.tree.map(lambda leaf, axis=in_axes[i]: jax.lax.slice_in_dim(leaf, start, stop, axis=axis), arguments[i])
-            for i in mapped
-        ]
-
-    def on(slices: list[Any]) -> Any:
-        full = list(arguments)
-        for i, value in zip(mapped, slices, strict=True):
-            if chunk == 1:  # one example: its batch axis back, at ``axis`` of the slice
-                value = jax.tree.map(lambda leaf, axis=in_axes[i]: jax.numpy.expand_dims(leaf, axis), value)
-            full[i] = value
-        return one_slice(*full)
-
-    whole = cut(0, count * chunk) if rest else [arguments[i] for i in mapped]
-    stacked = [
-        jax.tree.map(lambda leaf, axis=in_axes[i]: _stack(leaf, axis, count, chunk), value)
-        for i, value in zip(mapped, whole, strict=True)
-    ]
-    output = _over_outputs(out_axes, _unstack, jax.lax.map(on, stacked))
-    if not rest:
-        return output
-    return _over_outputs(out_axes, _join, output, on(cut(count * chunk, size)))
-
-
-def _over_outputs(out_axes: Any, leaf_function: Callable[..., Any], *outputs: Any) -> Any:
-    """``leaf_function(axis, *leaves)`` over the leaves of the level's outputs, ``axis`` from ``out_axes``."""
-    if isinstance(out_axes, tuple):  # one per result of a tuple
-        return tuple(
-            jax.tree.map(lambda *leaves, axis=axis: leaf_function(axis, *leaves), *results)
-            for axis, *results in zip(out_axes, *outputs, strict=True)
-        )
-    return jax.tree.map(lambda *leaves: leaf_function(out_axes, *leaves), *outputs)
-
-
-def _split(leaf: Any, axis: int, parts: int) -> Any:
-    """``leaf`` with its ``axis`` of size n reshaped to (parts, n // parts)."""
-    axis %= leaf.ndim
-    return leaf.reshape(*leaf.shape[:axis], parts, leaf.shape[axis] // parts, *leaf.shape[axis + 1 :])
-
-
-def _merge(axis: int | None, leaf: Any) -> Any:
-    """The inverse of ``_split`` for a result whose batch axis is ``axis`` (the parts' axis just before it)."""
-    if axis is None:
-        return leaf
-    axis %= leaf.ndim - 1
-    return leaf.reshape(*leaf.shape[:axis], leaf.shape[axis] * leaf.shape[axis + 1], *leaf.shape[axis + 2 :])
-
-
-def _stack(leaf: Any, axis: int, count: int, chunk: int) -> Any:
-    """``leaf`` as ``count`` slices of ``chunk`` examples on a new leading axis (what the scan runs over).
-
-    Slices of one are the examples themselves, each given back its batch axis inside the scan:
-    XLA copies a whole input reshaped to (n, 1, ...).
-    """
-    axis %= leaf.ndim
-    if chunk == 1:
-        return jax.numpy.moveaxis(leaf, axis, 0)
-    return jax.numpy.moveaxis(leaf.reshape(*leaf.shape[:axis], count, chunk, *leaf.shape[axis + 1 :]), axis, 0)
-
-
-def _unstack(axis: int | None, leaf: Any) -> Any:
-    """The scan's stacked result in one batch axis; a result unmapped here is the same in every slice."""
-    if axis is None:
-        return leaf[0]
-    axis %= leaf.ndim - 1
-    return _merge(axis, jax.numpy.moveaxis(leaf, 0, axis))
-
-
-def _join(axis: int | None, slices: Any, remainder: Any) -> Any:
-    """The full slices' result and the remainder's, along the batch axis."""
-    if axis is None:
-        return slices
-    return jax.numpy.concatenate([slices, remainder], axis=axis % remainder.ndim)
 
 
 def _per_example(plan: Plan, body: Callable[..., Any]) -> Callable[..., Any]:

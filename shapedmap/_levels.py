@@ -96,10 +96,11 @@ class Placement:
 class Budget:
     """A memory budget for a chunked batch dim: ``chunk={"graph": Budget(bytes=2**30)}``.
 
-    The chunk is then the largest power of two whose compiled call needs at most ``bytes`` of
-    temporary memory (XLA's ``memory_analysis().temp_size_in_bytes``), or the whole batch when
-    that fits, found by compiling the call at a few chunk sizes for each abstract signature (see
-    the "Chunks" page of the docs).
+    The chunk is then the whole batch when its compiled call needs at most ``bytes`` of temporary
+    memory (XLA's ``memory_analysis().temp_size_in_bytes``), else the largest power of two below
+    the batch size that does, found by compiling the call from the largest power down, once for
+    each abstract signature (see the "Chunks" page of the docs). A budget that one example at a
+    time exceeds is a ``SpecError``.
 
     Args:
         bytes: the most temporary memory the compiled call may need, in bytes.
@@ -127,8 +128,9 @@ class Level:
     ``spmd_axis_name`` holds the mesh axes the level is split over (``shard=``).
 
     ``chunk`` (``chunk=``) makes the level a ``jax.lax.map`` over slices of that many examples,
-    each slice one ``vmap``; a ``Budget`` is settled per call (``_call.chosen_chunks``). A chunked
-    level binds no axis name: a collective inside one slice could not see the whole batch.
+    each slice one ``vmap`` (``_chunks.in_slices``); a ``Budget`` is settled per call
+    (``_budget.settled``). A chunked level binds no axis name: a collective inside one slice could
+    not see the whole batch.
     ``devices`` is how many devices its mesh axes hold (``shard=``): each maps its own shard.
     """
 
@@ -173,6 +175,11 @@ class VmapNest:
     @functools.cached_property
     def _hash(self) -> int:
         return hash((self.levels, self.squeeze))
+
+    @functools.cached_property
+    def chunked(self) -> bool:
+        """Some level runs in slices (``chunk=``): its call is checked by ``_chunks.check_call``."""
+        return any(level.chunk is not None for level in self.levels)
 
 
 def derive_levels(

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import jax
 
-from ._places import origin_text, result_place
+from ._places import Origin, origin_text, result_place
 
 if TYPE_CHECKING:
     from ._levels import Level
@@ -29,8 +29,11 @@ if TYPE_CHECKING:
     from ._plan import Plan
 
 __all__ = [
+    "budget_on_symbolic_shapes",
     "budget_unmeasurable",
     "budget_unmet",
+    "chunked_name_bound_outside",
+    "chunked_sizes_disagree",
     "collective_over_chunks",
     "explicit_axes_outside_mesh",
     "indivisible_batch",
@@ -132,11 +135,49 @@ def budget_unmet(plan: Plan, level: Level, budget: int, size: int, needed: int) 
 
 def budget_unmeasurable(plan: Plan, level: Level, chunk: int, error: Exception) -> str:
     """The call, compiled on its own to measure its ``Budget``, does not lower or compile."""
-    return (
+    text = (
         f"{plan.function}: chunk={{{level.key!r}: {level.chunk!r}}} cannot be measured: the call compiled on "
-        f"its own with a chunk of {chunk} fails ({type(error).__name__}: {error}). A body that uses the axis "
-        "name of a transform around the batched function (an outer jax.vmap's axis_name) compiles only inside "
-        "it: give the chunk as a number of examples"
+        f"its own with a chunk of {chunk} fails ({type(error).__name__}: {error})"
+    )
+    if isinstance(error, NameError):  # JAX's unbound axis name: one only a transform around the call binds
+        text += (
+            ". A body that uses the axis name of a transform around the batched function (an outer "
+            "jax.vmap's axis_name) compiles only inside it"
+        )
+    return text + ": give the chunk as a number of examples"
+
+
+def budget_on_symbolic_shapes(plan: Plan, level: Level, shape: tuple[Any, ...]) -> str:
+    """A ``Budget`` compiles the call to measure it, which shapes ``jax.export`` leaves symbolic do not allow."""
+    shown = "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+    return (
+        f"{plan.function}: chunk={{{level.key!r}: {level.chunk!r}}} cannot be measured on symbolic shapes "
+        f"(an argument of shape {shown}): a Budget compiles the call at concrete sizes to read its temporary "
+        "memory. Give the chunk as a number of examples to export with symbolic shapes"
+    )
+
+
+def chunked_name_bound_outside(plan: Plan, level: Level) -> str:
+    """A transform around the call binds the axis name of a batch dim mapped in slices (which binds none)."""
+    name = level.batch_name
+    return (
+        f"{plan.function}: the batch dim '{name}' runs in slices (chunk={{{name!r}: {level.chunk!r}}}), so it "
+        f"binds no axis name, but a transform around this call binds an axis named '{name}' (an outer "
+        f"jax.vmap(..., axis_name='{name}'), a batched function over '{name}', or a mesh axis in shard_map): a "
+        f"collective over '{name}' in the body would silently use that outer axis. Rename the batch dim or the "
+        f"outer axis, or drop '{name}' from chunk="
+    )
+
+
+def chunked_sizes_disagree(plan: Plan, level: Level, first: Origin, other: Origin) -> str:
+    """Arguments mapped over a chunked batch dim with different sizes (checked even with ``check=False``)."""
+    name = level.batch_name
+    first_size, other_size = first.shape[first.axis], other.shape[other.axis]  # type: ignore[index]
+    return (
+        f"{plan.function}: the batch dim '{name}' has size {first_size} in {origin_text(first)} but size "
+        f"{other_size} in {origin_text(other)}; chunk={{{name!r}: {level.chunk!r}}} slices every argument "
+        "mapped over it alike, so their sizes must agree (checked even with check=False: slices of "
+        "different sizes would drop examples silently)"
     )
 
 
@@ -144,7 +185,9 @@ def varying_unmapped_result(plan: Plan, level: Level) -> str:
     """A result its layout leaves unmapped over ``level`` varies over it: what to change."""
     name = level.batch_name if level.index is None else f"*{level.batch_name}"
     advice = f"Add '{name}' to the output layout"
-    if level.index is None:  # only a named dim can be reduced by name
+    if level.chunk is not None:  # a chunked name is no axis name: reduce over the result outside
+        advice += f" and reduce over it outside the batched function (chunk= leaves '{name}' unbound, so no psum)"
+    elif level.index is None:  # only a named dim can be reduced by name
         advice += f", or reduce over it inside (e.g. jax.lax.psum(x, '{name}'))"
     unmapped = [result_place(plan.returns_tuple, i) for i, axis in enumerate(level.out_axes) if axis is None]
     lack = "its layout has" if len(unmapped) == 1 else "their layouts have"

@@ -1,0 +1,232 @@
+"""A chunked level (``chunk=``): ``jax.lax.map`` over slices of the batch, each slice one ``vmap``.
+
+``in_slices`` builds the level's function. Each mapped argument's batch axis is moved to the
+front, the batch is cut into slices of ``level.chunk`` examples, a scan runs one ``vmap`` per
+slice with ``in_axes`` 0, one more ``vmap`` takes the remainder, and the results' batch axis is
+moved back: the program ``explain()`` writes, ``jax.lax.map(f, jnp.moveaxis(x, axis, 0),
+batch_size=k)``, so it needs what that program needs (a ``vmap`` over a non-leading axis in
+each slice made XLA keep copies of the whole batch). With ``shard=`` (``level.devices`` > 1)
+the batch is split into (devices, shard) and each scan step is a ``vmap`` over the devices
+(``spmd_axis_name``) of a ``vmap`` over one slice of each shard: the scan runs over the slices,
+outside the devices' ``vmap``, so no device copies its shard into a layout the scan can walk.
+
+A batch size ``jax.export`` leaves symbolic cannot be divided at trace time: the scan then runs
+over ``ceil(n / k)`` slices, the last one filled up with copies of the last example (real
+values, whose results are dropped), so the body is traced once and never sees made-up inputs.
+
+``check_call`` holds what the slicing needs of a call, checked even with ``check=False``: every
+argument mapped over a chunked name has the same size (a shorter one would be sliced silently),
+and no transform around the call binds the chunked name (a collective over it in the body would
+silently use that outer axis: a chunked level binds none).
+
+Example:
+    >>> from shapedmap._levels import Level
+    >>> level = Level("graph", None, (0,), (0,), chunk=2)
+    >>> in_slices(lambda x: x.sum(), level, (0,), 0)(jnp.arange(10.0).reshape(5, 2))
+    Array([ 1.,  5.,  9., 13., 17.], dtype=float32)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from . import _map_messages as messages
+from ._errors import ShapeError, SpecError
+from ._levels import Level, VmapNest
+from ._places import Origin, argument_place, leaf_place
+from ._plan import Plan
+
+__all__ = ["check_call", "in_slices"]
+
+
+def check_call(plan: Plan, nest: VmapNest, mapped: list[Any]) -> None:
+    """Refuse a call the chunked levels of ``nest`` would answer wrongly (``mapped``: the array arguments).
+
+    Raises:
+        SpecError: a transform around the call binds a chunked batch name as an axis name.
+        ShapeError: the arguments mapped over a chunked name do not agree on its size.
+    """
+    for level in nest.levels:
+        if level.chunk is not None and _bound_outside(level.batch_name):
+            raise SpecError(messages.chunked_name_bound_outside(plan, level))
+    for level, seen in _chunked_sizes(plan, nest, mapped).items():
+        sizes = [origin.shape[origin.axis] for origin in seen]  # type: ignore[index]
+        different = next((i for i, size in enumerate(sizes) if size != sizes[0]), None)
+        if different is not None:
+            raise ShapeError(messages.chunked_sizes_disagree(plan, level, seen[0], seen[different]))
+
+
+def _bound_outside(name: str) -> bool:
+    """Does a transform around this trace (``jax.vmap``, ``shard_map``, a batched function) bind ``name``?"""
+    try:
+        jax.lax.axis_size(name)  # JAX's NameError when no enclosing transform binds it; nothing is staged
+    except NameError:
+        return False
+    return True
+
+
+def _chunked_sizes(plan: Plan, nest: VmapNest, mapped: list[Any]) -> dict[Level, list[Origin]]:
+    """Per chunked level, where each mapped leaf has its batch axis (axes counted in the whole argument)."""
+    seen: dict[Level, list[Origin]] = {level: [] for level in nest.levels if level.chunk is not None}
+    for position, (index, value) in enumerate(zip(plan.array_arguments, mapped, strict=True)):
+        name = plan.arguments[index].name
+        for path, leaf in jax.tree_util.tree_leaves_with_path(value):
+            shape = tuple(getattr(leaf, "shape", ()))
+            axes = list(range(len(shape)))  # the leaf's axes each level has not mapped yet
+            for level in nest.levels:
+                axis = level.in_axes[position]
+                if axis is None or not -len(axes) <= axis < len(axes):
+                    continue
+                original = axes.pop(axis)
+                if level.chunk is not None:
+                    place = leaf_place(argument_place(name), path)
+                    seen[level].append(Origin(place, original, shape, getattr(leaf, "dtype", None)))
+    return seen
+
+
+def in_slices(function: Callable[..., Any], level: Level, in_axes: tuple[int | None, ...], out_axes: Any) -> Any:
+    """The level's map of ``function`` over slices of ``level.chunk`` examples (``in_axes`` as ``vmap`` takes them).
+
+    ``out_axes`` is an axis for every result, or a tuple of them for a tuple result (None: not
+    mapped over this level). A batch of at most one chunk is one ``vmap``. No axis name is bound:
+    a slice is not the batch.
+    """
+    front_in = tuple(None if axis is None else 0 for axis in in_axes)
+    front_out = jax.tree.map(lambda axis: 0, out_axes)  # a None (unmapped result) stays None
+    step = jax.vmap(function, in_axes=front_in, out_axes=front_out)
+    if level.devices > 1:  # over the devices: each maps one slice of its own shard
+        step = jax.vmap(step, in_axes=front_in, out_axes=front_out, spmd_axis_name=level.spmd_axis_name)
+    mapped = [i for i, axis in enumerate(in_axes) if axis is not None]
+
+    def level_function(*arguments: Any) -> Any:
+        front = list(arguments)
+        for i in mapped:
+            front[i] = jax.tree.map(lambda leaf, axis=in_axes[i]: jnp.moveaxis(leaf, axis, 0), arguments[i])
+        leaves = [leaf for i in mapped for leaf in jax.tree.leaves(front[i])]
+        size = leaves[0].shape[0] if leaves else 0
+        if level.devices > 1:
+            front = _split(front, mapped, level.devices)
+            size = size // level.devices
+        along = 1 if level.devices > 1 else 0  # the axis of each device's examples
+        if not isinstance(size, int):  # symbolic (jax.export): cannot be divided now
+            output = _over_padded_slices(step, front_out, front, mapped, size, level.chunk, along)
+        elif size <= level.chunk:
+            output = step(*front)
+        else:
+            output = _over_slices(step, front_out, front, mapped, size, level.chunk, along)
+        if level.devices > 1:
+            output = _over_outputs(out_axes, _merge, output)
+        return _over_outputs(out_axes, _moved_back, output)
+
+    return level_function
+
+
+def _over_slices(
+    step: Callable[..., Any], out_axes: Any, front: list[Any], mapped: list[int], size: int, chunk: int, along: int
+) -> Any:
+    """``step`` scanned over the full slices of the examples on axis ``along``, then on the remainder.
+
+    The scan runs over the slices' indices and each step cuts its slice from the arguments as they
+    are: stacking them as (slices, chunk) would copy an argument whose slices do not fill it (or,
+    sharded, whose devices' axis comes first) into the scan, the whole batch at once.
+    """
+    count, rest = divmod(size, chunk)
+
+    def on(index: Any) -> Any:
+        start = index * chunk
+        slices = [
+            jax.tree.map(lambda leaf: jax.lax.dynamic_slice_in_dim(leaf, start, chunk, axis=along), front[i])
+            for i in mapped
+        ]
+        return step(*_with(front, mapped, slices))
+
+    def unstack(axis: int | None, leaf: Any) -> Any:
+        if axis is None:  # not mapped here: the same in every slice
+            return leaf[0]
+        leaf = jnp.moveaxis(leaf, 0, along)  # (count, [devices,] chunk, ...) -> ([devices,] count, chunk, ...)
+        return leaf.reshape(*leaf.shape[:along], count * chunk, *leaf.shape[along + 2 :])
+
+    def scanned(index: Any, _: None) -> tuple[Any, Any]:  # the index carried: no array of indices to hold
+        return index + 1, on(index)
+
+    _, stacked = jax.lax.scan(scanned, jnp.zeros((), jnp.int32), None, length=count)
+    output = _over_outputs(out_axes, unstack, stacked)
+    if not rest:
+        return output
+    remainder = [
+        jax.tree.map(lambda leaf: jax.lax.slice_in_dim(leaf, count * chunk, size, axis=along), front[i]) for i in mapped
+    ]
+    return _over_outputs(out_axes, _joined(along), output, step(*_with(front, mapped, remainder)))
+
+
+def _over_padded_slices(
+    step: Callable[..., Any], out_axes: Any, front: list[Any], mapped: list[int], size: Any, chunk: int, along: int
+) -> Any:
+    """``step`` scanned over ``ceil(size / chunk)`` slices, for a symbolic ``size``: the last slice is
+    filled up with copies of the last example (clipped indices), whose results are dropped."""
+    steps = (size + chunk - 1) // chunk  # at least 1: JAX takes every symbolic size to be at least 1
+
+    def on(index: Any) -> Any:
+        examples = index * chunk + jnp.arange(chunk)
+        slices = [
+            jax.tree.map(lambda leaf: jnp.take(leaf, examples, axis=along, mode="clip"), front[i]) for i in mapped
+        ]
+        return step(*_with(front, mapped, slices))
+
+    def unstack(axis: int | None, leaf: Any) -> Any:
+        if axis is None:
+            return leaf[0]
+        leaf = jnp.moveaxis(leaf, 0, along)
+        leaf = leaf.reshape(*leaf.shape[:along], steps * chunk, *leaf.shape[along + 2 :])
+        return jax.lax.slice_in_dim(leaf, 0, size, axis=along)
+
+    return _over_outputs(out_axes, unstack, jax.lax.map(on, jnp.arange(steps)))
+
+
+def _with(front: list[Any], mapped: list[int], slices: list[Any]) -> list[Any]:
+    """The level's arguments with the mapped ones replaced by ``slices``."""
+    arguments = list(front)
+    for i, value in zip(mapped, slices, strict=True):
+        arguments[i] = value
+    return arguments
+
+
+def _joined(along: int) -> Callable[[int | None, Any, Any], Any]:
+    def join(axis: int | None, slices: Any, remainder: Any) -> Any:
+        """The full slices' result and the remainder's, along the examples' axis."""
+        return slices if axis is None else jnp.concatenate([slices, remainder], axis=along)
+
+    return join
+
+
+def _over_outputs(out_axes: Any, leaf_function: Callable[..., Any], *outputs: Any) -> Any:
+    """``leaf_function(axis, *leaves)`` over the leaves of the level's outputs, ``axis`` from ``out_axes``."""
+    if isinstance(out_axes, tuple):  # one per result of a tuple
+        return tuple(
+            jax.tree.map(lambda *leaves, axis=axis: leaf_function(axis, *leaves), *results)
+            for axis, *results in zip(out_axes, *outputs, strict=True)
+        )
+    return jax.tree.map(lambda *leaves: leaf_function(out_axes, *leaves), *outputs)
+
+
+def _split(front: list[Any], mapped: list[int], devices: int) -> list[Any]:
+    """The mapped leaves' leading axis of size n as (devices, n // devices)."""
+    return _with(
+        front,
+        mapped,
+        [jax.tree.map(lambda leaf: leaf.reshape(devices, -1, *leaf.shape[1:]), front[i]) for i in mapped],
+    )
+
+
+def _moved_back(axis: int | None, leaf: Any) -> Any:
+    """A result's examples, on the front axis, moved to the axis its layout gives them."""
+    return leaf if axis is None else jnp.moveaxis(leaf, 0, axis)
+
+
+def _merge(axis: int | None, leaf: Any) -> Any:
+    """The inverse of ``_split`` for a mapped result (an unmapped one is the same on every device)."""
+    return leaf if axis is None else leaf.reshape(-1, *leaf.shape[2:])
