@@ -27,7 +27,7 @@ from typing import Any
 
 import jax
 
-from . import _messages as messages
+from . import _size_messages as messages
 from ._errors import ShapeError
 from ._expressions import Size, deciding_constraint, same_size
 from ._grammar import (

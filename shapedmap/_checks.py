@@ -44,6 +44,7 @@ from . import _messages as messages
 from ._binding import Bindings
 from ._errors import ShapeError
 from ._grammar import FixedDim, SymbolicDim, dim_text
+from ._objects import check_class, check_stated_shapes
 from ._places import Origin, argument_place, layout_place, leaf_place, result_place
 from ._plan import unannotated_note
 
@@ -279,12 +280,15 @@ def _check_batch_dims_have_arrays(plan: Plan, values: list[Any]) -> None:
 def check_results(plan: Plan, bindings: Bindings, output: Any) -> None:
     """Check the batched results against their layouts, continuing the call's bindings.
 
-    Results must match exactly: a ``*batch`` result has the full broadcast shape.
+    Results must match exactly: a ``*batch`` result has the full broadcast shape; a result of a
+    class is one, and an object in it that states its shape states the batch dims (``_objects``).
     """
     outputs = output if plan.returns_tuple else (output,)
     for index, (result, value) in enumerate(zip(plan.results, outputs, strict=True)):
         place = result_place(plan.returns_tuple, index)
         _check_value(bindings, result.value, result.placement, value, place, frozenset())
+        if result.value.kind == "tree" and value is not None:
+            check_stated_shapes(plan.function, bindings, result.placement, value, place)
     bindings.check_symbolic()
 
 
@@ -360,6 +364,8 @@ def _check_value(
     convert = parameter is not None
     if value is None and value_type.optional:
         return value
+    if value_type.kind == "tree":
+        check_class(function, place, value_type.hint, value, parameter)
 
     def check_leaf(leaf: Any, where: str, path: str | None = None) -> Any:
         if convert:

@@ -12,16 +12,30 @@ The silent ones are tested eagerly and under ``jax.jit``; every message by its t
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 from beartype import beartype
 from jax import export
-from jaxtyping import Array, Float, jaxtyped
+from jaxtyping import Array, Float, PyTree, jaxtyped
 
 from shapedmap import ShapeError, batched
+
+
+def raises_message(message: str) -> Any:
+    """``pytest.raises(ShapeError)`` of exactly ``message`` (under a trace JAX may add its traceback line)."""
+    return pytest.raises(ShapeError, match=f"^{re.escape(message)}(\n-+\nFor simplicity.*)?$")
+
+
+JIT = [pytest.param(False, id="eager"), pytest.param(True, id="jit")]
+
+
+def maybe_jit(fn: Callable[..., Any], jit: bool) -> Callable[..., Any]:
+    return jax.jit(fn) if jit else fn
+
 
 # -- B10: symbolic sizes -------------------------------------------------------------------------
 
@@ -72,7 +86,7 @@ def test_a_result_with_its_symbolic_dims_swapped_is_refused(trace):
         "where it can: distinct symbols are distinct sizes. If m and n are one size, export them as one symbol, "
         "or say so: jax.export.symbolic_shape(..., constraints=('m == n',)))"
     )
-    with pytest.raises(ShapeError, match=f"^{re.escape(message)}(\n-+\nFor simplicity.*)?$"):
+    with raises_message(message):
         TRACES[trace](batched(transposed, "b"), spec)
 
 
@@ -88,7 +102,7 @@ def test_a_symbol_where_the_annotation_fixes_a_size_is_refused(trace):
         "where it can: a symbol is not a fixed size. If n is always 2, export it as 2, "
         "or say so: jax.export.symbolic_shape(..., constraints=('n == 2',)))"
     )
-    with pytest.raises(ShapeError, match=f"^{re.escape(message)}(\n-+\nFor simplicity.*)?$"):
+    with raises_message(message):
         TRACES[trace](batched(turned, "b"), spec)
 
 
@@ -103,7 +117,7 @@ def test_a_result_size_jax_cannot_decide_is_refused_with_the_constraint_that_dec
         "where it can. With jax.export.symbolic_shape(..., constraints=('n >= 3',)) JAX reduces "
         "- min(n, 3) + n to n - 3, and the sizes agree)"
     )
-    with pytest.raises(ShapeError, match=f"^{re.escape(message)}(\n-+\nFor simplicity.*)?$"):
+    with raises_message(message):
         TRACES[trace](batched(dropped, "b"), spec)
 
 
@@ -130,3 +144,183 @@ def test_batch_sizes_of_distinct_symbols_get_the_constraint_that_makes_them_one(
         "distinct symbols are distinct sizes. If a and b are one size, export them as one symbol, "
         "or say so: jax.export.symbolic_shape(..., constraints=('b == a',)))"
     )
+
+
+# -- distrax#239: an object result that states one example's shape --------------------------------
+
+
+@jax.tree_util.register_pytree_node_class
+class Cached:
+    """States its shape as static data fixed when it is built, as distrax's distributions keep theirs."""
+
+    def __init__(self, mean: Any, shape: tuple[int, ...] | None = None) -> None:
+        self.mean = mean
+        self.shape = tuple(mean.shape) if shape is None else shape
+
+    def tree_flatten(self) -> tuple[tuple[Any], tuple[int, ...]]:
+        return (self.mean,), self.shape
+
+    @classmethod
+    def tree_unflatten(cls, shape: tuple[int, ...], children: tuple[Any]) -> "Cached":
+        return cls(*children, shape=shape)
+
+
+@jax.tree_util.register_pytree_node_class
+class Reading:
+    """States its shape by reading its array: after batching it states the batch dims too."""
+
+    def __init__(self, mean: Any) -> None:
+        self.mean = mean
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.mean.shape)
+
+    def tree_flatten(self) -> tuple[tuple[Any], None]:
+        return (self.mean,), None
+
+    @classmethod
+    def tree_unflatten(cls, _: None, children: tuple[Any]) -> "Reading":
+        return cls(*children)
+
+
+def summary(x: Float[Array, "n"]) -> Any:
+    return {"total": x.sum(), "stats": Cached(x - x.mean())}
+
+
+def read_summary(x: Float[Array, "n"]) -> Any:
+    return {"total": x.sum(), "stats": Reading(x - x.mean())}
+
+
+@pytest.mark.parametrize("jit", JIT)
+def test_an_object_stating_one_examples_shape_is_refused(jit):
+    x = jnp.arange(12.0).reshape(4, 3)
+    by_hand = jax.vmap(summary)(x)["stats"]
+    assert by_hand.mean.shape == (4, 3) and by_hand.shape == (3,)  # what vmap (and a stacking loop) return
+    message = (
+        "summary: the return value at ['stats'] is a Cached whose shape is (3,), but its arrays gained the batch dim "
+        "b=4, so it should be (4, 3). The object keeps the shape one example built it with as static data, which "
+        "jax.vmap does not batch (stacking the examples in a loop would not either): what reads it (.sample(), "
+        ".log_prob(), .entropy(), ...) would compute with one example's shape. Return arrays (what the object is "
+        "built from) and build it from the batched arrays after the call, or compute what you need of it "
+        "(.sample(), .log_prob(x), ...) inside the function"
+    )
+    with raises_message(message):
+        maybe_jit(batched(summary, "b"), jit)(x)
+
+
+@pytest.mark.parametrize("jit", JIT)
+def test_an_object_whose_shape_reads_its_arrays_is_accepted(jit):
+    x = jnp.arange(12.0).reshape(4, 3)
+    got = maybe_jit(batched(read_summary, "b"), jit)(x)
+    expected = jax.vmap(read_summary)(x)
+    assert got["stats"].shape == expected["stats"].shape == (4, 3)
+    np.testing.assert_array_equal(got["stats"].mean, expected["stats"].mean)
+    np.testing.assert_array_equal(got["total"], expected["total"])
+
+
+@pytest.mark.parametrize("jit", JIT)
+def test_a_distrax_distribution_built_per_example_is_refused(jit):
+    """distrax#239: batch_shape + event_shape (1,) while loc is (4, 1); .sample() would give (4, 4)."""
+    distrax = pytest.importorskip("distrax")
+
+    def apply(x: Float[Array, "1"], s: Float[Array, "1"]) -> distrax.MultivariateNormalDiag:
+        return distrax.MultivariateNormalDiag(x, s)
+
+    x, s = jnp.zeros((4, 1)), jnp.ones((4, 1))
+    assert jax.vmap(apply)(x, s).batch_shape == ()  # the bug, silent under jax.vmap
+    message = (
+        "apply: the return value is a MultivariateNormalDiag whose batch_shape + event_shape is (1,), but its "
+        "arrays gained the batch dim b=4, so it should be (4, 1). The object keeps the shape"
+    )
+    with pytest.raises(ShapeError, match=f"^{re.escape(message)}"):
+        maybe_jit(batched(apply, "b"), jit)(x, s)
+
+
+@pytest.mark.parametrize("jit", JIT)
+def test_a_distrax_distribution_whose_shape_reads_its_arrays_is_accepted(jit):
+    distrax = pytest.importorskip("distrax")
+
+    def apply(x: Float[Array, "3"], s: Float[Array, "3"]) -> distrax.Normal:
+        return distrax.Normal(x, jnp.exp(s))
+
+    x, s = jnp.zeros((4, 3)), jnp.ones((4, 3))
+    got = maybe_jit(batched(apply, "b"), jit)(x, s)
+    assert got.batch_shape == (4, 3) and got.event_shape == ()
+    np.testing.assert_array_equal(got.entropy(), jax.vmap(apply)(x, s).entropy())
+
+
+def test_a_distrax_distribution_that_does_not_hold_together_once_batched_is_refused():
+    distrax = pytest.importorskip("distrax")
+
+    def apply(x: Float[Array, "3"]) -> distrax.Normal:
+        return distrax.Normal(x, 1.0)  # the scale batches to (4,), which (4, 3) does not broadcast with
+
+    message = (
+        "apply: the return value is a Normal whose batch_shape + event_shape cannot be read once its arrays gained "
+        "the batch dim b=4 (ValueError: Incompatible shapes for broadcasting: shapes=[(4, 3), (4,)]); it should be "
+        "(4, 3). Built for one example, it does not hold together once jax.vmap puts the batch dims in front of each "
+        "of its arrays."
+    )
+    with pytest.raises(ShapeError, match=f"^{re.escape(message)}"):
+        batched(apply, "b")(jnp.zeros((4, 3)))
+
+
+# -- B11 and B12: a PyTree of a class, a result of a class ------------------------------------------
+
+
+class Params(NamedTuple):
+    w: Float[Array, "n"]
+    b: Float[Array, ""]
+
+
+def apply(params: PyTree[Params], x: Float[Array, "n"]) -> Float[Array, ""]:
+    return params.w @ x + params.b
+
+
+@pytest.mark.parametrize("jit", JIT)
+def test_a_dict_where_a_pytree_of_a_class_is_annotated_is_refused(jit):
+    params, x = {"w": jnp.ones((4, 3)), "b": jnp.ones(4)}, jnp.ones((4, 3))
+    with pytest.raises(TypeError):  # what jaxtyping says of it
+        jax.vmap(jaxtyped(typechecker=beartype)(apply))(params, x)
+    message = (
+        "apply: argument 'params' should be a Params (or a PyTree of them: it is annotated PyTree[Params]), got dict "
+        "{'b': f32[4], 'w': f32[4,3]}. JAX flattens both into the same arrays, but the function reads a Params (its "
+        "fields, its methods): pass one, e.g. Params(**params)"
+    )
+    with raises_message(message):
+        maybe_jit(batched(apply, "b"), jit)(params, x)
+    got = maybe_jit(batched(apply, "b"), jit)(Params(**params), x)  # what it asks for
+    np.testing.assert_array_equal(got, jnp.full(4, 4.0))
+
+
+def make(x: Float[Array, "n"]) -> Params:
+    return (x, x.sum())
+
+
+def made(x: Float[Array, "n"]) -> Params:
+    return Params(x, x.sum())
+
+
+@pytest.mark.parametrize("jit", JIT)
+def test_a_tuple_returned_where_a_named_tuple_is_annotated_is_refused(jit):
+    x = jnp.ones((4, 3))
+    assert type(jax.vmap(make)(x)) is tuple  # what jax.vmap returns, silently
+    message = (
+        "make: the return value should be a Params, got tuple (f32[4,3], f32[4]). JAX flattens both into the same "
+        "arrays, but its caller reads a Params (its fields, its methods): return one, e.g. Params(*values)"
+    )
+    with raises_message(message):
+        maybe_jit(batched(make, "b"), jit)(x)
+    assert type(maybe_jit(batched(made, "b"), jit)(x)) is Params
+
+
+def test_results_of_any_or_no_annotation_are_not_held_to_a_class():
+    def anything(x: Float[Array, "n"]) -> Any:
+        return (x, x.sum())
+
+    def unannotated(x: Float[Array, "n"]):
+        return (x, x.sum())
+
+    for fn in (anything, unannotated):
+        assert type(batched(fn, "b")(jnp.ones((4, 3)))) is tuple
