@@ -125,7 +125,7 @@ _NAMED.pop(None, None)
 
 def _options(fn: Any) -> dict[str, Any]:
     """``argnums`` and ``has_aux`` from the closures reachable from ``fn`` (a few functions deep)."""
-    queue, seen = [fn], set()
+    queue, seen = [fn], set[int]()
     while queue and len(seen) < 16:
         current = _inside_boundary(queue.pop(0))
         if id(current) in seen:

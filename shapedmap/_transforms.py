@@ -99,7 +99,7 @@ def derivative_outputs(
                 f"function has {len(positional)} positional parameter(s)"
             )
         value = parameter_type(parameter)
-        if not value.is_array:
+        if not value.is_array or value.array is None:
             return ANY_TREE
         value = replace(value, array=_admitting_float0(value.array))
         return replace(value, optional=True) if derivative.filtered else value  # None for no floats
