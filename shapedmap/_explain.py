@@ -31,48 +31,16 @@ Example:
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
 from typing import Any
 
-from ._batched import Batched
-from ._binding import Bindings
-from ._call import chosen_chunks, result_shapes
+from ._call import chosen_chunks
 from ._checks import check_arguments, per_example_arguments
-from ._explain_text import SourceWriter, result_text
-from ._levels import Level, VmapNest
+from ._explain_text import SourceWriter, Stage, result_text
 from ._nest import nest_for
 from ._pipeline import bind
 from ._plan import Plan, plan_of
 
-__all__ = ["Stage", "explain"]
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One batched function of the chain (outermost first) and its levels for this call."""
-
-    plan: Plan
-    bindings: Bindings
-    nest: VmapNest
-    values: list[Any]
-    described: Batched  # the function's description (its sharding, its per-example function)
-
-    @property
-    def levels(self) -> tuple[Level, ...]:
-        return self.nest.levels
-
-    @property
-    def squeeze(self) -> tuple[tuple[int, ...], ...]:
-        return self.nest.squeeze
-
-    @property
-    def sharding(self) -> Any:
-        """The ``Sharding`` of ``batched(..., shard=...)``, or None."""
-        return self.described.sharding
-
-    def result_shapes(self) -> Any:
-        """The results' shapes and dtypes of this stage's call (traced, nothing run)."""
-        return result_shapes(self.plan, self.nest, self.described.fn, self.values)
+__all__ = ["explain"]
 
 
 def explain(fn: Any, /, *args: Any, **kwargs: Any) -> str:

@@ -1,6 +1,6 @@
 """The text ``explain`` writes: a chain of batched functions' levels as a runnable ``def``.
 
-``SourceWriter`` turns the stages ``_explain`` collected (each batched function of the chain, its
+``SourceWriter`` turns the ``Stage``s ``_explain`` collected (each batched function of the chain, its
 levels and sizes for one call) into Python with no shapedmap in it: ``jax.vmap`` calls with their
 ``in_axes``/``out_axes``/``axis_name``, a chunked level as ``jax.lax.map(..., batch_size=)``,
 squeezed broadcast dims, ``auto_axes`` on Explicit mesh axes, and comments with every size.
@@ -16,21 +16,50 @@ import ast
 import functools
 import inspect
 import re
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import jax
 from jax.sharding import PartitionSpec
 
-from ._compat import derivative_of
+from ._batched import Batched
+from ._binding import Bindings
+from ._call import result_shapes
 from ._errors import describe_value
-from ._wrappers import contract_function, unwrap_partial
+from ._levels import Level, VmapNest
+from ._plan import Plan
+from ._transforms import derivative_in
+from ._wrappers import unwrap_partial
 
-if TYPE_CHECKING:
-    from ._explain import Stage
-    from ._levels import Level
-    from ._plan import Plan
+__all__ = ["SourceWriter", "Stage", "result_text"]
 
-__all__ = ["SourceWriter", "result_text"]
+
+@dataclass(frozen=True)
+class Stage:
+    """One batched function of the chain (outermost first) and its levels for this call."""
+
+    plan: Plan
+    bindings: Bindings
+    nest: VmapNest
+    values: list[Any]
+    described: Batched  # the function's description (its sharding, its per-example function)
+
+    @property
+    def levels(self) -> tuple[Level, ...]:
+        return self.nest.levels
+
+    @property
+    def squeeze(self) -> tuple[tuple[int, ...], ...]:
+        return self.nest.squeeze
+
+    @property
+    def sharding(self) -> Any:
+        """The ``Sharding`` of ``batched(..., shard=...)``, or None."""
+        return self.described.sharding
+
+    def result_shapes(self) -> Any:
+        """The results' shapes and dtypes of this stage's call (traced, nothing run)."""
+        return result_shapes(self.plan, self.nest, self.described.fn, self.values)
 
 
 def result_text(shapes: Any) -> str:
@@ -372,7 +401,7 @@ def _callable_name(fn: Any) -> str:
     name = getattr(unwrap_partial(fn), "__name__", None)
     if not (isinstance(name, str) and name.isidentifier()):
         return "per_example"
-    derivative = derivative_of(contract_function(fn))
+    derivative = derivative_in(fn)
     if derivative is not None:  # jax.grad(loss) is named loss: call it grad_loss, not the loss
         return f"{derivative.transform.rsplit('.', 1)[-1]}_{name}"
     return name

@@ -208,8 +208,9 @@ def test_a_float_result_of_a_plain_function_is_still_refused():
         batched(float_loss, "batch")
 
 
-def test_describe_and_explain_name_the_gradient_not_the_loss():
-    per_example = batched(jax.grad(linear_loss), "batch", layouts={"w": None})
+@pytest.mark.parametrize("wrap", [lambda g: g, jax.checkpoint], ids=["grad", "checkpoint(grad)"])
+def test_describe_and_explain_name_the_gradient_not_the_loss(wrap):
+    per_example = batched(wrap(jax.grad(linear_loss)), "batch", layouts={"w": None})
     assert describe(per_example).per_example == "jax.grad(linear_loss)"
     text = explain(per_example, PARAMS["w"], XS, YS)
     assert "`grad_linear_loss` is the per-example function, fn.fn" in text

@@ -1,4 +1,4 @@
-"""Wrappers that keep the per-example contract are seen through (``_annotations.contract_function``).
+"""Wrappers that keep the per-example contract are seen through (``_wrappers.contract_function``).
 
 ``batched(jax.jit(f), "b")`` reads ``f``'s annotations but still calls the ``jax.jit`` object, so
 ``jit``, ``custom_jvp`` and ``custom_vjp`` semantics apply inside the map: every case here equals
