@@ -195,11 +195,11 @@ def deciding_constraint(first: Size, second: Size) -> tuple[str, Size, Size] | N
         candidates.append(f"{texts[0]} == {texts[1]}")
     for constraint in dict.fromkeys(candidates):
         try:
-            reduced = jax.export.symbolic_shape(", ".join(texts), constraints=(constraint,))
+            first, second = jax.export.symbolic_shape(", ".join(texts), constraints=(constraint,))
         except Exception:  # a text JAX does not read back, or a constraint it refuses
             continue
-        if same_size(*reduced):
-            return constraint, *reduced
+        if same_size(first, second):
+            return constraint, first, second
     return None
 
 
