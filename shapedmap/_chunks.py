@@ -1,14 +1,17 @@
 """A chunked level (``chunk=``): ``jax.lax.map`` over slices of the batch, each slice one ``vmap``.
 
 ``in_slices`` builds the level's function. Each mapped argument's batch axis is moved to the
-front, the batch is cut into slices of ``level.chunk`` examples, a scan runs one ``vmap`` per
-slice with ``in_axes`` 0, one more ``vmap`` takes the remainder, and the results' batch axis is
-moved back: the program ``explain()`` writes, ``jax.lax.map(f, jnp.moveaxis(x, axis, 0),
-batch_size=k)``, so it needs what that program needs (a ``vmap`` over a non-leading axis in
-each slice made XLA keep copies of the whole batch). With ``shard=`` (``level.devices`` > 1)
-the batch is split into (devices, shard) and each scan step is a ``vmap`` over the devices
-(``spmd_axis_name``) of a ``vmap`` over one slice of each shard: the scan runs over the slices,
-outside the devices' ``vmap``, so no device copies its shard into a layout the scan can walk.
+front; a scan over the slices' indices cuts each slice of ``level.chunk`` examples from the
+arguments as they are and runs one ``vmap`` of it (``in_axes`` 0); one more ``vmap`` takes the
+remainder; the results' batch axis is moved back. That computes what ``explain()`` writes,
+``jax.lax.map(f, jnp.moveaxis(x, axis, 0), batch_size=k)``, in the memory of one slice: a
+``vmap`` over a non-leading axis in each slice, or arguments stacked as (slices, chunk), made
+XLA copy the whole batch (``lax.map`` itself copies the full slices' examples when there is a
+remainder). With a remainder, each slice writes its results into buffers the remainder's results
+start (stacking and joining them would copy every result). With ``shard=`` (``level.devices`` >
+1) the batch is split into (devices, shard) and each step is a ``vmap`` over the devices
+(``spmd_axis_name``) of a ``vmap`` over one slice of each shard: the scan runs outside the
+devices' ``vmap``, so no device copies its shard into a layout the scan can walk.
 
 A batch size ``jax.export`` leaves symbolic cannot be divided at trace time: the scan then runs
 over ``ceil(n / k)`` slices, the last one filled up with copies of the last example (real
@@ -130,9 +133,8 @@ def _over_slices(
 ) -> Any:
     """``step`` scanned over the full slices of the examples on axis ``along``, then on the remainder.
 
-    The scan runs over the slices' indices and each step cuts its slice from the arguments as they
-    are: stacking them as (slices, chunk) would copy an argument whose slices do not fill it (or,
-    sharded, whose devices' axis comes first) into the scan, the whole batch at once.
+    The scan runs over the slices' indices (carried, not held as an array) and each step cuts its
+    slice from the arguments as they are.
     """
     count, rest = divmod(size, chunk)
 
@@ -150,17 +152,40 @@ def _over_slices(
         leaf = jnp.moveaxis(leaf, 0, along)  # (count, [devices,] chunk, ...) -> ([devices,] count, chunk, ...)
         return leaf.reshape(*leaf.shape[:along], count * chunk, *leaf.shape[along + 2 :])
 
-    def scanned(index: Any, _: None) -> tuple[Any, Any]:  # the index carried: no array of indices to hold
-        return index + 1, on(index)
-
-    _, stacked = jax.lax.scan(scanned, jnp.zeros((), jnp.int32), None, length=count)
-    output = _over_outputs(out_axes, unstack, stacked)
     if not rest:
-        return output
+
+        def scanned(index: Any, _: None) -> tuple[Any, Any]:  # the index carried: no array of indices to hold
+            return index + 1, on(index)
+
+        _, stacked = jax.lax.scan(scanned, jnp.zeros((), jnp.int32), None, length=count)
+        return _over_outputs(out_axes, unstack, stacked)
+    # The remainder first: its results' shapes give the buffers each slice writes its results into
+    # (stacking them and joining the remainder would copy every result).
     remainder = [
         jax.tree.map(lambda leaf: jax.lax.slice_in_dim(leaf, count * chunk, size, axis=along), front[i]) for i in mapped
     ]
-    return _over_outputs(out_axes, _joined(along), output, step(*_with(front, mapped, remainder)))
+    last = step(*_with(front, mapped, remainder))
+
+    def buffer(axis: int | None, leaf: Any) -> Any:
+        if axis is None:  # not mapped here: the same in every slice, carried as it is
+            return leaf
+        shape = list(leaf.shape)
+        shape[along] = size
+        return jax.lax.dynamic_update_slice_in_dim(jnp.zeros(shape, leaf.dtype), leaf, count * chunk, along)
+
+    def written(index: Any) -> Callable[[int | None, Any, Any], Any]:
+        def write(axis: int | None, into: Any, leaf: Any) -> Any:
+            return leaf if axis is None else jax.lax.dynamic_update_slice_in_dim(into, leaf, index * chunk, along)
+
+        return write
+
+    def scanned_into(carry: tuple[Any, Any], _: None) -> tuple[tuple[Any, Any], None]:
+        index, buffers = carry
+        return (index + 1, _over_outputs(out_axes, written(index), buffers, on(index))), None
+
+    start = (jnp.zeros((), jnp.int32), _over_outputs(out_axes, buffer, last))
+    (_, output), _ = jax.lax.scan(scanned_into, start, None, length=count)
+    return output
 
 
 def _over_padded_slices(
@@ -193,14 +218,6 @@ def _with(front: list[Any], mapped: list[int], slices: list[Any]) -> list[Any]:
     for i, value in zip(mapped, slices, strict=True):
         arguments[i] = value
     return arguments
-
-
-def _joined(along: int) -> Callable[[int | None, Any, Any], Any]:
-    def join(axis: int | None, slices: Any, remainder: Any) -> Any:
-        """The full slices' result and the remainder's, along the examples' axis."""
-        return slices if axis is None else jnp.concatenate([slices, remainder], axis=along)
-
-    return join
 
 
 def _over_outputs(out_axes: Any, leaf_function: Callable[..., Any], *outputs: Any) -> Any:

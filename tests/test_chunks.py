@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from jaxtyping import Array, Float, PyTree
 
-from shapedmap import Budget, SpecError, batched, describe, explain
+from shapedmap import Budget, ShapeError, SpecError, batched, describe, explain
 from shapedmap.testing import check_batched, inputs
 
 
@@ -467,3 +467,307 @@ def test_chunks_with_the_checks_off():
     unchecked = batched(nearest, "graph", chunk={"graph": 4}, check=False)
     assert_close(unchecked(x), jax.vmap(nearest)(x))
     assert_close(unchecked(np.asarray(x)), jax.vmap(nearest)(x))  # NumPy arrays are not converted first
+
+
+# -- issue 21: what the slices need of a call, checked even with check=False ------------------------------
+
+
+def centred_over_g(x: Float[Array, "n"]) -> Float[Array, "n"]:
+    return x - jax.lax.pmean(x, "g")
+
+
+CENTRED_MESSAGE = (
+    r"centred_over_g: the batch dim 'g' runs in slices \(chunk=\{'g': 2\}\), so it binds no axis name, but a "
+    r"transform around this call binds an axis named 'g' .* Rename the batch dim or the outer axis, or drop 'g' "
+    r"from chunk="
+)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.parametrize("outer", ["jax.vmap", "batched", "shard_map"])
+def test_an_outer_axis_of_the_chunked_name_is_a_spec_error_before_the_body_runs(outer, jit):
+    # B1: the chunked level binds no name, so the body's pmean over 'g' used the outer axis 'g', silently.
+    runs = []
+    chunked = batched(_counting(centred_over_g, runs), "g", chunk={"g": 2})
+    x = jnp.arange(24.0).reshape(2, 4, 3)
+    if outer == "jax.vmap":
+        call = jax.vmap(chunked, axis_name="g")
+    elif outer == "batched":
+
+        def per_group(x: Float[Array, "m n"]) -> Float[Array, "m n"]:
+            return chunked(x)
+
+        call = batched(per_group, "g")
+    else:
+        mesh = jax.make_mesh((1,), ("g",))
+        call = jax.shard_map(jax.vmap(chunked), mesh=mesh, in_specs=jax.P(), out_specs=jax.P())
+    with pytest.raises(SpecError, match=CENTRED_MESSAGE):
+        (jax.jit(call) if jit else call)(x)
+    assert runs == []  # found before the body ran: no extra run
+
+
+def test_an_outer_axis_of_another_name_still_reaches_the_slices():
+    chunked = batched(centred_over_g, "b", chunk={"b": 2})
+    x = jax.random.normal(jax.random.key(3), (2, 5, 3))
+    want = jax.vmap(jax.vmap(centred_over_g), axis_name="g")(x)
+    assert_close(jax.vmap(chunked, axis_name="g")(x), want)
+    assert_close(jax.jit(jax.vmap(chunked, axis_name="g"))(x), want)
+
+
+ADD_SIZES = (
+    r"add: the batch dim 'b' has size 5 in argument 'x' \(axis 0 of f32\[5,3\]\) but size 6 in argument 'y' "
+    r"\(axis 0 of f32\[6,3\]\); chunk=\{'b': 2\} slices every argument mapped over it alike, so their sizes must "
+    r"agree \(checked even with check=False"
+)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.parametrize("check", [False, True])
+def test_arguments_of_different_sizes_are_refused_even_with_the_checks_off(check, jit):
+    # B16: with check=False the slices took the first argument's size: a (5, 3) result, the sixth example dropped.
+    chunked = batched(add, "b", check=check, chunk={"b": 2})
+    call = jax.jit(chunked) if jit else chunked
+    with pytest.raises(ShapeError, match=ADD_SIZES if not check else r"add: dimension 'b' has size 5"):
+        call(jnp.ones((5, 3)), jnp.ones((6, 3)))
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_pytree_leaves_of_different_sizes_are_refused_with_the_checks_off(jit):
+    chunked = batched(tree_scale, "b n, b n -> b n", check=False, chunk={"b": 2})
+    call = jax.jit(chunked) if jit else chunked
+    params = {"u": jnp.ones((4, 3)), "v": jnp.ones((3, 3))}
+    with pytest.raises(ShapeError, match=r"tree_scale: the batch dim 'b' has size 4 in argument 'params' at \['u'\]"):
+        call(params, jnp.ones((4, 3)))
+
+
+def test_a_chunked_inner_batch_dim_names_the_axis_of_the_whole_argument():
+    def pair(u: Float[Array, "f"], v: Float[Array, "f"]) -> Float[Array, "f"]:
+        return u + v
+
+    chunked = batched(pair, "i j f, i j f -> i j f", check=False, chunk={"j": 2})
+    with pytest.raises(ShapeError, match=r"'j' has size 5 in argument 'u' \(axis 1 of f32\[3,5,2\]\) but size 4"):
+        chunked(jnp.ones((3, 5, 2)), jnp.ones((3, 4, 2)))
+
+
+def test_a_varying_unmapped_result_of_a_chunked_name_is_told_to_reduce_outside():
+    # B13: the advice was jax.lax.psum(x, 'b'), which chunk= refuses.
+    def leaky(x: Float[Array, "n"]) -> tuple[Float[Array, "n"], Float[Array, "n"]]:
+        return x, 2 * x  # the second varies over the batch
+
+    chunked = batched(leaky, "b n -> b n, n", chunk={"b": 2})
+    with pytest.raises(ShapeError) as raised:
+        chunked(jnp.ones((5, 3)))
+    message = str(raised.value)
+    assert "result 1 varies over the batch dim 'b'" in message
+    assert "Add 'b' to the output layout and reduce over it outside the batched function" in message
+    assert "psum" not in message.replace("so no psum", "")
+    with pytest.raises(ShapeError, match=r"or reduce over it inside \(e\.g\. jax\.lax\.psum\(x, 'b'\)\)"):
+        batched(leaky, "b n -> b n, n")(jnp.ones((5, 3)))
+
+
+# -- issue 21: memory, with axes not leading, a remainder, and symbolic sizes -------------------------------
+
+
+def test_a_non_leading_batch_axis_needs_the_memory_of_the_written_out_program():
+    # B3: 1.73x the temporary memory of lax.map over jnp.moveaxis(x, 2, 0), the program explain() writes.
+    x = jax.ShapeDtypeStruct((64, 3, 4096), jnp.float32)
+    chunked = _temporary(batched(nearest, "p d g -> p g", chunk={"g": 64}), x)
+    written_out = _temporary(
+        lambda x: jnp.moveaxis(jax.lax.map(nearest, jnp.moveaxis(x, 2, 0), batch_size=64), 0, 1), x
+    )
+    assert chunked <= 1.1 * written_out
+
+
+def test_a_remainder_does_not_copy_the_batch():
+    # jax.lax.map(batch_size=) copies the examples of the full slices (3.5 MB at 4100, 51 MB at 65540);
+    # slices cut from the arguments as they are keep one slice's memory whatever the batch.
+    def temporary(size):
+        return _temporary(
+            batched(nearest, "graph", chunk={"graph": 16}), jax.ShapeDtypeStruct((size, 64, 3), jnp.float32)
+        )
+
+    assert temporary(65540) <= 1.1 * temporary(4100)
+    assert temporary(4100) < 2 * temporary(4096)
+
+
+def _exported(fn, *specs):
+    from jax import export
+
+    scope = export.SymbolicScope()
+    return export.export(jax.jit(fn))(
+        *(jax.ShapeDtypeStruct(export.symbolic_shape(spec, scope=scope), jnp.float32) for spec in specs)
+    )
+
+
+@pytest.mark.parametrize("form", ["leading", "non-leading in", "an unmapped result"])
+def test_a_fixed_chunk_exports_with_a_symbolic_batch_size(form):
+    # B2: a bare InconclusiveDimensionOperation ('b' <= '3').
+    fn, args, options, name = SPEC_FORMS[form]
+    chunked = batched(fn, *args, **options, chunk={name: 4})
+    plain = batched(fn, *args, **options)
+    specs = {"leading": ("b, n, n", "b, n, 2"), "non-leading in": ("n, b",), "an unmapped result": ("b, n", "n")}
+    exported = _exported(chunked, *specs[form])
+    assert "b" in str(exported.out_avals)
+    for size in (1, 3, 4, 9):  # within one slice, exactly one, slices and a remainder
+        concrete = {
+            "leading": (_normal(size, 3, 3), _normal(size, 3, 2)),
+            "non-leading in": (_normal(5, size),),
+            "an unmapped result": (_normal(size, 5), _normal(5)),
+        }[form]
+        assert_close(exported.call(*concrete), plain(*concrete))
+
+
+def test_a_gradient_through_a_symbolic_chunk_exports():
+    chunked = batched(nearest, "graph", chunk={"graph": 4})
+
+    def loss(x):
+        return jnp.sum(chunked(x) ** 2)
+
+    exported = _exported(jax.grad(loss), "b, 6, 3")
+    x = _normal(9, 6, 3)
+    assert_close(exported.call(x), jax.grad(lambda x: jnp.sum(jax.vmap(nearest)(x) ** 2))(x))
+
+
+def test_a_budget_on_symbolic_shapes_is_a_spec_error_that_says_so():
+    # B2: it blamed the axis name of a transform around the call, which there was none of.
+    budgeted = batched(nearest, "graph", chunk={"graph": Budget(bytes=2**20)})
+    with pytest.raises(SpecError) as raised:
+        _exported(budgeted, "b, p, 3")
+    message = str(raised.value)
+    assert message.startswith(
+        "nearest: chunk={'graph': Budget(bytes=1048576)} cannot be measured on symbolic shapes (an argument of "
+        "shape (b, p, 3))"
+    )
+    assert "Give the chunk as a number of examples" in message
+    assert "axis_name" not in message
+
+
+# -- issue 21: Budget, its key, its search, one example -------------------------------------------------------
+
+
+def widen(x: Float[Array, "d"], config: dict) -> Float[Array, ""]:
+    """Temporary memory grows with config["copies"]: a static value the chunk must be chosen for."""
+    t = jnp.tile(x, config["copies"])
+    return jnp.sort(jnp.outer(t, t), -1)[:, -1].sum()
+
+
+def widen_by(x: Float[Array, "d"], copies: int) -> Float[Array, ""]:
+    return widen(x, {"copies": -copies})
+
+
+class Widener:
+    """A plain object (not a PyTree) whose state changes the program: held static, keyed by identity."""
+
+    def __init__(self, copies):
+        self.copies = copies
+
+    def __call__(self, x: Float[Array, "d"]) -> Float[Array, ""]:
+        return widen(x, {"copies": self.copies})
+
+
+def widen_with(x: Float[Array, "d"], widener: Widener) -> Float[Array, ""]:
+    return widener(x)
+
+
+def _fits(fn, budget, x, static):
+    """The chunk the budget chose for this call, and whether that chunk's compiled call fits the budget."""
+    chunk = _chosen_chunk(fn, x, static) or x.shape[0]
+    fixed = batched(fn.fn, "b", chunk={"b": chunk})
+    return chunk, _temporary(lambda x: fixed(x, static), x) <= budget
+
+
+BUDGET = 2**16
+X_WIDE = jnp.ones((256, 8))
+
+
+@pytest.mark.parametrize("kind", ["dict", "colliding hashes", "object"])
+def test_a_budget_is_chosen_for_each_static_value(kind):
+    # B4: the chunk was remembered per type of an unhashable static value and per hash of a hashable one
+    # (hash(-1) == hash(-2)): the second call reused the first's chunk, 65x over its budget.
+    fn, small, large = {
+        "dict": (widen, {"copies": 1}, {"copies": 8}),
+        "colliding hashes": (widen_by, -1, -2),
+        "object": (widen_with, Widener(1), Widener(8)),
+    }[kind]
+    budgeted = batched(fn, "b", chunk={"b": Budget(bytes=BUDGET)})
+    budgeted(X_WIDE, small)  # remembers the chunk for the small program
+    small_chunk, _ = _fits(budgeted, BUDGET, X_WIDE, small)
+    large_chunk, fits = _fits(budgeted, BUDGET, X_WIDE, large)
+    assert fits and large_chunk < small_chunk
+    jitted = jax.jit(lambda x: budgeted(x, large))  # under jit: the compiled call meets the budget
+    assert _temporary(jitted, X_WIDE) <= BUDGET
+    assert_close(budgeted(X_WIDE, large), jax.vmap(lambda x: fn(x, large))(X_WIDE))
+
+
+def test_a_budgeted_call_keeps_no_static_object_alive():
+    import gc
+    import weakref
+
+    budgeted = batched(widen_with, "b", chunk={"b": Budget(bytes=BUDGET)})
+    widener = Widener(2)
+    budgeted(X_WIDE, widener)
+    alive = weakref.ref(widener)
+    del widener
+    gc.collect()
+    assert alive() is None
+
+
+def test_a_static_value_that_cannot_be_keyed_is_settled_on_every_call():
+    class Unhashable:
+        __hash__ = None
+
+        def __init__(self, copies):
+            self.copies = copies
+
+    def fn(x: Float[Array, "d"], holder: Unhashable) -> Float[Array, ""]:
+        return widen(x, {"copies": holder.copies})
+
+    runs = []
+    budgeted = batched(_counting(fn, runs), "b", chunk={"b": Budget(bytes=BUDGET)})
+    budgeted(X_WIDE, Unhashable(1))
+    first = len(runs)
+    budgeted(X_WIDE, Unhashable(1))
+    assert len(runs) - first > 1  # searched again: the search's compilations trace the body
+
+
+def pairwise_nearest(x: Float[Array, "p d"]) -> Float[Array, "p"]:
+    distances = jnp.sum((x[:, None, :] - x[None, :, :]) ** 2, axis=-1)
+    return jnp.sort(distances, axis=-1)[:, 1]
+
+
+def test_a_budget_finds_the_largest_power_of_two_that_fits_when_memory_does_not_grow_with_the_chunk():
+    # B5: XLA's temporary memory for (100, 4, 64) pairwise distances is not monotone in the chunk (2 needs
+    # more than 4); the bisection took 2's failure for 4's and chose 1.
+    x = jax.random.normal(jax.random.key(5), (100, 4, 64))
+
+    def temporary(chunk):
+        return _temporary(batched(pairwise_nearest, "g", chunk={"g": chunk}), x)
+
+    assert temporary(2) > temporary(4)  # the premise: memory is not monotone here
+    budget = max(temporary(4), temporary(1))
+    assert temporary(2) > budget and temporary(100) > budget
+    fn = batched(pairwise_nearest, "g", chunk={"g": Budget(bytes=budget)})
+    chosen = _chosen_chunk(fn, x)
+    assert chosen == max(k for k in (1, 2, 4, 8, 16, 32, 64) if temporary(k) <= budget) == 4
+    assert _temporary(fn, x) <= budget
+    assert_close(fn(x), jax.vmap(pairwise_nearest)(x))
+
+
+@pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.parametrize("size", [1, 2])
+def test_a_budget_one_example_cannot_meet_is_a_spec_error_for_one_example_too(size, jit):
+    # B6: a SpecError for 2 examples, silently ignored for 1.
+    fn = batched(nearest, "graph", chunk={"graph": Budget(bytes=64)})
+    call = jax.jit(fn) if jit else fn
+    with pytest.raises(
+        SpecError, match=rf"nearest: chunk=\{{'graph': Budget\(bytes=64\)\}} cannot be met: .*\(size {size}\)"
+    ):
+        call(jnp.ones((size, 64, 3)))
+
+
+def test_an_empty_batch_runs_nothing_and_meets_any_budget():
+    runs = []
+    fn = batched(_counting(nearest, runs), "graph", chunk={"graph": Budget(bytes=64)})
+    out = fn(jnp.ones((0, 64, 3)))
+    assert out.shape == (0, 64)
+    assert len(runs) == 1  # the call's own trace: nothing compiled to measure
