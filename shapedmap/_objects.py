@@ -119,21 +119,28 @@ def check_stated_shapes(function: str, bindings: Any, placement: Placement, valu
     batch_sizes = _batch_sizes(placement, bindings)
     if batch_sizes is None:
         return
+    objects = []  # (path, node, attributes, its leaves' shapes and dtypes, its treedef)
     found = jax.tree_util.tree_flatten_with_path(value, is_leaf=lambda node: _attributes(node) is not None)[0]
     for path, node in found:
         attributes = _attributes(node)
         leaves, treedef = jax.tree_util.tree_flatten(node)
-        if attributes is None or not leaves or not all(hasattr(leaf, "shape") for leaf in leaves):
+        if attributes is not None and leaves and all(hasattr(leaf, "shape") for leaf in leaves):
+            objects.append((path, node, attributes, [(tuple(leaf.shape), leaf.dtype) for leaf in leaves], treedef))
+    if not objects:
+        return
+    # Read all at once: one abstract trace, not two per object (an nnx.State holds one per Variable).
+    reads = _read([(treedef, leaves, attributes) for _, _, attributes, leaves, treedef in objects])
+    examples = _read(
+        [
+            (treedef, [(placement.per_example_shape(shape), dtype) for shape, dtype in leaves], attributes)
+            for _, _, attributes, leaves, treedef in objects
+        ]
+    )
+    for (path, node, attributes, _, _), batched, example in zip(objects, reads, examples, strict=True):
+        if not isinstance(example, tuple) or batched is None:
             continue
-        one = [(placement.per_example_shape(tuple(leaf.shape)), leaf.dtype) for leaf in leaves]
-        example = _read(treedef, one, attributes)
-        if not isinstance(example, tuple):
-            continue
-        batched = _read(treedef, [(tuple(leaf.shape), leaf.dtype) for leaf in leaves], attributes)
         expected = _with_batch_dims(placement, example, batch_sizes)
-        if batched is None or (
-            isinstance(batched, tuple) and len(batched) == len(expected) and all(map(same_size, batched, expected))
-        ):
+        if isinstance(batched, tuple) and len(batched) == len(expected) and all(map(same_size, batched, expected)):
             continue
         where = leaf_place(place, path)
         raise ShapeError(
@@ -193,23 +200,28 @@ def _has(node: Any, name: str) -> bool:
         return False
 
 
-def _read(treedef: Any, leaves: list[tuple[Shape, Any]], attributes: str) -> Shape | Exception | None:
-    """The shape the object ``treedef`` makes of abstract leaves of these shapes states.
+def _read(objects: list[tuple[Any, list[tuple[Shape, Any]], str]]) -> list[Shape | Exception | None]:
+    """The shape each object states, made by its treedef of abstract leaves of these shapes and dtypes.
 
-    The error reading it raised, if it raised; None if what it states is not a shape.
+    For each: the shape, the error reading it raised, or None if what it states is not a shape
+    (or nothing could be read).
     """
-    found: list[Shape | None] = []
+    found: list[Shape | Exception | None] = [None] * len(objects)
 
-    def read(arrays: list[Any]) -> None:
-        node = jax.tree_util.tree_unflatten(treedef, arrays)
-        parts = (node.batch_shape, node.event_shape) if attributes != "shape" else (node.shape,)
-        found.append(_as_shape(parts))
+    def read(arrays: list[list[Any]]) -> None:
+        for index, ((treedef, _, attributes), leaves) in enumerate(zip(objects, arrays, strict=True)):
+            try:
+                node = jax.tree_util.tree_unflatten(treedef, leaves)
+                parts = (node.batch_shape, node.event_shape) if attributes != "shape" else (node.shape,)
+                found[index] = _as_shape(parts)
+            except Exception as error:
+                found[index] = error
 
     try:
-        jax.eval_shape(read, [jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in leaves])
-    except Exception as error:
-        return error
-    return found[0] if found else None
+        jax.eval_shape(read, [[jax.ShapeDtypeStruct(*leaf) for leaf in leaves] for _, leaves, _ in objects])
+    except Exception:
+        return [None] * len(objects)
+    return found
 
 
 def _as_shape(parts: tuple[Any, ...]) -> Shape | None:
