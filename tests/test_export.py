@@ -202,7 +202,6 @@ def symbolic(specs: tuple[str, ...], scope: export.SymbolicScope) -> list[tuple[
     return [export.symbolic_shape(spec, scope=scope) for spec in specs]
 
 
-
 def concrete(shape: tuple[Any, ...], sizes: dict[str, int]) -> tuple[int, ...]:
     """A symbolic shape with its symbols given values (``b, n + 1`` with b=3, n=4: (3, 5)).
 
