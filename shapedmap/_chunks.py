@@ -32,6 +32,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import jax
@@ -98,29 +99,30 @@ def in_slices(function: Callable[..., Any], level: Level, in_axes: tuple[int | N
     mapped over this level). A batch of at most one chunk is one ``vmap``. No axis name is bound:
     a slice is not the batch.
     """
-    front_in = tuple(None if axis is None else 0 for axis in in_axes)
     front_out = jax.tree.map(lambda axis: 0, out_axes)  # a None (unmapped result) stays None
-    step = jax.vmap(function, in_axes=front_in, out_axes=front_out)
-    if level.devices > 1:  # over the devices: each maps one slice of its own shard
-        step = jax.vmap(step, in_axes=front_in, out_axes=front_out, spmd_axis_name=level.spmd_axis_name)
+    step = jax.vmap(function, in_axes=in_axes, out_axes=front_out)
+    examples = in_axes  # the axis of each argument's examples (of one device's, with shard=)
+    if level.devices > 1:  # the batch axis split into (devices, shard): each device maps a slice of its own
+        devices_at = tuple(None if axis is None else axis - 1 if axis < 0 else axis for axis in in_axes)
+        step = jax.vmap(step, in_axes=devices_at, out_axes=front_out, spmd_axis_name=level.spmd_axis_name)
+        examples = tuple(None if axis is None else axis if axis < 0 else axis + 1 for axis in in_axes)
     mapped = [i for i, axis in enumerate(in_axes) if axis is not None]
+    along = 1 if level.devices > 1 else 0  # the axis of each device's examples in the step's results
 
     def level_function(*arguments: Any) -> Any:
-        front = list(arguments)
-        for i in mapped:
-            front[i] = jax.tree.map(lambda leaf, axis=in_axes[i]: jnp.moveaxis(leaf, axis, 0), arguments[i])
-        leaves = [leaf for i in mapped for leaf in jax.tree.leaves(front[i])]
-        size = leaves[0].shape[0] if leaves else 0
+        leaves = [(leaf, in_axes[i]) for i in mapped for leaf in jax.tree.leaves(arguments[i])]
+        size = leaves[0][0].shape[leaves[0][1]] if leaves else 0
+        values = list(arguments)
         if level.devices > 1:
-            front = _split(front, mapped, level.devices)
+            values = _cut(values, mapped, in_axes, lambda leaf, axis: _split(leaf, axis, level.devices))
             size = size // level.devices
-        along = 1 if level.devices > 1 else 0  # the axis of each device's examples
+        slicing = _Slicing(step, front_out, values, mapped, examples, along, level.chunk)
         if not isinstance(size, int):  # symbolic (jax.export): cannot be divided now
-            output = _over_padded_slices(step, front_out, front, mapped, size, level.chunk, along)
+            output = slicing.padded(size)
         elif size <= level.chunk:
-            output = step(*front)
+            output = step(*values)
         else:
-            output = _over_slices(step, front_out, front, mapped, size, level.chunk, along)
+            output = slicing.scanned(size)
         if level.devices > 1:
             output = _over_outputs(out_axes, _merge, output)
         return _over_outputs(out_axes, _moved_back, output)
@@ -128,96 +130,101 @@ def in_slices(function: Callable[..., Any], level: Level, in_axes: tuple[int | N
     return level_function
 
 
-def _over_slices(
-    step: Callable[..., Any], out_axes: Any, front: list[Any], mapped: list[int], size: int, chunk: int, along: int
-) -> Any:
-    """``step`` scanned over the full slices of the examples on axis ``along``, then on the remainder.
+@dataclass(frozen=True)
+class _Slicing:
+    """One call of a chunked level: ``step`` maps one slice; ``values`` are the level's arguments, the
+    mapped ones (``mapped``) with their examples on ``examples``; the step's results have them on ``along``."""
 
-    The scan runs over the slices' indices (carried, not held as an array) and each step cuts its
-    slice from the arguments as they are.
-    """
-    count, rest = divmod(size, chunk)
+    step: Callable[..., Any]
+    out_axes: Any
+    values: list[Any]
+    mapped: list[int]
+    examples: tuple[int | None, ...]
+    along: int
+    chunk: int
 
-    def on(index: Any) -> Any:
-        start = index * chunk
-        slices = [
-            jax.tree.map(lambda leaf: jax.lax.dynamic_slice_in_dim(leaf, start, chunk, axis=along), front[i])
-            for i in mapped
-        ]
-        return step(*_with(front, mapped, slices))
+    def on(self, start: Any, cut: Callable[[Any, int, Any], Any]) -> Any:
+        """``step`` on the slice ``cut(leaf, axis, start)`` of every mapped leaf."""
+        return self.step(*_cut(self.values, self.mapped, self.examples, lambda leaf, axis: cut(leaf, axis, start)))
 
-    def unstack(axis: int | None, leaf: Any) -> Any:
-        if axis is None:  # not mapped here: the same in every slice
-            return leaf[0]
-        leaf = jnp.moveaxis(leaf, 0, along)  # (count, [devices,] chunk, ...) -> ([devices,] count, chunk, ...)
-        return leaf.reshape(*leaf.shape[:along], count * chunk, *leaf.shape[along + 2 :])
+    def scanned(self, size: int) -> Any:
+        """``step`` scanned over the full slices, then on the remainder.
 
-    if not rest:
+        The scan runs over the slices' indices (carried, not held as an array), and each step cuts
+        its slice from the arguments as they are; with a remainder, each slice writes its results
+        into buffers the remainder's results start (stacking and joining them would copy them all).
+        """
+        chunk, along = self.chunk, self.along
+        count, rest = divmod(size, chunk)
 
-        def scanned(index: Any, _: None) -> tuple[Any, Any]:  # the index carried: no array of indices to hold
-            return index + 1, on(index)
+        def on(index: Any) -> Any:
+            return self.on(
+                index * chunk, lambda leaf, axis, start: jax.lax.dynamic_slice_in_dim(leaf, start, chunk, axis)
+            )
 
-        _, stacked = jax.lax.scan(scanned, jnp.zeros((), jnp.int32), None, length=count)
-        return _over_outputs(out_axes, unstack, stacked)
-    # The remainder first: its results' shapes give the buffers each slice writes its results into
-    # (stacking them and joining the remainder would copy every result).
-    remainder = [
-        jax.tree.map(lambda leaf: jax.lax.slice_in_dim(leaf, count * chunk, size, axis=along), front[i]) for i in mapped
-    ]
-    last = step(*_with(front, mapped, remainder))
+        if not rest:
 
-    def buffer(axis: int | None, leaf: Any) -> Any:
-        if axis is None:  # not mapped here: the same in every slice, carried as it is
-            return leaf
-        shape = list(leaf.shape)
-        shape[along] = size
-        return jax.lax.dynamic_update_slice_in_dim(jnp.zeros(shape, leaf.dtype), leaf, count * chunk, along)
+            def unstack(axis: int | None, leaf: Any) -> Any:
+                if axis is None:  # not mapped here: the same in every slice
+                    return leaf[0]
+                leaf = jnp.moveaxis(leaf, 0, along)  # (count, [devices,] chunk, ...) -> ([devices,] count, chunk, ...)
+                return leaf.reshape(*leaf.shape[:along], count * chunk, *leaf.shape[along + 2 :])
 
-    def written(index: Any) -> Callable[[int | None, Any, Any], Any]:
-        def write(axis: int | None, into: Any, leaf: Any) -> Any:
-            return leaf if axis is None else jax.lax.dynamic_update_slice_in_dim(into, leaf, index * chunk, along)
+            def stacked(index: Any, _: None) -> tuple[Any, Any]:
+                return index + 1, on(index)
 
-        return write
+            _, results = jax.lax.scan(stacked, jnp.zeros((), jnp.int32), None, length=count)
+            return _over_outputs(self.out_axes, unstack, results)
+        # The remainder first: its results' shapes give the buffers each slice writes into.
+        last = self.on(count * chunk, lambda leaf, axis, start: jax.lax.slice_in_dim(leaf, start, size, axis=axis))
 
-    def scanned_into(carry: tuple[Any, Any], _: None) -> tuple[tuple[Any, Any], None]:
-        index, buffers = carry
-        return (index + 1, _over_outputs(out_axes, written(index), buffers, on(index))), None
+        def buffer(axis: int | None, leaf: Any) -> Any:
+            if axis is None:  # not mapped here: the same in every slice, carried as it is
+                return leaf
+            shape = list(leaf.shape)
+            shape[along] = size
+            return jax.lax.dynamic_update_slice_in_dim(jnp.zeros(shape, leaf.dtype), leaf, count * chunk, along)
 
-    start = (jnp.zeros((), jnp.int32), _over_outputs(out_axes, buffer, last))
-    (_, output), _ = jax.lax.scan(scanned_into, start, None, length=count)
-    return output
+        def into(carry: tuple[Any, Any], _: None) -> tuple[tuple[Any, Any], None]:
+            index, buffers = carry
+
+            def write(axis: int | None, buffer: Any, leaf: Any) -> Any:
+                return leaf if axis is None else jax.lax.dynamic_update_slice_in_dim(buffer, leaf, index * chunk, along)
+
+            return (index + 1, _over_outputs(self.out_axes, write, buffers, on(index))), None
+
+        start = (jnp.zeros((), jnp.int32), _over_outputs(self.out_axes, buffer, last))
+        (_, results), _ = jax.lax.scan(into, start, None, length=count)
+        return results
+
+    def padded(self, size: Any) -> Any:
+        """``step`` scanned over ``ceil(size / chunk)`` slices, for a symbolic ``size``: the last slice is
+        filled up with copies of the last example (clipped indices), whose results are dropped."""
+        chunk, along = self.chunk, self.along
+        steps = (size + chunk - 1) // chunk  # at least 1: JAX takes every symbolic size to be at least 1
+
+        def on(index: Any) -> Any:
+            examples = index * chunk + jnp.arange(chunk)
+            return self.on(examples, lambda leaf, axis, start: jnp.take(leaf, start, axis=axis, mode="clip"))
+
+        def unstack(axis: int | None, leaf: Any) -> Any:
+            if axis is None:
+                return leaf[0]
+            leaf = jnp.moveaxis(leaf, 0, along)
+            leaf = leaf.reshape(*leaf.shape[:along], steps * chunk, *leaf.shape[along + 2 :])
+            return jax.lax.slice_in_dim(leaf, 0, size, axis=along)
+
+        return _over_outputs(self.out_axes, unstack, jax.lax.map(on, jnp.arange(steps)))
 
 
-def _over_padded_slices(
-    step: Callable[..., Any], out_axes: Any, front: list[Any], mapped: list[int], size: Any, chunk: int, along: int
-) -> Any:
-    """``step`` scanned over ``ceil(size / chunk)`` slices, for a symbolic ``size``: the last slice is
-    filled up with copies of the last example (clipped indices), whose results are dropped."""
-    steps = (size + chunk - 1) // chunk  # at least 1: JAX takes every symbolic size to be at least 1
-
-    def on(index: Any) -> Any:
-        examples = index * chunk + jnp.arange(chunk)
-        slices = [
-            jax.tree.map(lambda leaf: jnp.take(leaf, examples, axis=along, mode="clip"), front[i]) for i in mapped
-        ]
-        return step(*_with(front, mapped, slices))
-
-    def unstack(axis: int | None, leaf: Any) -> Any:
-        if axis is None:
-            return leaf[0]
-        leaf = jnp.moveaxis(leaf, 0, along)
-        leaf = leaf.reshape(*leaf.shape[:along], steps * chunk, *leaf.shape[along + 2 :])
-        return jax.lax.slice_in_dim(leaf, 0, size, axis=along)
-
-    return _over_outputs(out_axes, unstack, jax.lax.map(on, jnp.arange(steps)))
-
-
-def _with(front: list[Any], mapped: list[int], slices: list[Any]) -> list[Any]:
-    """The level's arguments with the mapped ones replaced by ``slices``."""
-    arguments = list(front)
-    for i, value in zip(mapped, slices, strict=True):
-        arguments[i] = value
-    return arguments
+def _cut(
+    values: list[Any], mapped: list[int], axes: tuple[int | None, ...], cut: Callable[[Any, int], Any]
+) -> list[Any]:
+    """``values`` with every leaf of the mapped ones replaced by ``cut(leaf, its axis)`` (counted from the front)."""
+    cut_values = list(values)
+    for i in mapped:
+        cut_values[i] = jax.tree.map(lambda leaf, axis=axes[i]: cut(leaf, axis % leaf.ndim), values[i])
+    return cut_values
 
 
 def _over_outputs(out_axes: Any, leaf_function: Callable[..., Any], *outputs: Any) -> Any:
@@ -230,13 +237,9 @@ def _over_outputs(out_axes: Any, leaf_function: Callable[..., Any], *outputs: An
     return jax.tree.map(lambda *leaves: leaf_function(out_axes, *leaves), *outputs)
 
 
-def _split(front: list[Any], mapped: list[int], devices: int) -> list[Any]:
-    """The mapped leaves' leading axis of size n as (devices, n // devices)."""
-    return _with(
-        front,
-        mapped,
-        [jax.tree.map(lambda leaf: leaf.reshape(devices, -1, *leaf.shape[1:]), front[i]) for i in mapped],
-    )
+def _split(leaf: Any, axis: int, parts: int) -> Any:
+    """``leaf`` with its ``axis`` of size n reshaped to (parts, n // parts)."""
+    return leaf.reshape(*leaf.shape[:axis], parts, leaf.shape[axis] // parts, *leaf.shape[axis + 1 :])
 
 
 def _moved_back(axis: int | None, leaf: Any) -> Any:
