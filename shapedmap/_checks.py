@@ -325,11 +325,13 @@ def check_results_per_example(plan: Plan, output: Any) -> None:
 
 
 def is_result_leaf(value: Any) -> bool:
-    """What JAX takes as a result: a JAX array or tracer, or a NumPy array or scalar of a numeric dtype."""
+    """What JAX takes as a result: a JAX array or tracer, or a NumPy array or scalar of a numeric dtype
+    or of float0 (the gradient of an integer input, which ``jax.vmap`` returns eagerly as a NumPy array)."""
     if isinstance(value, jax.Array):
         return True
     if isinstance(value, np.ndarray | np.generic):
-        return bool(jnp.issubdtype(value.dtype, jnp.number) or jnp.issubdtype(value.dtype, jnp.bool_))
+        dtype = value.dtype
+        return bool(dtype == jax.dtypes.float0 or jnp.issubdtype(dtype, jnp.number) or jnp.issubdtype(dtype, jnp.bool_))
     return False
 
 

@@ -82,11 +82,7 @@ def scaled_loss(w: Float[Array, "feat"], n: Int[Array, ""], x: Float[Array, "fea
     return (x @ w) * n
 
 
-# Eagerly, jax.vmap gives float0 as a NumPy array, which _checks.is_result_leaf does not take for a result yet.
-EAGER_FLOAT0 = pytest.mark.xfail(strict=True, reason="_checks.is_result_leaf refuses a NumPy float0 array")
-
-
-@pytest.mark.parametrize("jit", [pytest.param(False, marks=EAGER_FLOAT0), True], ids=["eager", "jit"])
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
 @pytest.mark.parametrize("transform", [jax.grad, jax.value_and_grad], ids=["grad", "value_and_grad"])
 def test_the_float0_gradient_of_an_integer_parameter_is_returned_as_vmap_does(transform, jit):
     differentiated = transform(scaled_loss, argnums=(0, 1), allow_int=True)
