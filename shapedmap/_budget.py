@@ -29,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 import weakref
 from collections.abc import Callable, Hashable
-from typing import Any
+from typing import Any, cast
 
 import jax
 import numpy as np
@@ -90,7 +90,7 @@ def _static_leaf(leaf: Any) -> Any:
 
 def _search(plan: Plan, nest: VmapNest, values: list[Any], depth: int, trace: Callable[[VmapNest], Any]) -> VmapNest:
     level = nest.levels[depth]
-    budget = level.chunk.bytes
+    budget = cast(Budget, level.chunk).bytes
     mapped = [values[i] for i in plan.array_arguments]
     symbolic = _symbolic_shape(mapped)
     if symbolic is not None:

@@ -1,16 +1,16 @@
 """A chunked level (``chunk=``): ``jax.lax.map`` over slices of the batch, each slice one ``vmap``.
 
-``in_slices`` builds the level's function. Each mapped argument's batch axis is moved to the
-front; a scan over the slices' indices cuts each slice of ``level.chunk`` examples from the
-arguments as they are and runs one ``vmap`` of it (``in_axes`` 0); one more ``vmap`` takes the
-remainder; the results' batch axis is moved back. That computes what ``explain()`` writes,
-``jax.lax.map(f, jnp.moveaxis(x, axis, 0), batch_size=k)``, in the memory of one slice: a
-``vmap`` over a non-leading axis in each slice, or arguments stacked as (slices, chunk), made
-XLA copy the whole batch (``lax.map`` itself copies the full slices' examples when there is a
-remainder). With a remainder, each slice writes its results into buffers the remainder's results
+``in_slices`` builds the level's function: a scan over the slices' indices, each step cutting
+its slice of ``level.chunk`` examples from every mapped argument where its batch axis lies (a
+dynamic slice) and running one ``vmap`` of it; one more ``vmap`` takes the remainder; the
+results come out with their examples first and are moved to their axes. That computes what
+``explain()`` writes, ``jax.lax.map(f, jnp.moveaxis(x, axis, 0), batch_size=k)``, in the memory
+of one slice: moving or stacking the arguments, as that program and ``lax.map`` do, copies the
+whole batch (``lax.map`` copies the full slices' examples when the chunk does not divide the
+batch). With a remainder, each slice writes its results into buffers the remainder's results
 start (stacking and joining them would copy every result). With ``shard=`` (``level.devices`` >
-1) the batch is split into (devices, shard) and each step is a ``vmap`` over the devices
-(``spmd_axis_name``) of a ``vmap`` over one slice of each shard: the scan runs outside the
+1) each argument's batch axis is split in place into (devices, shard) and each step is a ``vmap``
+over the devices (``spmd_axis_name``) of one slice of each shard: the scan runs outside the
 devices' ``vmap``, so no device copies its shard into a layout the scan can walk.
 
 A batch size ``jax.export`` leaves symbolic cannot be divided at trace time: the scan then runs
@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -108,6 +108,7 @@ def in_slices(function: Callable[..., Any], level: Level, in_axes: tuple[int | N
         examples = tuple(None if axis is None else axis if axis < 0 else axis + 1 for axis in in_axes)
     mapped = [i for i, axis in enumerate(in_axes) if axis is not None]
     along = 1 if level.devices > 1 else 0  # the axis of each device's examples in the step's results
+    chunk = cast(int, level.chunk)  # a Budget is settled (``_budget``) before its nest is built
 
     def level_function(*arguments: Any) -> Any:
         leaves = [(leaf, in_axes[i]) for i in mapped for leaf in jax.tree.leaves(arguments[i])]
@@ -116,10 +117,10 @@ def in_slices(function: Callable[..., Any], level: Level, in_axes: tuple[int | N
         if level.devices > 1:
             values = _cut(values, mapped, in_axes, lambda leaf, axis: _split(leaf, axis, level.devices))
             size = size // level.devices
-        slicing = _Slicing(step, front_out, values, mapped, examples, along, level.chunk)
+        slicing = _Slicing(step, front_out, values, mapped, examples, along, chunk)
         if not isinstance(size, int):  # symbolic (jax.export): cannot be divided now
             output = slicing.padded(size)
-        elif size <= level.chunk:
+        elif size <= chunk:
             output = step(*values)
         else:
             output = slicing.scanned(size)
