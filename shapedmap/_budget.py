@@ -10,7 +10,8 @@ on k. A batch of one example is measured like any other; an empty batch runs not
 measured.
 
 The choice is remembered per ``signature``: what the compiled call depends on. A call whose
-values cannot be keyed (an unhashable object among its static values) is settled again.
+values cannot be keyed (an unhashable object among its static values) is settled again, and so
+is one with an object made afresh for each call (keyed by a weak reference to it, so never kept).
 
 Example:
     >>> from shapedmap import batched
@@ -83,8 +84,9 @@ def signature(plan: Plan, values: list[Any]) -> Hashable | None:
 def _static_leaf(leaf: Any) -> Any:
     if isinstance(leaf, jax.Array | np.ndarray):
         return jax.typeof(leaf)
-    if isinstance(leaf, _PLAIN):
+    if isinstance(leaf, _PLAIN) or (type(leaf) is frozenset and all(isinstance(item, _PLAIN) for item in leaf)):
         return (type(leaf), leaf)
+    # An object made afresh for each call never meets its dead reference again: settled again.
     return weakref.ref(leaf)
 
 
