@@ -25,8 +25,8 @@ from ._places import Origin, origin_text, result_place
 
 if TYPE_CHECKING:
     from ._levels import Level
-    from ._messages import Seen
     from ._plan import Plan
+    from ._size_messages import Seen
 
 __all__ = [
     "budget_on_symbolic_shapes",

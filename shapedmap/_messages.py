@@ -24,7 +24,6 @@ from ._places import argument_place
 
 if TYPE_CHECKING:
     from ._grammar import Layout
-    from ._size_messages import Seen as Seen  # _map_messages reads it here
     from ._value_types import ArrayType, ValueType
 
 __all__ = [
