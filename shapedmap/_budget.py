@@ -28,6 +28,8 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
+import types
 import weakref
 from collections.abc import Callable, Hashable
 from typing import Any, cast
@@ -44,6 +46,7 @@ __all__ = ["settled", "signature"]
 
 # Static values kept by value in a key: small, immutable, and equal only when they are the same value.
 _PLAIN = (bool, int, float, complex, str, bytes, type(None), np.generic)
+_SMALL = 64  # arrays of at most this many elements are keyed by their values
 
 
 def settled(plan: Plan, nest: VmapNest, values: list[Any], trace: Callable[[VmapNest], Any]) -> VmapNest:
@@ -62,8 +65,10 @@ def signature(plan: Plan, values: list[Any]) -> Hashable | None:
     """What the compiled call depends on, or None when some value cannot be keyed.
 
     Arrays by their abstract types and structure; every other value as a PyTree: its structure,
-    its array leaves by abstract type, plain leaves (numbers, strings) by type and value, and any
-    other object by a weak reference (equal while both are alive and equal; never kept alive).
+    plain leaves (numbers, strings) by type and value, small arrays (up to 64 elements: a value
+    read as a size) by their values and larger ones (weights) by shape and dtype, a bound method by its object
+    and function, a partial by its function and arguments, and any other object by a weak
+    reference (equal while both are alive and equal; never kept alive).
     Never a type or a hash alone: two values that compile to different programs never share a key.
     """
     parts: list[Any] = []
@@ -82,10 +87,21 @@ def signature(plan: Plan, values: list[Any]) -> Hashable | None:
 
 
 def _static_leaf(leaf: Any) -> Any:
-    if isinstance(leaf, jax.Array | np.ndarray):
+    """One leaf of a static value, as a key: what of it can change the compiled call."""
+    if isinstance(leaf, jax.core.Tracer):  # under a transform around the call: only its type is known
         return jax.typeof(leaf)
+    if isinstance(leaf, jax.Array | np.ndarray):
+        if leaf.size > _SMALL:  # weights: the program depends on their shape, not on their values
+            return (type(leaf), jax.typeof(leaf))
+        # A small array may be read as a size (``int(config["copies"])``): keyed by its values.
+        return (type(leaf), jax.typeof(leaf), np.asarray(leaf).tobytes())
     if isinstance(leaf, _PLAIN) or (type(leaf) is frozenset and all(isinstance(item, _PLAIN) for item in leaf)):
         return (type(leaf), leaf)
+    if isinstance(leaf, types.MethodType):  # made afresh at each attribute access: its object and function
+        return (types.MethodType, _static_leaf(leaf.__self__), _static_leaf(leaf.__func__))
+    if isinstance(leaf, functools.partial):
+        keywords = tuple((name, _static_leaf(value)) for name, value in sorted(leaf.keywords.items()))
+        return (type(leaf), _static_leaf(leaf.func), tuple(map(_static_leaf, leaf.args)), keywords)
     # An object made afresh for each call never meets its dead reference again: settled again.
     return weakref.ref(leaf)
 

@@ -11,6 +11,7 @@ Memory analysis is deterministic: nothing here is timed.
 import ast
 import functools
 import re
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -655,6 +656,11 @@ def widen_by(x: Float[Array, "d"], copies: int) -> Float[Array, ""]:
     return widen(x, {"copies": -copies})
 
 
+def widen_read(x: Float[Array, "d"], config: dict) -> Float[Array, ""]:
+    """The number of copies is a NumPy array read as a size: its value changes the program."""
+    return widen(x, {"copies": int(config["copies"])})
+
+
 class Widener:
     """A plain object (not a PyTree) whose state changes the program: held static, keyed by identity."""
 
@@ -680,7 +686,7 @@ BUDGET = 2**16
 X_WIDE = jnp.ones((256, 8))
 
 
-@pytest.mark.parametrize("kind", ["dict", "colliding hashes", "object"])
+@pytest.mark.parametrize("kind", ["dict", "colliding hashes", "object", "numpy array read as a size"])
 def test_a_budget_is_chosen_for_each_static_value(kind):
     # B4: the chunk was remembered per type of an unhashable static value and per hash of a hashable one
     # (hash(-1) == hash(-2)): the second call reused the first's chunk, 65x over its budget.
@@ -688,6 +694,7 @@ def test_a_budget_is_chosen_for_each_static_value(kind):
         "dict": (widen, {"copies": 1}, {"copies": 8}),
         "colliding hashes": (widen_by, -1, -2),
         "object": (widen_with, Widener(1), Widener(8)),
+        "numpy array read as a size": (widen_read, {"copies": np.array(1)}, {"copies": np.array(8)}),
     }[kind]
     budgeted = batched(fn, "b", chunk={"b": Budget(bytes=BUDGET)})
     budgeted(X_WIDE, small)  # remembers the chunk for the small program
@@ -710,6 +717,26 @@ def test_a_budgeted_call_keeps_no_static_object_alive():
     del widener
     gc.collect()
     assert alive() is None
+
+
+def test_a_bound_method_or_partial_made_at_each_call_is_settled_once():
+    """``m.act`` is a new bound method at each access: keyed by its object and function, not by itself."""
+
+    def apply(x: Float[Array, "d"], act: Any) -> Float[Array, ""]:
+        return act(widen(x, {"copies": 2}))
+
+    class Model:
+        def act(self, y):
+            return y + 1.0
+
+    runs = []
+    budgeted = batched(_counting(apply, runs), "b", chunk={"b": Budget(bytes=BUDGET)})
+    model = Model()
+    for act in (model.act, functools.partial(jnp.add, 1.0)):
+        budgeted(X_WIDE, act)  # the search, then the call: several traces
+        searched = len(runs)
+        budgeted(X_WIDE, model.act if act.__class__ is not functools.partial else functools.partial(jnp.add, 1.0))
+        assert len(runs) - searched == 1  # the call alone: the chunk was remembered
 
 
 def test_a_static_value_that_cannot_be_keyed_is_settled_on_every_call():
