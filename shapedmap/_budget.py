@@ -39,7 +39,7 @@ import numpy as np
 
 from . import _map_messages as messages
 from ._errors import SpecError
-from ._levels import Budget, VmapNest
+from ._levels import Budget, VmapNest, level_sizes
 from ._plan import Plan
 
 __all__ = ["settled", "signature"]
@@ -113,7 +113,7 @@ def _search(plan: Plan, nest: VmapNest, values: list[Any], depth: int, trace: Ca
     symbolic = _symbolic_shape(mapped)
     if symbolic is not None:
         raise SpecError(messages.budget_on_symbolic_shapes(plan, level, symbolic))
-    size = messages.level_sizes(nest.levels, mapped)[depth]
+    size = level_sizes(nest.levels, mapped)[depth]
 
     def with_chunk(chunk: int) -> VmapNest:
         levels = list(nest.levels)

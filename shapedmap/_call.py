@@ -98,7 +98,7 @@ def run(plan: Plan, nest: VmapNest, body: Callable[..., Any], values: list[Any])
             type(error) is NameError
             and error.name is None
             and getattr(error, "_shapedmap_from_body", False)
-            and any(level.chunk is not None for level in nest.levels)
+            and nest.chunked
         ):
             raise SpecError(messages.collective_over_chunks(plan, nest.levels, error)) from error
         error.add_note(messages.raised_inside_the_map(plan, nest.levels, mapped, error))

@@ -40,7 +40,8 @@ import jax.numpy as jnp
 
 from . import _map_messages as messages
 from ._errors import ShapeError, SpecError
-from ._levels import Level, VmapNest
+from ._expressions import same_size
+from ._levels import Level, VmapNest, level_axes
 from ._places import Origin, argument_place, leaf_place
 from ._plan import Plan
 
@@ -57,11 +58,20 @@ def check_call(plan: Plan, nest: VmapNest, mapped: list[Any]) -> None:
     for level in nest.levels:
         if level.chunk is not None and _bound_outside(level.batch_name):
             raise SpecError(messages.chunked_name_bound_outside(plan, level))
-    for level, seen in _chunked_sizes(plan, nest, mapped).items():
-        sizes = [origin.shape[origin.axis] for origin in seen]  # type: ignore[index]
-        different = next((i for i, size in enumerate(sizes) if size != sizes[0]), None)
-        if different is not None:
-            raise ShapeError(messages.chunked_sizes_disagree(plan, level, seen[0], seen[different]))
+    chunked = [depth for depth, level in enumerate(nest.levels) if level.chunk is not None]
+    first: dict[int, tuple[Any, int, int, int]] = {}  # per chunked level: (size, position, leaf, axis) seen first
+    for position, value in enumerate(mapped):
+        for number, leaf in enumerate(jax.tree.leaves(value)):
+            shape = getattr(leaf, "shape", ())
+            axes = level_axes(nest.levels, position, len(shape))
+            for depth in chunked:
+                if axes[depth] is None:
+                    continue
+                seen = first.setdefault(depth, (shape[axes[depth]], position, number, axes[depth]))
+                if not same_size(shape[axes[depth]], seen[0]):
+                    here = _origin(plan, mapped, position, number, axes[depth])
+                    there = _origin(plan, mapped, *seen[1:])
+                    raise ShapeError(messages.chunked_sizes_disagree(plan, nest.levels[depth], there, here))
 
 
 def _bound_outside(name: str) -> bool:
@@ -73,23 +83,11 @@ def _bound_outside(name: str) -> bool:
     return True
 
 
-def _chunked_sizes(plan: Plan, nest: VmapNest, mapped: list[Any]) -> dict[Level, list[Origin]]:
-    """Per chunked level, where each mapped leaf has its batch axis (axes counted in the whole argument)."""
-    seen: dict[Level, list[Origin]] = {level: [] for level in nest.levels if level.chunk is not None}
-    for position, (index, value) in enumerate(zip(plan.array_arguments, mapped, strict=True)):
-        name = plan.arguments[index].name
-        for path, leaf in jax.tree_util.tree_leaves_with_path(value):
-            shape = tuple(getattr(leaf, "shape", ()))
-            axes = list(range(len(shape)))  # the leaf's axes each level has not mapped yet
-            for level in nest.levels:
-                axis = level.in_axes[position]
-                if axis is None or not -len(axes) <= axis < len(axes):
-                    continue
-                original = axes.pop(axis)
-                if level.chunk is not None:
-                    place = leaf_place(argument_place(name), path)
-                    seen[level].append(Origin(place, original, shape, getattr(leaf, "dtype", None)))
-    return seen
+def _origin(plan: Plan, mapped: list[Any], position: int, number: int, axis: int) -> Origin:
+    """Where the ``number``-th leaf of the array argument at ``position`` has its batch axis ``axis``."""
+    path, leaf = jax.tree_util.tree_leaves_with_path(mapped[position])[number]
+    place = leaf_place(argument_place(plan.arguments[plan.array_arguments[position]].name), path)
+    return Origin(place, axis, tuple(leaf.shape), getattr(leaf, "dtype", None))
 
 
 def in_slices(function: Callable[..., Any], level: Level, in_axes: tuple[int | None, ...], out_axes: Any) -> Any:

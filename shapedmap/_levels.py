@@ -18,10 +18,23 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
+
+import jax
 
 from ._grammar import FixedDim, Layout, VariadicDim
 
-__all__ = ["Budget", "CallShape", "Level", "Placement", "VmapNest", "derive_levels", "variadic_key"]
+__all__ = [
+    "Budget",
+    "CallShape",
+    "Level",
+    "Placement",
+    "VmapNest",
+    "derive_levels",
+    "level_axes",
+    "level_sizes",
+    "variadic_key",
+]
 
 # Slot markers: a token that is not a batch dim, and a variadic token that is not one.
 _CORE = "<core>"
@@ -180,6 +193,33 @@ class VmapNest:
     def chunked(self) -> bool:
         """Some level runs in slices (``chunk=``): its call is checked by ``_chunks.check_call``."""
         return any(level.chunk is not None for level in self.levels)
+
+
+def level_axes(levels: tuple[Level, ...], position: int, rank: int) -> tuple[int | None, ...]:
+    """Per level (outermost first), the axis it maps of a leaf of ``rank`` axes of the array argument at
+    ``position``, counted in the whole leaf (None where the level does not map it): each level's
+    ``vmap`` removes its axis for the levels inside."""
+    remaining = list(range(rank))
+    axes: list[int | None] = []
+    for level in levels:
+        axis = level.in_axes[position]
+        axes.append(remaining.pop(axis) if axis is not None and -len(remaining) <= axis < len(remaining) else None)
+    return tuple(axes)
+
+
+def level_sizes(levels: tuple[Level, ...], mapped: list[Any]) -> list[Any]:
+    """The size of each level (outermost first): its ``size``, else read off the first array argument
+    (``mapped``: the array arguments) it maps; None where nothing tells."""
+    sizes = [level.size for level in levels]
+    for position, value in enumerate(mapped):
+        leaves = jax.tree_util.tree_leaves(value)
+        shape = getattr(leaves[0], "shape", None) if leaves else None
+        if shape is None:
+            continue
+        for depth, axis in enumerate(level_axes(levels, position, len(shape))):
+            if axis is not None and sizes[depth] is None:
+                sizes[depth] = shape[axis]
+    return sizes
 
 
 def derive_levels(

@@ -19,8 +19,7 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import jax
-
+from ._levels import level_sizes
 from ._places import Origin, origin_text, result_place
 
 if TYPE_CHECKING:
@@ -38,7 +37,6 @@ __all__ = [
     "explicit_axes_outside_mesh",
     "indivisible_batch",
     "inside_the_map",
-    "level_sizes",
     "needs_mesh",
     "per_example_check_failed",
     "raised_inside_the_map",
@@ -194,21 +192,3 @@ def varying_unmapped_result(plan: Plan, level: Level) -> str:
     return (
         f"{plan.function}: {' or '.join(unmapped)} varies over the batch dim '{name}', but {lack} no '{name}'. {advice}"
     )
-
-
-def level_sizes(levels: tuple[Level, ...], mapped: list[Any]) -> list[int | None]:
-    """The size of each level, read off the mapped arguments as each vmap removes its axis."""
-    shapes = []
-    for value in mapped:
-        leaves = jax.tree_util.tree_leaves(value)
-        shapes.append(list(leaves[0].shape) if leaves and hasattr(leaves[0], "shape") else None)
-    sizes = []
-    for level in levels:
-        size = level.size
-        for shape, axis in zip(shapes, level.in_axes, strict=True):
-            if axis is None or shape is None or not -len(shape) <= axis < len(shape):
-                continue
-            removed = shape.pop(axis)  # this level's vmap removes the axis for the levels inside
-            size = removed if size is None else size
-        sizes.append(size)
-    return sizes
