@@ -367,7 +367,7 @@ def _check_value(
     if value is None and value_type.optional:
         return value
     if value_type.kind == "tree":
-        check_class(function, place, value_type.hint, value, parameter)
+        check_class(function, place, value_type, value, parameter)
 
     def check_leaf(leaf: Any, where: str, path: str | None = None) -> Any:
         if convert:

@@ -23,11 +23,10 @@ Example:
     >>> from jaxtyping import PyTree
     >>> class Params(NamedTuple):
     ...     w: Float[Array, "n"]
-    >>> annotated_class(PyTree[Params]), annotated_class(Params | None), annotated_class(Float[Array, "n"])
-    ((<class 'shapedmap._objects.Params'>, True), (<class 'shapedmap._objects.Params'>, False), None)
     >>> made_of({"w": jnp.ones(3)}, Params, tree=True), made_of([Params(jnp.ones(3))], Params, tree=True)
     (False, True)
-    >>> check_class("apply", "argument 'params'", PyTree[Params], {"w": jnp.ones((4, 3))}, "params")
+    >>> from shapedmap._value_types import ValueType
+    >>> check_class("apply", "argument 'params'", ValueType("tree", hint=PyTree[Params]), {"w": jnp.ones((4, 3))}, "params")
     Traceback (most recent call last):
     ...
     shapedmap._errors.ShapeError: apply: argument 'params' should be a Params (or a PyTree of them: it is annotated PyTree[Params]), got dict {'w': f32[4,3]}. JAX flattens both into the same arrays, but the function reads a Params (its fields, its methods): pass one, e.g. Params(**params)
@@ -35,13 +34,10 @@ Example:
 
 from __future__ import annotations
 
-import types
-import typing
 from typing import TYPE_CHECKING, Any
 
 import jax
 import numpy as np
-from jaxtyping import AbstractArray, PyTree
 
 from . import _messages as messages
 from ._errors import ShapeError
@@ -51,32 +47,11 @@ from ._places import leaf_place
 
 if TYPE_CHECKING:
     from ._levels import Placement
+    from ._value_types import ValueType
 
-__all__ = ["annotated_class", "check_class", "check_stated_shapes", "made_of"]
+__all__ = ["check_class", "check_stated_shapes", "made_of"]
 
 Shape = tuple[Any, ...]
-
-
-def annotated_class(hint: Any) -> tuple[type, bool] | None:
-    """The class ``hint`` asks for, and whether as ``PyTree[cls]`` (cls or any PyTree of them); else None.
-
-    A class is one of the user's (not a builtin, an array type or ``Any``), alone, optional, or in
-    ``PyTree[...]``: ``Params``, ``Params | None``, ``PyTree[Params]``.
-    """
-    if typing.get_origin(hint) is typing.Annotated:
-        hint = typing.get_args(hint)[0]
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        members = [member for member in typing.get_args(hint) if member is not type(None)]
-        if len(members) != 1:
-            return None
-        (hint,) = members
-    tree = isinstance(hint, type) and issubclass(hint, PyTree) and hint is not PyTree
-    cls = getattr(hint, "leaftype", None) if tree else hint
-    if not isinstance(cls, type) or cls is typing.Any or cls.__module__ == "builtins":
-        return None
-    if issubclass(cls, AbstractArray | jax.Array | np.ndarray | np.generic):
-        return None
-    return cls, tree
 
 
 def made_of(value: Any, cls: type, *, tree: bool) -> bool:
@@ -90,12 +65,12 @@ def made_of(value: Any, cls: type, *, tree: bool) -> bool:
     return all(_is_instance(leaf, cls) for leaf in leaves)
 
 
-def check_class(function: str, place: str, hint: Any, value: Any, parameter: str | None = None) -> None:
-    """A ``ShapeError`` if ``hint`` asks for a class (``Params``, ``PyTree[Params]``) that ``value`` is not made of.
+def check_class(function: str, place: str, value_type: ValueType, value: Any, parameter: str | None = None) -> None:
+    """A ``ShapeError`` if ``value_type`` asks for a class (``Params``, ``PyTree[Params]``) ``value`` is not made of.
 
     ``parameter``: the parameter's name, for an argument (None for a result).
     """
-    expected = annotated_class(hint)
+    expected = value_type.instances
     if expected is not None and not made_of(value, expected[0], tree=expected[1]):
         raise ShapeError(messages.not_of_class(function, place, *expected, value, parameter))
 

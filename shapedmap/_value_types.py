@@ -19,13 +19,14 @@ from __future__ import annotations
 import functools
 import inspect
 import re
+import types
 import typing
 from dataclasses import dataclass
 from typing import Any
 
 import jax
 import numpy as np
-from jaxtyping import Shaped
+from jaxtyping import AbstractArray, PyTree, Shaped
 
 from ._grammar import FixedDim, Layout, parse_layout
 
@@ -38,6 +39,7 @@ __all__ = [
     "ValueType",
     "array_type_text",
     "dtype_name",
+    "instance_class",
 ]
 
 ANY_SHAPE = parse_layout("...")
@@ -161,6 +163,33 @@ class ValueType:
     def is_array(self) -> bool:
         """Arrays and PyTrees of arrays have layouts; static values do not."""
         return self.kind != "static"
+
+    @functools.cached_property
+    def instances(self) -> tuple[type, bool] | None:
+        """The class ``hint`` asks its values to be, and whether PyTrees of them (``PyTree[Params]``)."""
+        return instance_class(self.hint)
+
+
+def instance_class(hint: Any) -> tuple[type, bool] | None:
+    """The class ``hint`` asks for, and whether as ``PyTree[cls]`` (cls or any PyTree of them); else None.
+
+    A class is one of the user's (not a builtin, an array type or ``Any``), alone, optional, or in
+    ``PyTree[...]``: ``Params``, ``Params | None``, ``PyTree[Params]``.
+    """
+    while typing.get_origin(hint) is typing.Annotated:
+        hint = typing.get_args(hint)[0]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        members = [member for member in typing.get_args(hint) if member is not type(None)]
+        if len(members) != 1:
+            return None
+        (hint,) = members
+    tree = isinstance(hint, type) and issubclass(hint, PyTree) and hint is not PyTree
+    cls = getattr(hint, "leaftype", None) if tree else hint
+    if not isinstance(cls, type) or cls is typing.Any or cls.__module__ == "builtins":
+        return None
+    if issubclass(cls, AbstractArray | jax.Array | np.ndarray | np.generic):
+        return None
+    return cls, tree
 
 
 @dataclass(frozen=True)
