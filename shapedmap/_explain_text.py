@@ -19,7 +19,6 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import jax
 from jax.sharding import PartitionSpec
 
 from ._batched import Batched
@@ -27,6 +26,7 @@ from ._binding import Bindings
 from ._call import result_shapes
 from ._errors import describe_value
 from ._levels import Level, VmapNest
+from ._messages import describe_tree
 from ._plan import Plan
 from ._transforms import derivative_in
 from ._wrappers import unwrap_partial
@@ -70,10 +70,8 @@ def result_text(shapes: Any) -> str:
 
 
 def _tree_text(tree: Any) -> str:
-    leaves, treedef = jax.tree_util.tree_flatten(tree)
-    if treedef.num_leaves == 1 and treedef.num_nodes == 1:
-        return describe_value(leaves[0])
-    return str(jax.tree_util.tree_unflatten(treedef, [describe_value(leaf) for leaf in leaves])).replace("'", "")
+    """``f32[3]``, or ``{w: f32[4,3]}``: a PyTree with its leaves described, as source comments show it."""
+    return describe_tree(tree).replace("'", "")
 
 
 # -- writing the source ----------------------------------------------------------------------------

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "abstract_array_in_call",
     "array_in_static_union",
+    "describe_tree",
     "dtype_mismatch",
     "expected_array",
     "expression_cannot_be_a_size",
@@ -208,16 +209,21 @@ def not_of_class(function: str, place: str, cls: type, tree: bool, value: Any, n
     )
 
 
-def _tree_text(value: Any) -> str:
-    """``dict {'w': f32[4,3]}``: a PyTree with its leaves described, within about a line."""
+def describe_tree(value: Any) -> str:
+    """A PyTree with every leaf described: ``{'w': f32[4,3]}`` (a single array: ``f32[4,3]``)."""
 
     class Shown(str):
         __repr__ = str.__str__
 
     try:
-        text = repr(jax.tree.map(lambda leaf: Shown(describe_value(leaf)), value))
+        return repr(jax.tree.map(lambda leaf: Shown(describe_value(leaf)), value))
     except Exception:
         return describe_value(value)
+
+
+def _tree_text(value: Any) -> str:
+    """``dict {'w': f32[4,3]}``: a PyTree's type and its leaves described, within about a line."""
+    text = describe_tree(value)
     return f"{type(value).__name__} {text if len(text) <= 100 else text[:97] + '...'}"
 
 
