@@ -470,7 +470,7 @@ def test_chunks_with_the_checks_off():
     assert_close(unchecked(np.asarray(x)), jax.vmap(nearest)(x))  # NumPy arrays are not converted first
 
 
-# -- issue 21: what the slices need of a call, checked even with check=False ------------------------------
+# -- what the slices need of a call, checked even with check=False ------------------------------
 
 
 def centred_over_g(x: Float[Array, "n"]) -> Float[Array, "n"]:
@@ -487,7 +487,7 @@ CENTRED_MESSAGE = (
 @pytest.mark.parametrize("jit", [False, True])
 @pytest.mark.parametrize("outer", ["jax.vmap", "batched", "shard_map"])
 def test_an_outer_axis_of_the_chunked_name_is_a_spec_error_before_the_body_runs(outer, jit):
-    # B1: the chunked level binds no name, so the body's pmean over 'g' used the outer axis 'g', silently.
+    # Was silent: the chunked level binds no name, so the body's pmean over 'g' used the outer axis 'g', silently.
     runs = []
     chunked = batched(_counting(centred_over_g, runs), "g", chunk={"g": 2})
     x = jnp.arange(24.0).reshape(2, 4, 3)
@@ -525,7 +525,7 @@ ADD_SIZES = (
 @pytest.mark.parametrize("jit", [False, True])
 @pytest.mark.parametrize("check", [False, True])
 def test_arguments_of_different_sizes_are_refused_even_with_the_checks_off(check, jit):
-    # B16: with check=False the slices took the first argument's size: a (5, 3) result, the sixth example dropped.
+    # Was silent: with check=False the slices took the first argument's size: a (5, 3) result, the sixth example dropped.
     chunked = batched(add, "b", check=check, chunk={"b": 2})
     call = jax.jit(chunked) if jit else chunked
     with pytest.raises(ShapeError, match=ADD_SIZES if not check else r"add: dimension 'b' has size 5"):
@@ -551,7 +551,7 @@ def test_a_chunked_inner_batch_dim_names_the_axis_of_the_whole_argument():
 
 
 def test_a_varying_unmapped_result_of_a_chunked_name_is_told_to_reduce_outside():
-    # B13: the advice was jax.lax.psum(x, 'b'), which chunk= refuses.
+    # The advice was jax.lax.psum(x, 'b'), which chunk= refuses.
     def leaky(x: Float[Array, "n"]) -> tuple[Float[Array, "n"], Float[Array, "n"]]:
         return x, 2 * x  # the second varies over the batch
 
@@ -566,11 +566,11 @@ def test_a_varying_unmapped_result_of_a_chunked_name_is_told_to_reduce_outside()
         batched(leaky, "b n -> b n, n")(jnp.ones((5, 3)))
 
 
-# -- issue 21: memory, with axes not leading, a remainder, and symbolic sizes -------------------------------
+# -- memory, with axes not leading, a remainder, and symbolic sizes -------------------------------
 
 
 def test_a_non_leading_batch_axis_needs_the_memory_of_the_written_out_program():
-    # B3: 1.73x the temporary memory of lax.map over jnp.moveaxis(x, 2, 0), the program explain() writes.
+    # Was 1.73x the temporary memory of lax.map over jnp.moveaxis(x, 2, 0), the program explain() writes.
     x = jax.ShapeDtypeStruct((64, 3, 4096), jnp.float32)
     chunked = _temporary(batched(nearest, "p d g -> p g", chunk={"g": 64}), x)
     written_out = _temporary(
@@ -602,7 +602,7 @@ def _exported(fn, *specs):
 
 @pytest.mark.parametrize("form", ["leading", "non-leading in", "an unmapped result"])
 def test_a_fixed_chunk_exports_with_a_symbolic_batch_size(form):
-    # B2: a bare InconclusiveDimensionOperation ('b' <= '3').
+    # Was a bare InconclusiveDimensionOperation ('b' <= '3').
     fn, args, options, name = SPEC_FORMS[form]
     chunked = batched(fn, *args, **options, chunk={name: 4})
     plain = batched(fn, *args, **options)
@@ -630,7 +630,7 @@ def test_a_gradient_through_a_symbolic_chunk_exports():
 
 
 def test_a_budget_on_symbolic_shapes_is_a_spec_error_that_says_so():
-    # B2: it blamed the axis name of a transform around the call, which there was none of.
+    # It blamed the axis name of a transform around the call, which there was none of.
     budgeted = batched(nearest, "graph", chunk={"graph": Budget(bytes=2**20)})
     with pytest.raises(SpecError) as raised:
         _exported(budgeted, "b, p, 3")
@@ -643,7 +643,7 @@ def test_a_budget_on_symbolic_shapes_is_a_spec_error_that_says_so():
     assert "axis_name" not in message
 
 
-# -- issue 21: Budget, its key, its search, one example -------------------------------------------------------
+# -- Budget, its key, its search, one example -------------------------------------------------------
 
 
 def widen(x: Float[Array, "d"], config: dict) -> Float[Array, ""]:
@@ -688,7 +688,7 @@ X_WIDE = jnp.ones((256, 8))
 
 @pytest.mark.parametrize("kind", ["dict", "colliding hashes", "object", "numpy array read as a size"])
 def test_a_budget_is_chosen_for_each_static_value(kind):
-    # B4: the chunk was remembered per type of an unhashable static value and per hash of a hashable one
+    # The chunk was remembered per type of an unhashable static value and per hash of a hashable one
     # (hash(-1) == hash(-2)): the second call reused the first's chunk, 65x over its budget.
     fn, small, large = {
         "dict": (widen, {"copies": 1}, {"copies": 8}),
@@ -763,7 +763,7 @@ def pairwise_nearest(x: Float[Array, "p d"]) -> Float[Array, "p"]:
 
 
 def test_a_budget_finds_the_largest_power_of_two_that_fits_when_memory_does_not_grow_with_the_chunk():
-    # B5: XLA's temporary memory for (100, 4, 64) pairwise distances is not monotone in the chunk (2 needs
+    # XLA's temporary memory for (100, 4, 64) pairwise distances is not monotone in the chunk (2 needs
     # more than 4); the bisection took 2's failure for 4's and chose 1.
     x = jax.random.normal(jax.random.key(5), (100, 4, 64))
 
@@ -783,7 +783,7 @@ def test_a_budget_finds_the_largest_power_of_two_that_fits_when_memory_does_not_
 @pytest.mark.parametrize("jit", [False, True])
 @pytest.mark.parametrize("size", [1, 2])
 def test_a_budget_one_example_cannot_meet_is_a_spec_error_for_one_example_too(size, jit):
-    # B6: a SpecError for 2 examples, silently ignored for 1.
+    # Was a SpecError for 2 examples, silently ignored for 1.
     fn = batched(nearest, "graph", chunk={"graph": Budget(bytes=64)})
     call = jax.jit(fn) if jit else fn
     with pytest.raises(

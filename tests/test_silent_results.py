@@ -1,11 +1,11 @@
-"""Results that came back wrong without an error (issue 21), and the class checks beside them.
+"""Results that came back wrong without an error, and the class checks beside them.
 
-* Symbolic sizes (B10): a result size JAX cannot prove equal to its annotation is a ``ShapeError``
+* Symbolic sizes: a result size JAX cannot prove equal to its annotation is a ``ShapeError``
   (docs/scaling.md, "Exporting with symbolic shapes"), as ``jax.vmap(jaxtyped(fn))`` refuses it.
 * An object that states its own shape (distrax#239): after batching, its stated shape must
   account for the batch dims its arrays gained (docs/architecture.md, Guarantees: results).
-* A ``PyTree[Params]`` argument that is not made of ``Params`` (B11), a result that is not its
-  annotated class (B12).
+* A ``PyTree[Params]`` argument that is not made of ``Params``, a result that is not its
+  annotated class.
 
 The silent ones are tested eagerly and under ``jax.jit``; every message by its text.
 """
@@ -37,7 +37,7 @@ def maybe_jit(fn: Callable[..., Any], jit: bool) -> Callable[..., Any]:
     return jax.jit(fn) if jit else fn
 
 
-# -- B10: symbolic sizes -------------------------------------------------------------------------
+# -- symbolic sizes -------------------------------------------------------------------------------
 
 
 def transposed(x: Float[Array, "n m"]) -> Float[Array, "n m"]:
@@ -110,15 +110,17 @@ def test_a_symbol_where_the_annotation_fixes_a_size_is_refused(trace):
 def test_a_result_size_jax_cannot_decide_is_refused_with_the_constraint_that_decides_it(trace):
     spec = specs("b, n")
     assert refused_by_jaxtyping(dropped, spec)
-    message = (
-        "dropped: dimension 'n-3' of layout 'b n-3' should be n - 3 (n=n from argument 'x' (axis 1 of f32[b,n])),\n"
-        "but the return value (axis 1 of f32[b,- min(n, 3) + n]) has - min(n, 3) + n\n"
-        "  (JAX cannot prove these symbolic sizes equal, and jax.vmap and jaxtyping take sizes as equal only "
-        "where it can. With jax.export.symbolic_shape(..., constraints=('n >= 3',)) JAX reduces "
-        "- min(n, 3) + n to n - 3, and the sizes agree)"
-    )
-    with raises_message(message):
+    with pytest.raises(ShapeError) as raised:
         TRACES[trace](batched(dropped, "b"), spec)
+    message = str(raised.value)
+    # How JAX prints n - min(n, 3) is its own business: the parts of ours are checked, not its rendering.
+    assert message.startswith(
+        "dropped: dimension 'n-3' of layout 'b n-3' should be n - 3 (n=n from argument 'x' (axis 1 of f32[b,n])),\n"
+        "but the return value (axis 1 of f32[b,"
+    ), message
+    assert "JAX cannot prove these symbolic sizes equal" in message
+    assert "With jax.export.symbolic_shape(..., constraints=('n >= 3',)) JAX reduces " in message
+    assert "to n - 3, and the sizes agree)" in message
 
 
 @pytest.mark.parametrize("trace", TRACES)
@@ -266,7 +268,7 @@ def test_a_distrax_distribution_that_does_not_hold_together_once_batched_is_refu
         batched(apply, "b")(jnp.zeros((4, 3)))
 
 
-# -- B11 and B12: a PyTree of a class, a result of a class ------------------------------------------
+# -- a PyTree of a class, a result of a class ------------------------------------------
 
 
 class Params(NamedTuple):

@@ -1,4 +1,4 @@
-"""The edges of batching a JAX transform's result (issue 21: B7, B8, B9), against hand-written ``jax.vmap``.
+"""The edges of batching a JAX transform's result (checkpoint, allow_int, cloudpickle), against hand-written ``jax.vmap``.
 
 * ``jax.checkpoint``/``jax.remat`` (and other wrappers that copy the annotations) around ``jax.grad``
   return the gradient, not the loss: they are seen through to the transform.
@@ -35,7 +35,7 @@ def assert_trees_equal(got, expected):
             np.testing.assert_allclose(a, b, rtol=1e-6)
 
 
-# -- B7: checkpoint/remat of a gradient -----------------------------------------------------------
+# -- checkpoint/remat of a gradient -----------------------------------------------------------------
 
 
 def logged(fn):
@@ -75,7 +75,7 @@ def test_a_checkpointed_gradient_is_described_and_checked_as_the_gradient():
     assert str(caught.value).startswith("jax.grad(linear_loss): dimension 'feat' has size 4 in argument 'w'")
 
 
-# -- B8: allow_int ----------------------------------------------------------------------------------
+# -- allow_int ----------------------------------------------------------------------------------------
 
 
 def scaled_loss(w: Float[Array, "feat"], n: Int[Array, ""], x: Float[Array, "feat"]) -> Float[Array, ""]:
@@ -103,7 +103,7 @@ def test_an_integer_gradient_still_refuses_a_float_argument_by_name():
     assert "admits only Int dtypes" in message
 
 
-# -- B9: cloudpickle --------------------------------------------------------------------------------
+# -- cloudpickle --------------------------------------------------------------------------------------
 
 
 def make_loss(offset):

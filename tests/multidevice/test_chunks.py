@@ -117,7 +117,7 @@ def test_a_collective_over_a_sharded_chunked_name_is_a_spec_error():
 
 @pytest.mark.parametrize("kind", ["auto", "explicit"])
 def test_per_device_memory_is_one_slice_whatever_the_batch(kind):
-    # Issue 21, B15: each device's temporary memory held its whole shard: the scan's (devices, slices, chunk)
+    # Each device's temporary memory held its whole shard: the scan's (devices, slices, chunk)
     # stacking, transposed under the devices' vmap, was copied (here 189 KB against the hand-written 42 KB at
     # 4096 graphs), where the hand-written shard_map(lax.map) stays at one slice's.
     mesh = mesh_1d(kind)
@@ -140,7 +140,7 @@ def test_per_device_memory_is_one_slice_whatever_the_batch(kind):
 @pytest.mark.parametrize("kind", ["auto", "explicit"])
 @pytest.mark.parametrize("jit", [False, True])
 def test_a_mesh_axis_named_as_the_chunked_batch_dim_is_no_outer_axis(kind, jit):
-    # Issue 21, B1 is refused only where a transform around the call binds the name: a mesh axis of the
+    # An outer axis of a chunked name is refused only where a transform around the call binds the name: a mesh axis of the
     # same name that shard= splits the batch over binds none.
     mesh = jax.make_mesh((8,), ("graph",), axis_types=(AXIS_TYPES[kind],))
     chunked = batched(nearest, "graph", shard={"graph": "graph"}, mesh=mesh, chunk={"graph": 4})
