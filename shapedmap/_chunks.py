@@ -31,6 +31,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -163,17 +164,11 @@ class _Slicing:
 
         if not rest:
 
-            def unstack(axis: int | None, leaf: Any) -> Any:
-                if axis is None:  # not mapped here: the same in every slice
-                    return leaf[0]
-                leaf = jnp.moveaxis(leaf, 0, along)  # (count, [devices,] chunk, ...) -> ([devices,] count, chunk, ...)
-                return leaf.reshape(*leaf.shape[:along], count * chunk, *leaf.shape[along + 2 :])
-
             def stacked(index: Any, _: None) -> tuple[Any, Any]:
                 return index + 1, on(index)
 
             _, results = jax.lax.scan(stacked, jnp.zeros((), jnp.int32), None, length=count)
-            return _over_outputs(self.out_axes, unstack, results)
+            return _over_outputs(self.out_axes, functools.partial(_unstacked, along, count * chunk, None), results)
         # The remainder first: its results' shapes give the buffers each slice writes into.
         last = self.on(count * chunk, lambda leaf, axis, start: jax.lax.slice_in_dim(leaf, start, size, axis=axis))
 
@@ -206,14 +201,18 @@ class _Slicing:
             examples = index * chunk + jnp.arange(chunk)
             return self.on(examples, lambda leaf, axis, start: jnp.take(leaf, start, axis=axis, mode="clip"))
 
-        def unstack(axis: int | None, leaf: Any) -> Any:
-            if axis is None:
-                return leaf[0]
-            leaf = jnp.moveaxis(leaf, 0, along)
-            leaf = leaf.reshape(*leaf.shape[:along], steps * chunk, *leaf.shape[along + 2 :])
-            return jax.lax.slice_in_dim(leaf, 0, size, axis=along)
-
+        unstack = functools.partial(_unstacked, along, steps * chunk, size)
         return _over_outputs(self.out_axes, unstack, jax.lax.map(on, jnp.arange(steps)))
+
+
+def _unstacked(along: int, total: Any, size: Any, axis: int | None, leaf: Any) -> Any:
+    """A result the scan stacked as (slices, [devices,] chunk, ...), as ``total`` examples on ``along``, the
+    first ``size`` of them kept (None: all); one not mapped here (``axis`` None) is the same in every slice."""
+    if axis is None:
+        return leaf[0]
+    leaf = jnp.moveaxis(leaf, 0, along)  # (slices, [devices,] chunk, ...) -> ([devices,] slices, chunk, ...)
+    leaf = leaf.reshape(*leaf.shape[:along], total, *leaf.shape[along + 2 :])
+    return leaf if size is None else jax.lax.slice_in_dim(leaf, 0, size, axis=along)
 
 
 def _cut(
