@@ -9,6 +9,7 @@ Example:
     $ .venv/bin/python -m benchmarks --quick          # about a minute, small sizes
     $ nice .venv/bin/python -m benchmarks --docs      # the full run behind docs/performance.md
     $ nice .venv/bin/python -m benchmarks.chunks --docs   # chunk=: memory and time (benchmarks/chunks.py)
+    $ .venv/bin/python -m benchmarks.chunk_memory --docs  # chunk=: memory of other axes, remainders, shard=
     $ .venv/bin/python -m benchmarks.sharded          # 8 host devices against 1 (its own process)
 
 The shapedmap measured is the one imported; to measure a clean commit while the checkout has

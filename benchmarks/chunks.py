@@ -12,12 +12,10 @@ distance summed. Over 4 096 and 8 192 graphs, side by side in one run:
 * **time** of the jitted call (``block_until_ready``), the candidates interleaved, medians of
   repeated samples with paired ratios (``benchmarks.harness``);
 * the cost of a ``Budget``: the first call (search, compile, run) against the first call with the
-  chunk it chose, and how many compilations the search took;
-* **compiled temporary memory beyond the leading axis** (deterministic, no timing): a batch axis that
-  is not the first (``"p d g -> p g"`` against ``lax.map`` over ``jnp.moveaxis(x, 2, 0)``, the program
-  ``explain()`` writes), a batch the chunk does not divide (against ``lax.map(batch_size=k)``), and,
-  in a child process on 8 simulated CPU devices, each device's memory with ``shard=`` (against
-  ``jax.shard_map(lambda xs: jax.lax.map(f, xs, batch_size=k), ...)``) at 4 096 and 65 536 graphs.
+  chunk it chose, and how many compilations the search took.
+
+Memory beyond the leading axis (a batch axis that is not the first, a remainder, ``shard=``) is
+measured by ``python -m benchmarks.chunk_memory``.
 
 Writes ``benchmarks/results/chunks.json``; ``--docs`` also draws ``docs/images/chunks.png`` and
 rewrites the generated block of the "Chunks" section of ``docs/performance.md``.
@@ -54,9 +52,6 @@ from .report import ROOT, _time, replace_block
 
 SIZES = (4096, 8192)
 CHUNKS = (16, 64, 256, 1024)
-MEMORY_SIZES = (4096, 65536)  # the memory-only comparisons: compiled, never run
-MEMORY_CHUNK = 16
-NON_LEADING_CHUNKS = (16, 64, 256)
 POINTS, DIMENSIONS = 64, 3
 BUDGET = 2**22  # 4 MiB of temporary memory
 RESULTS = ROOT / "benchmarks" / "results" / "chunks.json"
@@ -69,12 +64,6 @@ def nearest_total(x: Float[Array, "p d"]) -> Float[Array, ""]:
     """Pairwise squared distances (p, p), sorted per row; the sum of each point's nearest distance."""
     distances = jnp.sum((x[:, None, :] - x[None, :, :]) ** 2, axis=-1)
     return jnp.sort(distances, axis=-1)[:, 1].sum()
-
-
-def nearest_points(x: Float[Array, "p d"]) -> Float[Array, "p"]:  # noqa: UP037 (a dim string)
-    """Each point's nearest squared distance: a result per point, so a batch axis out that is not the first."""
-    distances = jnp.sum((x[:, None, :] - x[None, :, :]) ** 2, axis=-1)
-    return jnp.sort(distances, axis=-1)[:, 1]
 
 
 def variant(name: str, chunk: int | None) -> Any:
@@ -183,73 +172,6 @@ def _fresh_copy() -> Any:
     return nearest
 
 
-def _compiled_temp(function: Any, *abstract: Any) -> int:
-    return jax.jit(function).lower(*abstract).compile().memory_analysis().temp_size_in_bytes
-
-
-def non_leading_memory() -> dict[str, Any]:
-    """``"p d g -> p g"``: chunked against ``lax.map`` over ``jnp.moveaxis(x, 2, 0)``, per size and k."""
-    results: dict[str, Any] = {}
-    for size in SIZES:
-        abstract = jax.ShapeDtypeStruct((POINTS, DIMENSIONS, size), jnp.float32)
-        for k in NON_LEADING_CHUNKS:
-            chunked = batched(nearest_points, "p d g -> p g", chunk={"g": k})
-
-            def written_out(x: Any, k: int = k) -> Any:
-                return jnp.moveaxis(jax.lax.map(nearest_points, jnp.moveaxis(x, 2, 0), batch_size=k), 0, 1)
-
-            results[f"{size} k={k}"] = {
-                "chunked": _compiled_temp(chunked, abstract),
-                "lax.map": _compiled_temp(written_out, abstract),
-            }
-    return results
-
-
-def remainder_memory() -> dict[str, Any]:
-    """A batch ``MEMORY_CHUNK`` does not divide (4 examples over): chunked against ``lax.map(batch_size=)``."""
-    results: dict[str, Any] = {}
-    for size in (*MEMORY_SIZES, *(size + 4 for size in MEMORY_SIZES)):
-        abstract = jax.ShapeDtypeStruct((size, POINTS, DIMENSIONS), jnp.float32)
-        results[str(size)] = {
-            "chunked": _compiled_temp(batched(nearest_points, "graph", chunk={"graph": MEMORY_CHUNK}), abstract),
-            "lax.map": _compiled_temp(lambda x: jax.lax.map(nearest_points, x, batch_size=MEMORY_CHUNK), abstract),
-        }
-    return results
-
-
-def sharded_memory() -> dict[str, Any]:
-    """Each device's temporary memory with ``shard=`` on 8 simulated CPU devices (in a child process)."""
-    command = [sys.executable, "-m", "benchmarks.chunks", "--sharded-memory-child"]
-    environment = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"}
-    output = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True, env=environment).stdout
-    return json.loads(output.strip().splitlines()[-1])
-
-
-def sharded_memory_child() -> None:
-    """In the child: per size, the per-device temp of vmap, chunk= and hand-written shard_map(lax.map)."""
-    from jax.sharding import NamedSharding, PartitionSpec
-
-    mesh = jax.make_mesh((8,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
-    variants = {
-        "vmap": batched(nearest_total, "graph", shard={"graph": "data"}, mesh=mesh),
-        "chunked": batched(nearest_total, "graph", shard={"graph": "data"}, mesh=mesh, chunk={"graph": MEMORY_CHUNK}),
-        "shard_map(lax.map)": jax.shard_map(
-            lambda xs: jax.lax.map(nearest_total, xs, batch_size=MEMORY_CHUNK),
-            mesh=mesh,
-            in_specs=PartitionSpec("data"),
-            out_specs=PartitionSpec("data"),
-        ),
-    }
-    results: dict[str, Any] = {"devices": len(jax.devices())}
-    for size in MEMORY_SIZES:
-        abstract = jax.ShapeDtypeStruct(
-            (size, POINTS, DIMENSIONS), jnp.float32, sharding=NamedSharding(mesh, PartitionSpec("data"))
-        )
-        with jax.set_mesh(mesh):
-            results[str(size)] = {name: _compiled_temp(function, abstract) for name, function in variants.items()}
-    print(json.dumps(results))
-
-
 def measure(repeat: int, target: float, budget: float) -> dict[str, Any]:
     """Every measurement, for every size; ``budget``: seconds the timing of one size may take, roughly."""
     results: dict[str, Any] = {
@@ -290,12 +212,6 @@ def measure(repeat: int, target: float, budget: float) -> dict[str, Any]:
         print(f"[{time.perf_counter() - started:5.0f} s] n={size}: budget", file=sys.stderr, flush=True)
         entry["budget"] = budget_cost(size, repeat=3)
         results["sizes"][str(size)] = entry
-    print(f"[{time.perf_counter() - started:5.0f} s] memory beyond the leading axis", file=sys.stderr, flush=True)
-    results["memory"] = {
-        "non_leading": non_leading_memory(),
-        "remainder": remainder_memory(),
-        "sharded": sharded_memory(),
-    }
     results["machine"]["load_after"] = os.getloadavg()[0]
     results["machine"]["seconds"] = round(time.perf_counter() - started)
     return results
@@ -356,60 +272,7 @@ def render(results: dict[str, Any]) -> str:
             f"{budget['chosen_chunk']}}}` (median of 3).",
             "",
         ]
-    if "memory" in results:
-        lines += render_memory(results["memory"])
     return "\n".join(lines)
-
-
-def _temp_ratio(entry: dict[str, int], reference: str) -> str:
-    return f"{entry['chunked'] / entry[reference]:.2f}" if entry[reference] else "–"
-
-
-def render_memory(memory: dict[str, Any]) -> list[str]:
-    """Markdown for the memory-only comparisons: non-leading axis, a remainder, per device with ``shard=``."""
-    lines = [
-        '**A batch axis that is not the first** — `batched(nearest_points, "p d g -> p g", chunk={"g": k})` '
-        "against the program `explain()` writes for it, `lax.map` over `jnp.moveaxis(x, 2, 0)`:",
-        "",
-        "| graphs | k | temp: lax.map (moved axis) | temp: chunked | chunked / lax.map |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for key, entry in memory["non_leading"].items():
-        size, k = key.split(" k=")
-        lines.append(
-            f"| {int(size):,} | {k} | {_megabytes(entry['lax.map'])} | {_megabytes(entry['chunked'])} "
-            f"| {_temp_ratio(entry, 'lax.map')} |"
-        )
-    lines += [
-        "",
-        f"**A batch the chunk does not divide** — k = {MEMORY_CHUNK}, per-point results, against "
-        f"`lax.map(f, xs, batch_size={MEMORY_CHUNK})`, which copies the full slices' examples:",
-        "",
-        "| graphs | temp: lax.map | temp: chunked | chunked / lax.map |",
-        "| --- | --- | --- | --- |",
-    ]
-    for size, entry in memory["remainder"].items():
-        lines.append(
-            f"| {int(size):,} | {_megabytes(entry['lax.map'])} | {_megabytes(entry['chunked'])} "
-            f"| {_temp_ratio(entry, 'lax.map')} |"
-        )
-    sharded = memory["sharded"]
-    lines += [
-        "",
-        f"**With `shard=`**, on {sharded['devices']} simulated CPU devices: each device's compiled temporary "
-        f'memory, `jax.vmap` with `spmd_axis_name`, `chunk={{"graph": {MEMORY_CHUNK}}}`, and the hand-written '
-        f"`jax.shard_map(lambda xs: jax.lax.map(f, xs, batch_size={MEMORY_CHUNK}), ...)`:",
-        "",
-        "| graphs | temp: vmap | temp: shard_map(lax.map) | temp: chunked | chunked / shard_map(lax.map) |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for size in map(str, MEMORY_SIZES):
-        entry = sharded[size]
-        lines.append(
-            f"| {int(size):,} | {_megabytes(entry['vmap'])} | {_megabytes(entry['shard_map(lax.map)'])} "
-            f"| {_megabytes(entry['chunked'])} | {_temp_ratio(entry, 'shard_map(lax.map)')} |"
-        )
-    return [*lines, ""]
 
 
 def chart(results: dict[str, Any], path: Path = CHART) -> Path:
@@ -476,11 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=400.0, help="seconds the timing of one size may take")
     parser.add_argument("--rerender", action="store_true", help="render the saved results only")
     parser.add_argument("--rss", nargs=3, metavar=("VARIANT", "SIZE", "CHUNK"), help=argparse.SUPPRESS)
-    parser.add_argument("--sharded-memory-child", action="store_true", help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
-    if options.sharded_memory_child:
-        sharded_memory_child()
-        return 0
     if options.rss:
         name, size, chunk = options.rss
         run_once_for_rss(name, int(size), int(chunk))
