@@ -11,6 +11,7 @@ Memory analysis is deterministic: nothing here is timed.
 import ast
 import functools
 import re
+import types
 from typing import Any
 
 import jax
@@ -770,7 +771,8 @@ def test_a_budget_finds_the_largest_power_of_two_that_fits_when_memory_does_not_
     def temporary(chunk):
         return _temporary(batched(pairwise_nearest, "g", chunk={"g": chunk}), x)
 
-    assert temporary(2) > temporary(4)  # the premise: memory is not monotone here
+    if not temporary(2) > temporary(4):  # XLA of this JAX version is monotone here: the search's own test holds
+        pytest.skip("this XLA's temporary memory grows with the chunk for this function")
     budget = max(temporary(4), temporary(1))
     assert temporary(2) > budget and temporary(100) > budget
     fn = batched(pairwise_nearest, "g", chunk={"g": Budget(bytes=budget)})
@@ -778,6 +780,36 @@ def test_a_budget_finds_the_largest_power_of_two_that_fits_when_memory_does_not_
     assert chosen == max(k for k in (1, 2, 4, 8, 16, 32, 64) if temporary(k) <= budget) == 4
     assert _temporary(fn, x) <= budget
     assert_close(fn(x), jax.vmap(pairwise_nearest)(x))
+
+
+@pytest.mark.parametrize(
+    ("needs", "chosen"),
+    [
+        ({100: 6400, 64: 10136, 32: 10136, 16: 10136, 8: 10136, 4: 4504, 2: 8600, 1: 4376}, 4),  # not monotone
+        ({100: 9000, 64: 6400, 32: 3200, 16: 1600, 8: 800, 4: 400, 2: 200, 1: 100}, 32),  # grows with the chunk
+        ({100: 90, 64: 640}, 100),  # the whole batch fits
+    ],
+    ids=["not monotone", "monotone", "whole batch"],
+)
+def test_the_budget_search_takes_the_largest_power_of_two_that_fits_whatever_the_memory_curve(needs, chosen):
+    """The search on its own, against a memory curve given by hand (what XLA gives varies by version)."""
+    from shapedmap._budget import settled
+    from shapedmap._levels import Level, VmapNest
+    from shapedmap._plan import plan_of
+
+    plan = plan_of(batched(pairwise_nearest, "g"))
+    nest = VmapNest((Level("g", None, (0,), (0,), chunk=Budget(bytes=5000)),), ())
+    compiled = []
+
+    def trace(candidate):
+        chunk = candidate.levels[0].chunk
+        compiled.append(chunk)
+        analysis = types.SimpleNamespace(temp_size_in_bytes=needs[chunk])
+        program = types.SimpleNamespace(memory_analysis=lambda: analysis)
+        return types.SimpleNamespace(lower=lambda: types.SimpleNamespace(compile=lambda: program))
+
+    assert settled(plan, nest, [jax.ShapeDtypeStruct((100, 4, 64), jnp.float32)], trace).levels[0].chunk == chosen
+    assert compiled == [100, 64, 32, 16, 8, 4, 2, 1][: compiled.index(chosen) + 1]  # from the largest down
 
 
 @pytest.mark.parametrize("jit", [False, True])
