@@ -733,10 +733,10 @@ def test_a_bound_method_or_partial_made_at_each_call_is_settled_once():
     runs = []
     budgeted = batched(_counting(apply, runs), "b", chunk={"b": Budget(bytes=BUDGET)})
     model = Model()
-    for act in (model.act, functools.partial(jnp.add, 1.0)):
-        budgeted(X_WIDE, act)  # the search, then the call: several traces
+    for make in (lambda: model.act, lambda: functools.partial(jnp.add, 1.0)):  # a new object at each call
+        budgeted(X_WIDE, make())  # the search, then the call: several traces
         searched = len(runs)
-        budgeted(X_WIDE, model.act if act.__class__ is not functools.partial else functools.partial(jnp.add, 1.0))
+        budgeted(X_WIDE, make())
         assert len(runs) - searched == 1  # the call alone: the chunk was remembered
 
 

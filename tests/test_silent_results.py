@@ -74,36 +74,37 @@ def refused_by_jaxtyping(fn: Callable[..., Any], spec: Any) -> bool:
     return False
 
 
-@pytest.mark.parametrize("trace", TRACES)
-def test_a_result_with_its_symbolic_dims_swapped_is_refused(trace):
-    spec = specs("b, n, m")
-    assert refused_by_jaxtyping(transposed, spec)
-    message = (
+SWAPPED_OR_FIXED = {
+    "dims swapped": (
+        transposed,
+        "b, n, m",
         "transposed: dimension 'n' has size n in argument 'x' (axis 1 of f32[b,n,m])\n"
         "but size m in the return value (axis 1 of f32[b,m,n])\n"
         "  the return value has layout 'b n m': expected (b=b, n=n, m=m), got f32[b,m,n]\n"
         "  (JAX cannot prove these symbolic sizes equal, and jax.vmap and jaxtyping take sizes as equal only "
         "where it can: distinct symbols are distinct sizes. If m and n are one size, export them as one symbol, "
-        "or say so: jax.export.symbolic_shape(..., constraints=('m == n',)))"
-    )
-    with raises_message(message):
-        TRACES[trace](batched(transposed, "b"), spec)
-
-
-@pytest.mark.parametrize("trace", TRACES)
-def test_a_symbol_where_the_annotation_fixes_a_size_is_refused(trace):
-    spec = specs("b, n, 2")
-    assert refused_by_jaxtyping(turned, spec)
-    message = (
+        "or say so: jax.export.symbolic_shape(..., constraints=('m == n',)))",
+    ),
+    "a symbol for a fixed size": (
+        turned,
+        "b, n, 2",
         "turned: dimension 'n' has size n in argument 'x' (axis 1 of f32[b,n,2])\n"
         "but size 2 in the return value (axis 1 of f32[b,2,n])\n"
         "  the return value has layout 'b n 2': expected (b=b, n=n, 2), got f32[b,2,n]\n"
         "  (JAX cannot prove these symbolic sizes equal, and jax.vmap and jaxtyping take sizes as equal only "
         "where it can: a symbol is not a fixed size. If n is always 2, export it as 2, "
-        "or say so: jax.export.symbolic_shape(..., constraints=('n == 2',)))"
-    )
+        "or say so: jax.export.symbolic_shape(..., constraints=('n == 2',)))",
+    ),
+}
+
+
+@pytest.mark.parametrize("trace", TRACES)
+@pytest.mark.parametrize(("fn", "shape", "message"), SWAPPED_OR_FIXED.values(), ids=SWAPPED_OR_FIXED.keys())
+def test_a_result_with_dims_swapped_or_a_symbol_for_a_fixed_size_is_refused(fn, shape, message, trace):
+    spec = specs(shape)
+    assert refused_by_jaxtyping(fn, spec)
     with raises_message(message):
-        TRACES[trace](batched(turned, "b"), spec)
+        TRACES[trace](batched(fn, "b"), spec)
 
 
 @pytest.mark.parametrize("trace", TRACES)
