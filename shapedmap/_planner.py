@@ -22,10 +22,9 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-from collections import Counter
 from typing import Any
 
-from ._errors import SpecError, describe_value
+from ._errors import SpecError
 from ._grammar import (
     FixedDim,
     Layout,
@@ -33,14 +32,18 @@ from ._grammar import (
     Spec,
     SymbolicDim,
     VariadicDim,
-    dim_name,
-    dim_text,
-    is_batch_token,
-    parse_layout,
-    parse_spec,
 )
-from ._levels import Budget, CallShape, Placement
+from ._levels import Budget, CallShape
 from ._places import result_place
+from ._placing import (
+    checked_chunks,
+    checked_layouts,
+    parse_layout_for,
+    parse_spec_for,
+    place,
+    prepend,
+    with_given_layouts,
+)
 from ._plan import Argument, Plan, Result, unannotated_note
 from ._value_types import FunctionTypes
 
@@ -67,9 +70,9 @@ def make_plan(
     def fail(message: str) -> SpecError:
         return SpecError(f"{name}: {message}")
 
-    parsed = _parse_spec_for(spec, fail)
-    layouts = _check_layouts_argument(layouts, types, fail)
-    types = _map_unions_given_layouts(types, layouts)
+    parsed = parse_spec_for(spec, fail)
+    layouts = checked_layouts(layouts, types, fail)
+    types = with_given_layouts(types, layouts)
     array_parameters = [p for p in types.parameters if p.value.is_array]
     if parsed.inputs == () and len(array_parameters) == 1:
         # Nothing before '->' is no layout, or one scalar's for the one array parameter.
@@ -93,14 +96,14 @@ def make_plan(
         if parameter.name in layouts and layouts[parameter.name] is None:
             batched_layout = per_example  # shared: mapped over no batch name, like in_axes=None
         elif parameter.name in layouts:
-            batched_layout = _parse_for(layouts[parameter.name], where, fail)
+            batched_layout = parse_layout_for(layouts[parameter.name], where, fail)
         elif parsed.batch is not None:
-            batched_layout = _prepend(parsed.batch, per_example, where, fail)
+            batched_layout = prepend(parsed.batch, per_example, where, fail)
         elif from_signature is not None:
             batched_layout = from_signature
         else:
             batched_layout = per_example
-        placement = _place(batched_layout, per_example, where, fail)
+        placement = place(batched_layout, per_example, where, fail)
         arguments.append(Argument(parameter.name, parameter.kind, parameter.default, parameter.value, placement))
 
     input_batch = _ordered_names(a.placement for a in arguments if a.placement is not None)
@@ -116,7 +119,7 @@ def make_plan(
         fixed_sizes=fixed_sizes,
         levels=None,
     )
-    plan = dataclasses.replace(plan, chunks=_check_chunk_argument(chunk, plan, fail))
+    plan = dataclasses.replace(plan, chunks=checked_chunks(chunk, plan, fail))
     if not order:
         raise fail(
             "no batch dims: every layout equals its per-example annotation, so there is "
@@ -127,154 +130,6 @@ def make_plan(
         unsqueezed = tuple(frozenset() for _ in plan.array_arguments)
         plan = dataclasses.replace(plan, levels=plan.levels_for(CallShape(0, lengths, unsqueezed)).levels)
     return plan
-
-
-def _parse_spec_for(spec: str | None, fail: Any) -> Spec:
-    if spec is None:
-        return Spec()
-    try:
-        return parse_spec(spec)
-    except SpecError as error:
-        raise fail(f"invalid spec {spec!r}: {error}") from None
-
-
-def _parse_for(text: Any, where: str, fail: Any) -> Layout:
-    try:
-        return parse_layout(text)
-    except SpecError as error:
-        raise fail(f"invalid layout {text!r} for {where}: {error}") from None
-
-
-def _check_layouts_argument(layouts: Any, types: FunctionTypes, fail: Any) -> dict[str, str | None]:
-    if layouts is None:
-        return {}
-    if not isinstance(layouts, dict):
-        raise fail(f"layouts= must be a dict from parameter name to layout, got {type(layouts).__name__}")
-    known = {p.name: p for p in types.parameters}
-    for key in layouts:
-        if key not in known:
-            raise fail(f"layouts= names {key!r}, which is not a parameter (parameters: {', '.join(known) or 'none'})")
-        if not known[key].value.is_array and known[key].value.array is None:
-            hint = known[key].value.hint
-            annotated = "is not annotated" if hint is None else f"is annotated {getattr(hint, '__name__', hint)}"
-            raise fail(
-                f"layouts= gives a layout for '{key}', which {annotated}: only array parameters "
-                "have layouts (non-array parameters are held static, never mapped)"
-            )
-    return layouts
-
-
-def _check_chunk_argument(chunk: Any, plan: Plan, fail: Any) -> dict[str, int | Budget]:
-    """``chunk=`` checked against the batch names: a positive number of examples, or one ``Budget``."""
-    if chunk is None:
-        return {}
-    if not isinstance(chunk, dict) or not chunk:
-        raise fail(
-            "chunk= must be a non-empty dict from batch name to the number of examples in each slice, "
-            f"e.g. chunk={{'graph': 1024}}, got {describe_value(chunk)}"
-        )
-    batch_names = [name for name in plan.order if name != plan.variadic_batch]
-    mapped = {name for i in plan.array_arguments for name in plan.arguments[i].placement.batch_names}
-    for key, value in chunk.items():
-        if key == plan.variadic_batch:
-            raise fail(f"chunk= names '*{key}', whose number of dims varies per call; chunk named batch dims only")
-        if key not in batch_names:
-            raise fail(
-                f"chunk= names {key!r}, which is not a batch dim of this function "
-                f"(batch dims: {', '.join(batch_names) or 'none'})"
-            )
-        if key not in mapped:
-            raise fail(
-                f"chunk= names '{key}', which no argument is mapped over (only the results have it): "
-                "there is nothing to slice"
-            )
-        if isinstance(value, Budget):
-            budget = value.bytes
-            if isinstance(budget, bool) or not isinstance(budget, int) or budget <= 0:
-                raise fail(f"chunk={{{key!r}: {value!r}}}: the budget must be a positive number of bytes")
-        elif isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise fail(
-                f"chunk={{{key!r}: ...}} must be a positive number of examples (an int) or a "
-                f"shapedmap.Budget(bytes=...), got {describe_value(value)}"
-            )
-    budgeted = [key for key, value in chunk.items() if isinstance(value, Budget)]
-    if len(budgeted) > 1:
-        raise fail(
-            f"chunk= gives memory budgets to {' and '.join(map(repr, budgeted))}: a budget chooses the chunk "
-            "of one batch name; give the others a number of examples"
-        )
-    return dict(chunk)
-
-
-def _map_unions_given_layouts(types: FunctionTypes, layouts: dict[str, str | None]) -> FunctionTypes:
-    """A union of arrays and non-arrays (``Rngs | Array``) that ``layouts=`` names is an array parameter."""
-    parameters = tuple(
-        dataclasses.replace(p, value=dataclasses.replace(p.value, kind="array"))
-        if p.name in layouts and p.value.kind == "static" and p.value.array is not None
-        else p
-        for p in types.parameters
-    )
-    return dataclasses.replace(types, parameters=parameters)
-
-
-def _prepend(batch: tuple[Any, ...], per_example: Layout, where: str, fail: Any) -> Layout:
-    clashes = [dim_name(dim) for dim in batch if dim_name(dim) in per_example.names()]
-    if clashes:
-        raise fail(
-            f"the batch name '{clashes[0]}' is already a dimension of the per-example annotation "
-            f"{str(per_example)!r} of {where}; pick another batch name"
-        )
-    return Layout((*batch, *per_example.dims))
-
-
-def _place(batched: Layout, per_example: Layout, where: str, fail: Any) -> Placement:
-    """Find the batch dims of ``batched`` and check the rest is exactly ``per_example``."""
-    core_names = per_example.names()
-    batch: list[tuple[int, str]] = []
-    for index, dim in enumerate(batched.dims):
-        name = dim_name(dim)
-        if name is None or name in core_names:
-            continue
-        if not is_batch_token(dim):
-            raise fail(
-                f"{dim_text(dim)!r} in the layout {str(batched)!r} of {where} is not in the per-example "
-                f"annotation {str(per_example)!r}, so it would be a batch dim, but a batch dim must be "
-                "a plain name, 'name=size' or '*name'"
-            )
-        if name in dict((n, i) for i, n in batch):
-            raise fail(f"the batch name '{name}' appears twice in the layout {str(batched)!r} of {where}")
-        batch.append((index, name))
-    if sum(isinstance(dim, VariadicDim) for dim in batched.dims) > 1:
-        raise fail(
-            f"the layout {str(batched)!r} of {where} has two variadic dims ('*name' or '...'): a "
-            "'*batch' spec needs per-example annotations without '*name' or '...'"
-        )
-    core = batched.without({index for index, _ in batch})
-    if core != per_example:
-        raise fail(_core_mismatch(batched, core, per_example, where))
-    return Placement(batched, per_example, tuple(batch))
-
-
-def _core_mismatch(batched: Layout, core: Layout, per_example: Layout, where: str) -> str:
-    head = f"the layout {str(batched)!r} of {where}"
-    core_tokens = [dim_text(d) for d in core.dims]
-    example_tokens = [dim_text(d) for d in per_example.dims]
-    if sorted(core_tokens) == sorted(example_tokens):
-        return (
-            f"{head} has the core dims in the order {str(core)!r} but the per-example annotation "
-            f"says {str(per_example)!r}; vmap cannot transpose: keep the per-example order and "
-            "insert only the batch dims"
-        )
-    missing = list((Counter(example_tokens) - Counter(core_tokens)).elements())
-    if missing:
-        return (
-            f"{head} lacks the per-example dim(s) {', '.join(map(repr, missing))} of the annotation "
-            f"{str(per_example)!r}; a batched layout is the per-example layout with batch dims inserted"
-        )
-    return (
-        f"{head} without its batch dims is {str(core)!r}, but the per-example annotation is "
-        f"{str(per_example)!r}; a batched layout is the per-example layout with batch dims inserted"
-    )
 
 
 def _ordered_names(placements: Any) -> tuple[str, ...]:
@@ -294,7 +149,7 @@ def _place_results(
         if texts is None:
             raise fail(f"out= must be a layout string or a tuple of them, got {type(out).__name__}")
         # None: the per-example layout itself, a result that no batch dim maps (out_axes=None)
-        layouts = [None if text is None else _parse_for(text, "the return value", fail) for text in texts]
+        layouts = [None if text is None else parse_layout_for(text, "the return value", fail) for text in texts]
     elif parsed.outputs is not None:
         layouts = list(parsed.outputs)
     else:
@@ -312,11 +167,11 @@ def _place_results(
         if layouts is not None:
             batched_layout = per_example if layouts[index] is None else layouts[index]
         elif parsed.batch is not None:
-            batched_layout = _prepend(parsed.batch, per_example, where, fail)
+            batched_layout = prepend(parsed.batch, per_example, where, fail)
         else:
             names = [n for n in input_batch if n not in per_example.names()]
             batched_layout = Layout((*(NamedDim(n) for n in names), *per_example.dims))
-        results.append(Result(value, _place(batched_layout, per_example, where, fail)))
+        results.append(Result(value, place(batched_layout, per_example, where, fail)))
     return results
 
 
