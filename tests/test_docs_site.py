@@ -207,3 +207,59 @@ def test_the_performance_page_speaks_to_users(site):
     for insider in ("seed 001", "seed workload", "seed example", "engineer"):
         assert insider not in text.lower()
     assert "Top: time per call against n" in text  # the chart's panels are stacked
+
+
+# -- tables whose rows are checks (the From jax.vmap page) ---------------------------------------
+
+_SAME_PAGE = (
+    "```python exec\nimport jax\nimport jax.numpy as jnp\nx = jnp.arange(6.0).reshape(2, 3)\n```\n\n"
+    "<!-- shapedmap:same -->\n| form | `jax.vmap` | other |\n| --- | --- | --- |\n"
+    "| sums | `jax.vmap(jnp.sum)(x)` | `x.sum(axis=1)` |\n"
+    "| a pair | `jax.vmap(lambda r: (r, r.sum()))(x)` | `(x, x.sum(1))` |\n"
+)
+
+
+def test_a_same_table_runs_every_row_and_shows_what_both_gave():
+    hooks = _load_hooks()
+    out = hooks.on_page_markdown(_SAME_PAGE, _Page, None, None)
+    assert out.endswith(
+        "| form | `jax.vmap` | other | both give (run at build) |\n| --- | --- | --- | --- |\n"
+        "| sums | `jax.vmap(jnp.sum)(x)` | `x.sum(axis=1)` | `f32[2]` |\n"
+        "| a pair | `jax.vmap(lambda r: (r, r.sum()))(x)` | `(x, x.sum(1))` | `(f32[2,3], f32[2])` |\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("cell", "why"),
+    [
+        ("`x.sum(axis=0)`", r"the result: f32\[3\] is not f32\[2\]"),
+        ("`x.sum(axis=1) + 1`", r"the result: the values differ \(by up to 1\)"),
+        ("`x.sum(axis=1).astype(jnp.float16)`", r"the result: f16\[2\] is not f32\[2\]"),
+        ("`[x.sum(axis=1)]`", r"the PyTree structure PyTreeDef\(\[\*\]\) is not PyTreeDef\(\*\)"),
+        ("`x.sum(axis=7)`", r"ValueError: axis 7 is out of bounds"),
+        ("x.sum(axis=1)", r"its last two cells must each be one `code` span"),
+    ],
+    ids=["shape", "values", "dtype", "structure", "raises", "not-code"],
+)
+def test_a_same_table_row_that_differs_fails_the_build_naming_it(cell, why):
+    hooks = _load_hooks()
+    from mkdocs.exceptions import PluginError
+
+    page = _SAME_PAGE.replace("`x.sum(axis=1)`", cell)
+    with pytest.raises(PluginError, match=rf"(?s)guide/page\.md, a shapedmap:same table: 1 of 2 rows fail:\nrow 1 .*{why}"):
+        hooks.on_page_markdown(page, _Page, None, None)
+
+
+def test_a_same_table_compares_pytrees_leaf_by_leaf_and_keys_by_their_data():
+    hooks = _load_hooks()
+    import jax
+    import jax.numpy as jnp
+
+    tree = {"w": jnp.ones((2, 3)), "b": (jnp.zeros(2), None)}
+    assert hooks._difference(tree, jax.tree.map(lambda leaf: leaf + 0, tree)) is None
+    changed = {"w": jnp.ones((2, 3)), "b": (jnp.ones(2), None)}
+    assert hooks._difference(tree, changed) == "['b'][0]: the values differ (by up to 1)"
+    keys = jax.random.split(jax.random.key(0), 3)
+    assert hooks._difference(keys, jax.random.split(jax.random.key(0), 3)) is None
+    assert "the values differ" in hooks._difference(keys, jax.random.split(jax.random.key(1), 3))
+    assert hooks._difference(3, 3) is None and hooks._difference(3, 4) == "the result: 4 is not 3"

@@ -7,7 +7,12 @@ In any page:
 * ``python exec error`` must raise: the exception it raises is shown under it (a block that
   does not raise fails the build, so the error catalogue cannot drift from the library);
 * ``python exec markdown`` runs hidden: what it prints is inserted as Markdown;
-* ``<!-- shapedmap:examples -->`` becomes the shape reference of ``shapedmap.examples``.
+* ``<!-- shapedmap:examples -->`` becomes the shape reference of ``shapedmap.examples``;
+* ``<!-- shapedmap:same -->`` before a Markdown table makes each of its rows a check: the last two
+  cells of a row are each one inline code span, a Python expression, evaluated in the page's
+  namespace (after the blocks above it ran); the second must give what the first gives (the same
+  PyTree structure, and leaf by leaf the same shape, dtype and values), and a column is added that
+  shows what both gave. A row that raises or differs fails the build (all such rows are listed).
 
 Any other exception fails the build, naming the page and the block.
 """
@@ -29,6 +34,10 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 _BLOCK = re.compile(r"^```python exec(?P<flags>[^\n]*)\n(?P<code>.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 _EXAMPLES = "<!-- shapedmap:examples -->"
+_SAME = "<!-- shapedmap:same -->"
+_PAGE_PART = re.compile(
+    rf"{_BLOCK.pattern}|^{re.escape(_SAME)}[ \t]*\n(?P<table>(?:\|[^\n]*\n?)+)", re.MULTILINE | re.DOTALL
+)
 
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
@@ -36,12 +45,14 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
     namespace: dict[str, Any] = {"__name__": f"docs.{page.file.src_uri.removesuffix('.md').replace('/', '.')}"}
 
     def run(match: re.Match[str]) -> str:
+        if match.group("table") is not None:
+            return _same_table(match.group("table"), namespace, f"{page.file.src_uri}, a shapedmap:same table")
         flags = set(match.group("flags").split())
         code = match.group("code")
         where = f"{page.file.src_uri}, the python exec block starting {code.strip().splitlines()[0][:60]!r}"
         return _run_block(code, flags, namespace, where)
 
-    markdown = _BLOCK.sub(run, markdown)
+    markdown = _PAGE_PART.sub(run, markdown)  # blocks and tables in page order: a table sees the blocks above
     if _EXAMPLES in markdown:
         markdown = markdown.replace(_EXAMPLES, _shape_reference())
     return markdown
@@ -91,6 +102,90 @@ def _error(error: BaseException) -> str:
     for note in getattr(error, "__notes__", ()):
         text += f"\n{note}"
     return f'!!! failure "{type(error).__name__}"\n\n' + textwrap.indent(_fence("text", text), "    ")
+
+
+# -- tables whose rows are checks ----------------------------------------------------------------
+
+_CELL = re.compile(r"^`(?P<code>[^`]+)`$")
+
+
+def _cells(row: str) -> list[str]:
+    """The cells of a Markdown table row (a ``|`` inside an inline code span is not a border)."""
+    cells, current, in_code = [], "", False
+    for character in row.strip().strip("|"):
+        if character == "`":
+            in_code = not in_code
+        if character == "|" and not in_code:
+            cells.append(current.strip())
+            current = ""
+        else:
+            current += character
+    return [*cells, current.strip()]
+
+
+def _same_table(table: str, namespace: dict[str, Any], where: str) -> str:
+    """Evaluate the last two cells of every body row, check they agree, add a column of what they gave."""
+    lines = table.rstrip("\n").split("\n")
+    if len(lines) < 3 or not set(lines[1].replace("|", "").strip()) <= set("-: "):
+        raise PluginError(f"{where}: expected a Markdown table (a header, a --- row and rows) after {_SAME}")
+    header, rule, rows = lines[0], lines[1], lines[2:]
+    shown = [f"{header.rstrip().rstrip('|').rstrip()} | both give (run at build) |", f"{rule.rstrip().rstrip('|').rstrip()} | --- |"]
+    failures = []
+    for number, row in enumerate(rows, start=1):
+        cells = _cells(row)
+        codes = [_CELL.match(cell) for cell in cells[-2:]]
+        if len(cells) < 2 or not all(codes):
+            failures.append(f"row {number} ({row.strip()}): its last two cells must each be one `code` span")
+            continue
+        reference, candidate = (match.group("code") for match in codes if match is not None)
+        try:
+            expected = eval(compile(reference, f"<{where}, row {number}>", "eval", dont_inherit=True), namespace)
+            got = eval(compile(candidate, f"<{where}, row {number}>", "eval", dont_inherit=True), namespace)
+        except Exception as error:
+            failures.append(f"row {number} ({cells[0]}): {type(error).__name__}: {error}")
+            continue
+        difference = _difference(expected, got)
+        if difference is not None:
+            failures.append(f"row {number} ({cells[0]}): `{candidate}` is not `{reference}`: {difference}")
+            continue
+        shown.append(f"{row.rstrip().rstrip('|').rstrip()} | `{_describe_tree(got)}` |")
+    if failures:
+        raise PluginError(f"{where}: {len(failures)} of {len(rows)} rows fail:\n" + "\n".join(failures))
+    return "\n".join(shown) + "\n"
+
+
+def _describe_tree(value: Any) -> str:
+    from shapedmap._messages import describe_tree
+
+    return describe_tree(value).replace("|", "\\|")
+
+
+def _difference(expected: Any, got: Any) -> str | None:
+    """How ``got`` differs from ``expected`` (structure, then each leaf's shape, dtype, values), or None."""
+    import jax
+    import numpy as np
+
+    expected_leaves, expected_structure = jax.tree.flatten(expected)
+    got_leaves, got_structure = jax.tree.flatten(got)
+    if expected_structure != got_structure:
+        return f"the PyTree structure {got_structure} is not {expected_structure}"
+    for path, (want, have) in zip(
+        (jax.tree_util.keystr(path) or "the result" for path, _ in jax.tree_util.tree_flatten_with_path(expected)[0]),
+        zip(expected_leaves, got_leaves, strict=True),
+        strict=True,
+    ):
+        if not (hasattr(want, "shape") and hasattr(want, "dtype")):
+            if not (hasattr(have, "shape") and hasattr(have, "dtype")) and want == have:
+                continue
+            return f"{path}: {have!r} is not {want!r}"
+        if getattr(have, "shape", None) != want.shape or getattr(have, "dtype", None) != want.dtype:
+            return f"{path}: {_describe_tree(have)} is not {_describe_tree(want)}"
+        if jax.dtypes.issubdtype(want.dtype, jax.dtypes.prng_key):
+            want, have = jax.random.key_data(want), jax.random.key_data(have)
+        if not np.allclose(np.asarray(have), np.asarray(want), rtol=1e-5, atol=1e-6, equal_nan=True):
+            largest = np.max(np.abs(np.asarray(have, dtype=float) - np.asarray(want, dtype=float)), initial=0.0)
+            return f"{path}: the values differ (by up to {largest:.3g})"
+    return None
 
 
 # -- the shape reference -------------------------------------------------------------------------
