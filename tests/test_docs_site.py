@@ -246,7 +246,9 @@ def test_a_same_table_row_that_differs_fails_the_build_naming_it(cell, why):
     from mkdocs.exceptions import PluginError
 
     page = _SAME_PAGE.replace("`x.sum(axis=1)`", cell)
-    with pytest.raises(PluginError, match=rf"(?s)guide/page\.md, a shapedmap:same table: 1 of 2 rows fail:\nrow 1 .*{why}"):
+    with pytest.raises(
+        PluginError, match=rf"(?s)guide/page\.md, a shapedmap:same table: 1 of 2 rows fail:\nrow 1 .*{why}"
+    ):
         hooks.on_page_markdown(page, _Page, None, None)
 
 

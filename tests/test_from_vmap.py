@@ -81,7 +81,10 @@ def test_every_row_ran_and_gave_what_jax_vmap_gives(built):
         ("jnp.vectorize(", '"*batch"'),
         ("jax.vmap(scale, in_axes=(0, None))", 'layouts={"x": "b ...", "w": None}'),
         ("in_axes=(-1, None), out_axes=-1", 'layouts={"x": "... b", "w": None}, out="... b"'),
-        ("jax.vmap(functools.partial(masked_mean, mask=mask))", 'batched(functools.partial(masked_mean, mask=mask), "h")'),
+        (
+            "jax.vmap(functools.partial(masked_mean, mask=mask))",
+            'batched(functools.partial(masked_mean, mask=mask), "h")',
+        ),
         ("jax.random.split(key, 3))", 'layouts={"key": shapedmap.SplitKey()})(m, key)'),
     ],
     ids=lambda text: re.sub(r"\W+", "_", text).strip("_")[:40],

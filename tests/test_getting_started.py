@@ -63,7 +63,9 @@ def test_a_transposed_matrix_is_a_wrong_answer_unless_something_pins_the_sizes()
     exec(compile(_page_code().split("weighted_column_sums(m.T")[0], "<getting-started>", "exec"), page)
     weighted = page["weighted_column_sums"]
     assert jnp.allclose(weighted(m, page["weights"]), page["weights"] @ m)
-    with pytest.raises(ShapeError, match=r"(?s)^weighted_sum: dimension 'n' has size 4 in argument 'x' .*\nbut size 3 in argument 'w'"):
+    with pytest.raises(
+        ShapeError, match=r"(?s)^weighted_sum: dimension 'n' has size 4 in argument 'x' .*\nbut size 3 in argument 'w'"
+    ):
         weighted(m.T, page["weights"])
 
 

@@ -129,7 +129,10 @@ def _same_table(table: str, namespace: dict[str, Any], where: str) -> str:
     if len(lines) < 3 or not set(lines[1].replace("|", "").strip()) <= set("-: "):
         raise PluginError(f"{where}: expected a Markdown table (a header, a --- row and rows) after {_SAME}")
     header, rule, rows = lines[0], lines[1], lines[2:]
-    shown = [f"{header.rstrip().rstrip('|').rstrip()} | both give (run at build) |", f"{rule.rstrip().rstrip('|').rstrip()} | --- |"]
+    shown = [
+        f"{header.rstrip().rstrip('|').rstrip()} | both give (run at build) |",
+        f"{rule.rstrip().rstrip('|').rstrip()} | --- |",
+    ]
     failures = []
     for number, row in enumerate(rows, start=1):
         cells = _cells(row)
