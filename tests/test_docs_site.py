@@ -106,7 +106,15 @@ def _text(site: Path, page: str) -> str:
 
 
 def test_the_site_builds_strict(site):
-    for page in ["getting-started", "layouts", "documenting", "errors", "reference/shapes", "reference/api"]:
+    for page in [
+        "getting-started",
+        "layouts",
+        "from-vmap",
+        "documenting",
+        "errors",
+        "reference/shapes",
+        "reference/api",
+    ]:
         assert (site / page / "index.html").is_file()
 
 
@@ -139,6 +147,13 @@ def test_the_api_reference_shows_batched_signatures_and_shapes(site):
     assert "vmap over graph: in_axes=(0, 0), out_axes=0" in " ".join(text.split())
     assert "jaxlib" not in text
     assert '>>> mv = batched(vv, "b a, a -> b")' in text  # Example sections read as code
+
+
+def test_the_vmap_page_ran_every_row(site):
+    raw = (site / "from-vmap" / "index.html").read_text(encoding="utf-8")
+    assert raw.count("both give (run at build)") == 6  # its six tables, each with the column the build adds
+    assert raw.count("<table>") == 6
+    assert "<code>f32[4,4,3]</code>" in raw  # out_axes=-1 as a trailing batch name: what both gave
 
 
 def test_the_tutorial_ran(site):
