@@ -87,7 +87,7 @@ def test_every_row_ran_and_gave_what_jax_vmap_gives(built):
         ),
         ("jax.random.split(key, 3))", 'layouts={"key": shapedmap.SplitKey()})(m, key)'),
     ],
-    ids=lambda text: re.sub(r"\W+", "_", text).strip("_")[:40],
+    ids=lambda text: re.sub(r"[^\w=*-]+", "_", text).strip("_")[:40],
 )
 def test_the_page_pairs_each_vmap_form_with_its_spec(vmap_form, spec):
     rows = _rows(PAGE.read_text(encoding="utf-8"))
