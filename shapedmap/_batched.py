@@ -23,7 +23,7 @@ from typing import Any
 from jax.sharding import Mesh
 
 from ._annotations import read_function
-from ._checks import check_results_per_example
+from ._checks import check_fixed_values, check_results_per_example
 from ._errors import SpecError
 from ._plan import Plan
 from ._planner import make_plan
@@ -91,12 +91,28 @@ class Batched:
                     object.__setattr__(self, "_plan", plan)
         return plan
 
-    def _make_plan(self) -> Plan:
+    def _make_plan(self, overridden: frozenset[str] = frozenset()) -> Plan:
         options = self.options
-        plan = make_plan(read_function(self.fn, self.hints), options.spec, options.layouts, options.out, options.chunk)
+        types = read_function(self.fn, self.hints)
+        plan = make_plan(types, options.spec, options.layouts, options.out, options.chunk, overridden)
         if hasattr(unwrap_partial(self.fn), "__shapedmap__"):
             # Batched again: name the layer, or every layer's errors would read 'vv: ...'.
             plan = dataclasses.replace(plan, function=f"{plan.function} [{plan.signature_text()}]")
+        if not overridden:
+            check_fixed_values(plan)
+        return plan
+
+    def plan_for(self, overridden: frozenset[str]) -> Plan:
+        """The plan of a call that passes again keywords a partial binds (``overridden``, a subset of
+        ``plan.bound_keywords``): in it they follow their layouts. Built once per subset."""
+        variants = self.__dict__.get("_variants")
+        plan = None if variants is None else variants.get(overridden)
+        if plan is None:
+            with self._building:
+                variants = self.__dict__.setdefault("_variants", {})
+                plan = variants.get(overridden)
+                if plan is None:
+                    plan = variants[overridden] = self._make_plan(overridden)
         return plan
 
     @functools.cached_property

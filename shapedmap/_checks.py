@@ -42,7 +42,7 @@ from beartype.roar import BeartypeException
 
 from . import _messages as messages
 from ._binding import Bindings
-from ._errors import ShapeError
+from ._errors import ShapeError, SpecError
 from ._grammar import FixedDim, SymbolicDim, dim_text
 from ._objects import check_class, check_stated_shapes
 from ._places import Origin, argument_place, layout_place, leaf_place, result_place
@@ -54,7 +54,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "as_array",
+    "bind_fixed_values",
     "check_arguments",
+    "check_fixed_values",
     "check_results",
     "check_results_per_example",
     "check_static_values",
@@ -136,14 +138,16 @@ def check_arguments(plan: Plan, values: list[Any], *, abstract: bool = True) -> 
     variadic = plan.variadic_batch
     broadcast = frozenset() if variadic is None else frozenset({variadic})
     _bind_result_sizes(plan, bindings)
-    for index in plan.array_arguments:
+    bind_fixed_values(plan, bindings)
+    # What a partial binds is fixed: checked first, so a call's argument that disagrees is named.
+    for index in sorted(plan.array_arguments, key=lambda i: plan.arguments[i].bound is None):
         argument = plan.arguments[index]
         values[index] = _check_value(
             bindings,
             argument.value,
             argument.placement,
             values[index],
-            argument_place(argument.name),
+            argument.place,
             broadcast,
             parameter=argument.name,
             one_array_each=argument.value.one_array_each,
@@ -156,6 +160,51 @@ def check_arguments(plan: Plan, values: list[Any], *, abstract: bool = True) -> 
     bindings.check_symbolic()
     _check_result_expressions(plan, bindings)
     return bindings, values
+
+
+def bind_fixed_values(plan: Plan, bindings: Bindings) -> None:
+    """Bind the sizes of the values a partial fixes (``plan.fixed``), each at its per-example layout.
+
+    ``ShapeError`` (named ``'q' (bound by functools.partial)``) for one its annotation refuses;
+    ``Batched`` turns that into a ``SpecError`` at decoration, so a call meets only conflicts.
+    """
+    for argument in plan.fixed:
+        if argument.placement is None:
+            if argument.value.hint is not None and not _bearable(argument.default, argument.value.hint):
+                raise ShapeError(
+                    messages.fixed_static_mismatch(plan.function, argument.place, argument.value.hint, argument.default)
+                )
+            continue
+        _check_value(
+            bindings,
+            argument.value,
+            argument.placement,
+            argument.default,
+            argument.place,
+            frozenset(),
+            parameter=argument.name,
+            one_array_each=argument.value.one_array_each,
+        )
+
+
+def check_fixed_values(plan: Plan) -> None:
+    """At decoration: the values a partial fixes against their annotations, a ``SpecError`` if refused."""
+    if not plan.fixed:
+        return
+    try:
+        bind_fixed_values(plan, Bindings(plan.function))
+    except ShapeError as error:
+        raise SpecError(
+            f"{error}\n  The partial binds this value when it is made, so no call can change it: bind a "
+            "value its annotation admits, or fix the annotation"
+        ) from None
+
+
+def _bearable(value: Any, hint: Any) -> bool:
+    try:
+        return bool(is_bearable(value, hint))
+    except BeartypeException:
+        return True  # a hint beartype cannot check: nor could the per-example check
 
 
 def per_example_arguments(plan: Plan, values: list[Any]) -> dict[str, Any]:
