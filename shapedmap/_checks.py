@@ -162,13 +162,15 @@ def check_arguments(plan: Plan, values: list[Any], *, abstract: bool = True) -> 
     return bindings, values
 
 
-def bind_fixed_values(plan: Plan, bindings: Bindings) -> None:
-    """Bind the sizes of the values a partial fixes (``plan.fixed``), each at its per-example layout.
+def bind_fixed_values(plan: Plan, bindings: Bindings, *, keywords: bool = False) -> None:
+    """Bind the sizes of the values a partial fixes (``plan.fixed``), each at its per-example layout
+    (with ``keywords``, also of the keywords it binds: their values, not a call's).
 
     ``ShapeError`` (named ``'q' (bound by functools.partial)``) for one its annotation refuses;
     ``Batched`` turns that into a ``SpecError`` at decoration, so a call meets only conflicts.
     """
-    for argument in plan.fixed:
+    bound = [plan.arguments[i] for i in plan.array_arguments if plan.arguments[i].bound is not None] if keywords else []
+    for argument in (*plan.fixed, *bound):
         if argument.placement is None:
             if argument.value.hint is not None and not _bearable(argument.default, argument.value.hint):
                 raise ShapeError(

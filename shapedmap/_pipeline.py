@@ -38,17 +38,14 @@ from ._plan import Plan
 if TYPE_CHECKING:
     from ._batched import Batched
 
-__all__ = ["bind", "call", "partition_specs"]
+__all__ = ["bind", "call", "partition_specs", "plan_for_call"]
 
 _NO_BINDINGS = Bindings("")  # a remembered call whose sizes nothing reads again
 
 
 def call(described: Batched, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """One call of a batched function: bind, check, settle the nest, map, check the results."""
-    plan = described.resolved_plan()
-    if kwargs and plan.bound_keywords and not plan.bound_keywords.isdisjoint(kwargs):
-        # A keyword a partial binds, passed again: it overrides the bound value and follows its layout.
-        plan = described.plan_for(plan.bound_keywords.intersection(kwargs))
+    plan = plan_for_call(described, kwargs)
     defaulted: set[str] = set()
     values = bind(plan, args, kwargs, defaulted)
     if not (described.check and config.checks):
@@ -82,6 +79,15 @@ def call(described: Batched, args: tuple[Any, ...], kwargs: dict[str, Any]) -> A
     if seen is None and key is not None:
         plan.memo_add(("arguments", key), arguments_only)
     return output
+
+
+def plan_for_call(described: Batched, kwargs: dict[str, Any]) -> Plan:
+    """The plan of a call: a keyword a partial binds, passed again, overrides the bound value and
+    follows its layout (a variant of the plan); otherwise the bound values are shared."""
+    plan = described.resolved_plan()
+    if kwargs and plan.bound_keywords and not plan.bound_keywords.isdisjoint(kwargs):
+        plan = described.plan_for(plan.bound_keywords.intersection(kwargs))
+    return plan
 
 
 def bind(plan: Plan, args: tuple[Any, ...], kwargs: dict[str, Any], defaulted: set[str] | None = None) -> list[Any]:
@@ -135,9 +141,7 @@ def partition_specs(described: Batched, *args: Any, **kwargs: Any) -> dict[str, 
     Raises the call's ``ShapeError`` for arguments that do not fit, or (with a mesh given or set)
     a sharded batch its mesh axes cannot split evenly.
     """
-    plan = described.resolved_plan()
-    if kwargs and not plan.bound_keywords.isdisjoint(kwargs):
-        plan = described.plan_for(plan.bound_keywords.intersection(kwargs))
+    plan = plan_for_call(described, kwargs)
     sharding = described.sharding
     if sharding is None:
         raise SpecError(f"{plan.function}: partition_specs needs shard= (this function is not sharded)")

@@ -33,6 +33,7 @@ __all__ = [
     "contract_function",
     "function_name",
     "inner_function",
+    "partial_kind",
     "partial_parts",
     "refuse_unannotated_wrapped",
     "resolved_hints",
@@ -46,12 +47,12 @@ class UnresolvedAnnotation(NameError):
 
 def unwrap_partial(fn: Any) -> Any:
     """The function a partial (of a partial…) fixes arguments of; ``fn`` otherwise."""
-    while _partial_kind(fn) is not None:
+    while partial_kind(fn) is not None:
         fn = fn.func
     return fn
 
 
-def _partial_kind(fn: Any) -> str | None:
+def partial_kind(fn: Any) -> str | None:
     """How messages name the kind of partial ``fn`` is (``functools.partial``…), or None for no partial.
 
     ``jax.tree_util.Partial`` is a ``functools.partial`` subclass; ``equinox.Partial`` an Equinox
@@ -109,7 +110,7 @@ def partial_parts(fn: Any) -> PartialParts | None:
     below = None
     current = fn
     while len(seen) < MAX_WRAPPERS:
-        kind = _partial_kind(current)
+        kind = partial_kind(current)
         if kind is not None:
             layers.append((current, kind))
             below = current.func
@@ -150,7 +151,7 @@ def inner_function(fn: Any) -> Any:
     ``jax.custom_vjp`` (``functools.update_wrapper``), ``equinox.filter_jit`` and Equinox's
     bound methods set; a ``custom_jvp``/``custom_vjp``'s ``fun``; a ``jax.jit`` loaded by
     cloudpickle (which drops its ``__wrapped__``): the function it compiles."""
-    if _partial_kind(fn) is not None:
+    if partial_kind(fn) is not None:
         return fn.func
     if inspect.isfunction(fn) or inspect.ismethod(fn):
         # A function carries its own annotations: a functools.wraps decorator copies them, and a
@@ -191,7 +192,7 @@ def _wrapper_chain(fn: Any) -> list[str]:
     seen = {id(fn)}
     while (inner := inner_function(fn)) is not None and id(inner) not in seen and len(seen) < MAX_WRAPPERS:
         seen.add(id(inner))
-        names.append(_partial_kind(fn) or _WRAPPER_NAMES.get(type(fn).__name__, type(fn).__qualname__))
+        names.append(partial_kind(fn) or _WRAPPER_NAMES.get(type(fn).__name__, type(fn).__qualname__))
         fn = inner
     if inspect.isfunction(fn) and hasattr(fn, "__wrapped__") and not hasattr(fn, "__shapedmap__"):
         names.append("a decorator (functools.wraps)")
