@@ -31,7 +31,7 @@ def attn(
     return s if mask is None else s * mask
 
 
-def scaled(x: Float[Array, "n"], factor: Int[Array, ""], *, offset: float = 0.0) -> Float[Array, "n"]:
+def scaled(x: Float[Array, n], factor: Int[Array, ""], *, offset: float = 0.0) -> Float[Array, n]:
     return x * factor + offset
 
 
@@ -151,10 +151,7 @@ def test_an_overriding_value_is_checked_as_a_call_argument():
 
 @pytest.mark.parametrize("kind", ["jax.tree_util.Partial", "equinox.Partial"])
 def test_other_partials(kind):
-    if kind == "equinox.Partial":
-        make = pytest.importorskip("equinox").Partial
-    else:
-        make = jax.tree_util.Partial
+    make = pytest.importorskip("equinox").Partial if kind == "equinox.Partial" else jax.tree_util.Partial
     partial = make(attn, Q[0], mask=MASK)
     per_head = batched(partial, "h")
     eager_and_jit(per_head, jax.vmap(partial)(K), K)
@@ -199,12 +196,12 @@ def test_a_bound_positional_its_annotation_refuses_is_a_spec_error_at_decoration
     refuse(ft.partial(attn, jnp.ones((3, 2)), jnp.ones((4, 2))), r"^attn: dimension 'n' has size 3 in 'q' \(bound by")
     refuse(ft.partial(attn, jnp.ones((3, 2), int)), r"'q' \(bound by functools.partial\).* dtype")
 
-    def shift(by: Int[Array, ""], x: Float[Array, "n"]) -> Float[Array, "n"]:
+    def shift(by: Int[Array, ""], x: Float[Array, n]) -> Float[Array, n]:
         return x + by
 
     refuse(ft.partial(shift, 1.5), r"^shift: 'by' \(bound by functools.partial\) .*dtype")
 
-    def repeat(times: int, x: Float[Array, "n"]) -> Float[Array, "n"]:
+    def repeat(times: int, x: Float[Array, n]) -> Float[Array, n]:
         return x * times
 
     refuse(
