@@ -23,8 +23,9 @@ from typing import Any
 from jax.sharding import Mesh
 
 from ._annotations import read_function
-from ._checks import check_fixed_values, check_results_per_example
-from ._errors import SpecError
+from ._binding import Bindings
+from ._checks import bind_fixed_values, check_results_per_example
+from ._errors import ShapeError, SpecError
 from ._plan import Plan
 from ._planner import make_plan
 from ._sharding import Sharding, make_sharding
@@ -141,6 +142,19 @@ class Batched:
             return self.plan
         except UnresolvedAnnotation as error:
             raise SpecError(str(error)) from None
+
+
+def check_fixed_values(plan: Plan) -> None:
+    """At decoration: the values a partial fixes against their annotations, a ``SpecError`` if refused."""
+    if not plan.fixed:
+        return
+    try:
+        bind_fixed_values(plan, Bindings(plan.function))
+    except ShapeError as error:
+        raise SpecError(
+            f"{error}\n  The partial binds this value when it is made, so no call can change it: bind a "
+            "value its annotation admits, or fix the annotation"
+        ) from None
 
 
 def _checking_results(fn: Callable[..., Any], plan: Plan) -> Callable[..., Any]:

@@ -42,7 +42,7 @@ from beartype.roar import BeartypeException
 
 from . import _messages as messages
 from ._binding import Bindings
-from ._errors import ShapeError, SpecError
+from ._errors import ShapeError
 from ._grammar import FixedDim, SymbolicDim, dim_text
 from ._objects import check_class, check_stated_shapes
 from ._places import Origin, argument_place, layout_place, leaf_place, result_place
@@ -56,7 +56,6 @@ __all__ = [
     "as_array",
     "bind_fixed_values",
     "check_arguments",
-    "check_fixed_values",
     "check_results",
     "check_results_per_example",
     "check_static_values",
@@ -163,43 +162,25 @@ def check_arguments(plan: Plan, values: list[Any], *, abstract: bool = True) -> 
 
 
 def bind_fixed_values(plan: Plan, bindings: Bindings, *, keywords: bool = False) -> None:
-    """Bind the sizes of the values a partial fixes (``plan.fixed``), each at its per-example layout
-    (with ``keywords``, also of the keywords it binds: their values, not a call's).
-
-    ``ShapeError`` (named ``'q' (bound by functools.partial)``) for one its annotation refuses;
-    ``Batched`` turns that into a ``SpecError`` at decoration, so a call meets only conflicts.
-    """
+    """Bind the sizes of the values a partial fixes (``plan.fixed``; with ``keywords``, also the
+    keywords it binds), each at its per-example layout: a ``ShapeError`` naming it as bound if refused."""
     bound = [plan.arguments[i] for i in plan.array_arguments if plan.arguments[i].bound is not None] if keywords else []
     for argument in (*plan.fixed, *bound):
-        if argument.placement is None:
-            if argument.value.hint is not None and not _bearable(argument.default, argument.value.hint):
-                raise ShapeError(
-                    messages.fixed_static_mismatch(plan.function, argument.place, argument.value.hint, argument.default)
-                )
-            continue
-        _check_value(
-            bindings,
-            argument.value,
-            argument.placement,
-            argument.default,
-            argument.place,
-            frozenset(),
-            parameter=argument.name,
-            one_array_each=argument.value.one_array_each,
-        )
-
-
-def check_fixed_values(plan: Plan) -> None:
-    """At decoration: the values a partial fixes against their annotations, a ``SpecError`` if refused."""
-    if not plan.fixed:
-        return
-    try:
-        bind_fixed_values(plan, Bindings(plan.function))
-    except ShapeError as error:
-        raise SpecError(
-            f"{error}\n  The partial binds this value when it is made, so no call can change it: bind a "
-            "value its annotation admits, or fix the annotation"
-        ) from None
+        if argument.placement is not None:
+            value, each = argument.value, argument.value.one_array_each
+            _check_value(
+                bindings,
+                value,
+                argument.placement,
+                argument.default,
+                argument.place,
+                frozenset(),
+                parameter=argument.name,
+                one_array_each=each,
+            )
+        elif argument.value.hint is not None and not _bearable(argument.default, argument.value.hint):
+            hint = argument.value.hint
+            raise ShapeError(messages.fixed_static_mismatch(plan.function, argument.place, hint, argument.default))
 
 
 def _bearable(value: Any, hint: Any) -> bool:
@@ -302,11 +283,7 @@ def check_static_values(plan: Plan, values: list[Any], defaulted: Collection[str
         for entry in argument.entries(value):
             if argument.value.array is not None and isinstance(entry, jax.Array | np.ndarray):
                 raise ShapeError(messages.array_in_static_union(plan.function, argument.name, hint, entry))
-            try:
-                admitted = is_bearable(entry, hint)
-            except BeartypeException:
-                admitted = True  # a hint beartype cannot check: nor could the per-example check
-            if not admitted:
+            if not _bearable(entry, hint):
                 raise ShapeError(messages.static_mismatch(plan.function, argument.name, hint, entry))
     return skipped
 
