@@ -102,8 +102,8 @@ def partial_parts(fn: Any) -> PartialParts | None:
     Example:
         >>> def f(a: int, b: int, *, c: int = 0) -> int: ...
         >>> parts = partial_parts(functools.partial(functools.partial(f, 1), c=2))
-        >>> parts.func is f, parts.positional_names(), str(parts.signature())
-        (True, {'a': 1}, '(b: int, *, c: int = 2) -> int')
+        >>> parts.func is f, parts.positional_names(), list(parts.signature().parameters)
+        (True, {'a': 1}, ['b', 'c'])
     """
     layers: list[tuple[Any, str]] = []
     seen = {id(fn)}
