@@ -283,6 +283,8 @@ def check_static_values(plan: Plan, values: list[Any], defaulted: Collection[str
         for entry in argument.entries(value):
             if argument.value.array is not None and isinstance(entry, jax.Array | np.ndarray):
                 raise ShapeError(messages.array_in_static_union(plan.function, argument.name, hint, entry))
+            if not _bearable(entry, hint) and argument.bound is not None:  # the partial's value, not the call's
+                raise ShapeError(messages.fixed_static_mismatch(plan.function, argument.place, hint, entry))
             if not _bearable(entry, hint):
                 raise ShapeError(messages.static_mismatch(plan.function, argument.name, hint, entry))
     return skipped

@@ -33,7 +33,16 @@ from ._levels import Budget, CallShape, Level, Placement, VmapNest, derive_level
 from ._places import argument_place, bound_place
 from ._value_types import FunctionTypes, ValueType
 
-__all__ = ["Argument", "Plan", "Result", "call_arguments", "fixed_arguments", "plan_of", "unannotated_note"]
+__all__ = [
+    "Argument",
+    "Plan",
+    "Result",
+    "bound_note",
+    "call_arguments",
+    "fixed_arguments",
+    "plan_of",
+    "unannotated_note",
+]
 
 Value = TypeVar("Value")
 
@@ -110,6 +119,14 @@ def fixed_arguments(types: FunctionTypes) -> tuple[Argument, ...]:
         )
         for fixed in types.fixed
     )
+
+
+def bound_note(arguments: Sequence[Argument]) -> str:
+    """A partial's bound values are shared, never mapped: say so where a batch dim finds no array."""
+    names = [a.name for a in arguments if a.bound is not None and a.placement is not None]
+    if not names:
+        return ""
+    return f". {', '.join(map(repr, names))}: bound by the partial, so shared (never mapped) unless passed again"
 
 
 def unannotated_note(arguments: Sequence[Argument]) -> str:

@@ -44,7 +44,7 @@ from ._placing import (
     prepend,
     with_given_layouts,
 )
-from ._plan import Argument, Plan, Result, fixed_arguments, unannotated_note
+from ._plan import Argument, Plan, Result, bound_note, fixed_arguments, unannotated_note
 from ._value_types import FunctionTypes
 
 __all__ = ["make_plan"]
@@ -218,7 +218,9 @@ def _order_and_sizes(
                 )
                 raise fail(
                     f"the output batch dim '{batch_name}' {where}, so its size is unknown; give it a size "
-                    f"in the output layout ('{batch_name}=5') or map an input over it" + unannotated_note(arguments)
+                    f"in the output layout ('{batch_name}=5') or map an input over it"
+                    + unannotated_note(arguments)
+                    + bound_note(arguments)
                 )
     for name in variadic:
         if any(p.variadic_batch != name and name in p.batch_names for p in placements):

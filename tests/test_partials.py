@@ -5,10 +5,9 @@ Values a ``functools.partial`` (``jax.tree_util.Partial``, ``equinox.Partial``) 
 Every test compares with ``jax.vmap`` of the same partial, eagerly and under ``jax.jit``.
 """
 
-from __future__ import annotations
-
 import functools as ft
 import inspect
+import re
 
 import cloudpickle
 import jax
@@ -31,7 +30,7 @@ def attn(
     return s if mask is None else s * mask
 
 
-def scaled(x: Float[Array, n], factor: Int[Array, ""], *, offset: float = 0.0) -> Float[Array, n]:
+def scaled(x: Float[Array, "n"], factor: Int[Array, ""], *, offset: float = 0.0) -> Float[Array, "n"]:
     return x * factor + offset
 
 
@@ -196,12 +195,12 @@ def test_a_bound_positional_its_annotation_refuses_is_a_spec_error_at_decoration
     refuse(ft.partial(attn, jnp.ones((3, 2)), jnp.ones((4, 2))), r"^attn: dimension 'n' has size 3 in 'q' \(bound by")
     refuse(ft.partial(attn, jnp.ones((3, 2), int)), r"'q' \(bound by functools.partial\).* dtype")
 
-    def shift(by: Int[Array, ""], x: Float[Array, n]) -> Float[Array, n]:
+    def shift(by: Int[Array, ""], x: Float[Array, "n"]) -> Float[Array, "n"]:
         return x + by
 
     refuse(ft.partial(shift, 1.5), r"^shift: 'by' \(bound by functools.partial\) .*dtype")
 
-    def repeat(times: int, x: Float[Array, n]) -> Float[Array, n]:
+    def repeat(times: int, x: Float[Array, "n"]) -> Float[Array, "n"]:
         return x * times
 
     refuse(
@@ -225,14 +224,22 @@ def test_what_worked_before_keeps_working():
         SpecError, match=r"has 3 input layout\(s\) but the function has 2 array parameter\(s\) \('k', 'mask'\)"
     ):
         batched(ft.partial(attn, Q[0]), "h n d, h n d, n n -> h n n")
-    with pytest.raises(SpecError, match=r"layouts= names 'q', which is not a parameter"):
+    with pytest.raises(
+        SpecError, match=r"^attn: layouts= names 'q', which the functools.partial binds: .* leave it out"
+    ):
         batched(ft.partial(attn, Q[0]), "h", layouts={"q": None})
+    with pytest.raises(SpecError, match=r"appears in no input layout.*'mask': bound by the partial, so shared"):
+        batched(ft.partial(attn, Q[0], K[0], mask=MASK), "h")
 
 
 def test_bound_static_keywords_are_still_checked():
     per_example = batched(ft.partial(scaled, offset="one"), "b n, -> b n")
-    with pytest.raises(ShapeError, match=r"^scaled: argument 'offset' is annotated float, got str 'one'"):
+    with pytest.raises(
+        ShapeError, match=r"^scaled: 'offset' \(bound by functools.partial\) is annotated float, got str 'one'"
+    ):
         per_example(jnp.ones((2, 3)), jnp.int32(2))
+    with pytest.raises(ShapeError, match=r"^scaled: argument 'offset' is annotated float, got str 'two'"):
+        per_example(jnp.ones((2, 3)), jnp.int32(2), offset="two")  # passed again: the caller's
     fine = batched(ft.partial(scaled, offset=1.0), "b n, -> b n")
     eager_and_jit(
         fine,
@@ -309,3 +316,17 @@ def test_bound_values_of_any_size_equal_jax_vmap_of_the_partial(n, d, h, positio
     ks = jnp.sin(jnp.arange(h * n * d, dtype=jnp.float32)).reshape(h, n, d)
     args = (ks,) if positional else (ks, ks)
     eager_and_jit(batched(partial, "h"), jax.vmap(partial)(*args), *args)
+
+
+def _stablehlo(fn, *args):
+    """The lowered module, with the module name and any location info taken out (as tests/test_zero_cost.py)."""
+    text = jax.jit(fn).lower(*args).as_text()
+    text = re.sub(r"^module @\S+", "module @m", text, flags=re.MULTILINE)
+    return re.sub(r"\s*loc\(.*?\)$", "", text, flags=re.MULTILINE)
+
+
+def test_under_jit_the_program_of_jax_vmap_of_the_partial():
+    """docs/architecture.md, Guarantees: zero-cost: passing the bound values with in_axes=None lowers as closing over them."""
+    for partial in (ft.partial(attn, Q[0], mask=MASK), jax.tree_util.Partial(attn, mask=MASK)):
+        args = (K,) if partial.args else (Q, K)
+        assert _stablehlo(batched(partial, "h"), *args) == _stablehlo(jax.vmap(partial), *args)
