@@ -36,7 +36,14 @@ from ._errors import SpecError
 from ._grammar import parse_layout
 from ._transforms import derivative_in, derivative_outputs
 from ._value_types import ANY_SHAPE, ANY_TREE, ArrayType, FunctionTypes, ParameterType, ValueType, array_type_text
-from ._wrappers import contract_function, function_name, refuse_unannotated_wrapped, resolved_hints
+from ._wrappers import (
+    PartialParts,
+    contract_function,
+    function_name,
+    partial_parts,
+    refuse_unannotated_wrapped,
+    resolved_hints,
+)
 
 __all__ = ["classify", "hint_text", "read_function"]
 
@@ -59,8 +66,10 @@ def read_function(fn: Any, hints: dict[str, Any] | None = None) -> FunctionTypes
             defined later in the module (a forward reference).
     """
     name = function_name(fn)
+    parts = partial_parts(fn)
     try:
-        signature = inspect.signature(fn)
+        signature = inspect.signature(fn) if parts is None else parts.signature()
+        fixed_values = {} if parts is None else _fixed_values(parts)
     except (TypeError, ValueError) as error:
         raise SpecError(f"{name}: cannot read the signature: {error}") from None
     if hints is None:
@@ -73,7 +82,14 @@ def read_function(fn: Any, hints: dict[str, Any] | None = None) -> FunctionTypes
         value = classify(hints.get(parameter.name), where)
         if value.kind == "array" and parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
             value = ValueType("tree", value.array, value.optional, value.hint, one_array_each=True)
-        parameters.append(ParameterType(parameter.name, parameter.kind, parameter.default, value))
+        bound = None if parts is None or parameter.name not in parts.keywords else parts.keywords[parameter.name][1]
+        parameters.append(ParameterType(parameter.name, parameter.kind, parameter.default, value, bound))
+    fixed = []
+    for parameter_name, (kind, value, bound_by) in fixed_values.items():
+        value_type = classify(hints.get(parameter_name), f"{name}: parameter '{parameter_name}'")
+        if value_type.kind == "array" and kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+            value_type = ValueType("tree", value_type.array, value_type.optional, value_type.hint, one_array_each=True)
+        fixed.append(ParameterType(parameter_name, kind, value, value_type, bound_by))
     derivative = derivative_in(fn)
     outputs, returns_tuple = _classify_return(hints.get("return", inspect.Parameter.empty), name, derivative)
     if derivative is not None:
@@ -84,7 +100,20 @@ def read_function(fn: Any, hints: dict[str, Any] | None = None) -> FunctionTypes
 
         target = contract_function(fn)
         outputs, returns_tuple = derivative_outputs(derivative, target, name, outputs, gradient_type)
-    return FunctionTypes(name, signature, tuple(parameters), outputs, returns_tuple)
+    return FunctionTypes(name, signature, tuple(parameters), outputs, returns_tuple, tuple(fixed))
+
+
+def _fixed_values(parts: PartialParts) -> dict[str, tuple[inspect._ParameterKind, Any, str]]:
+    """The values partials bind that leave the signature, by parameter: its kind, the value, the partial
+    that bound it (a ``*args`` parameter's value: the tuple of the positionals it takes)."""
+    parameters = inspect.signature(parts.func).parameters
+    fixed = {}
+    for position, (parameter_name, value) in enumerate(parts.positional_names().items()):
+        fixed[parameter_name] = (parameters[parameter_name].kind, value, parts.positionals[position][1])
+    for parameter_name in parts.fixed:
+        kind = parameters[parameter_name].kind if parameter_name in parameters else inspect.Parameter.KEYWORD_ONLY
+        fixed[parameter_name] = (kind, *parts.keywords[parameter_name])
+    return fixed
 
 
 def _classify_return(hint: Any, name: str, derivative: Derivative | None) -> tuple[tuple[ValueType, ...], bool]:

@@ -23,8 +23,9 @@ from typing import Any
 from jax.sharding import Mesh
 
 from ._annotations import read_function
-from ._checks import check_results_per_example
-from ._errors import SpecError
+from ._binding import Bindings
+from ._checks import bind_fixed_values, check_results_per_example
+from ._errors import ShapeError, SpecError
 from ._plan import Plan
 from ._planner import make_plan
 from ._sharding import Sharding, make_sharding
@@ -91,12 +92,28 @@ class Batched:
                     object.__setattr__(self, "_plan", plan)
         return plan
 
-    def _make_plan(self) -> Plan:
+    def _make_plan(self, overridden: frozenset[str] = frozenset()) -> Plan:
         options = self.options
-        plan = make_plan(read_function(self.fn, self.hints), options.spec, options.layouts, options.out, options.chunk)
+        types = read_function(self.fn, self.hints)
+        plan = make_plan(types, options.spec, options.layouts, options.out, options.chunk, overridden)
         if hasattr(unwrap_partial(self.fn), "__shapedmap__"):
             # Batched again: name the layer, or every layer's errors would read 'vv: ...'.
             plan = dataclasses.replace(plan, function=f"{plan.function} [{plan.signature_text()}]")
+        if not overridden:
+            check_fixed_values(plan)
+        return plan
+
+    def plan_for(self, overridden: frozenset[str]) -> Plan:
+        """The plan of a call that passes again keywords a partial binds (``overridden``, a subset of
+        ``plan.bound_keywords``): in it they follow their layouts. Built once per subset."""
+        variants = self.__dict__.get("_variants")
+        plan = None if variants is None else variants.get(overridden)
+        if plan is None:
+            with self._building:
+                variants = self.__dict__.setdefault("_variants", {})
+                plan = variants.get(overridden)
+                if plan is None:
+                    plan = variants[overridden] = self._make_plan(overridden)
         return plan
 
     @functools.cached_property
@@ -125,6 +142,19 @@ class Batched:
             return self.plan
         except UnresolvedAnnotation as error:
             raise SpecError(str(error)) from None
+
+
+def check_fixed_values(plan: Plan) -> None:
+    """At decoration: the values a partial fixes against their annotations, a ``SpecError`` if refused."""
+    if not plan.fixed:
+        return
+    try:
+        bind_fixed_values(plan, Bindings(plan.function))
+    except ShapeError as error:
+        raise SpecError(
+            f"{error}\n  The partial binds this value when it is made, so no call can change it: bind a "
+            "value its annotation admits, or fix the annotation"
+        ) from None
 
 
 def _checking_results(fn: Callable[..., Any], plan: Plan) -> Callable[..., Any]:

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "as_array",
+    "bind_fixed_values",
     "check_arguments",
     "check_results",
     "check_results_per_example",
@@ -136,14 +137,16 @@ def check_arguments(plan: Plan, values: list[Any], *, abstract: bool = True) -> 
     variadic = plan.variadic_batch
     broadcast = frozenset() if variadic is None else frozenset({variadic})
     _bind_result_sizes(plan, bindings)
-    for index in plan.array_arguments:
+    bind_fixed_values(plan, bindings)
+    # What a partial binds is fixed: checked first, so a call's argument that disagrees is named.
+    for index in sorted(plan.array_arguments, key=lambda i: plan.arguments[i].bound is None):
         argument = plan.arguments[index]
         values[index] = _check_value(
             bindings,
             argument.value,
             argument.placement,
             values[index],
-            argument_place(argument.name),
+            argument.place,
             broadcast,
             parameter=argument.name,
             one_array_each=argument.value.one_array_each,
@@ -156,6 +159,35 @@ def check_arguments(plan: Plan, values: list[Any], *, abstract: bool = True) -> 
     bindings.check_symbolic()
     _check_result_expressions(plan, bindings)
     return bindings, values
+
+
+def bind_fixed_values(plan: Plan, bindings: Bindings, *, keywords: bool = False) -> None:
+    """Bind the sizes of the values a partial fixes (``plan.fixed``; with ``keywords``, also the
+    keywords it binds), each at its per-example layout: a ``ShapeError`` naming it as bound if refused."""
+    bound = [plan.arguments[i] for i in plan.array_arguments if plan.arguments[i].bound is not None] if keywords else []
+    for argument in (*plan.fixed, *bound):
+        if argument.placement is not None:
+            value, each = argument.value, argument.value.one_array_each
+            _check_value(
+                bindings,
+                value,
+                argument.placement,
+                argument.default,
+                argument.place,
+                frozenset(),
+                parameter=argument.name,
+                one_array_each=each,
+            )
+        elif argument.value.hint is not None and not _bearable(argument.default, argument.value.hint):
+            hint = argument.value.hint
+            raise ShapeError(messages.fixed_static_mismatch(plan.function, argument.place, hint, argument.default))
+
+
+def _bearable(value: Any, hint: Any) -> bool:
+    try:
+        return bool(is_bearable(value, hint))
+    except BeartypeException:
+        return True  # a hint beartype cannot check: nor could the per-example check
 
 
 def per_example_arguments(plan: Plan, values: list[Any]) -> dict[str, Any]:
@@ -251,11 +283,9 @@ def check_static_values(plan: Plan, values: list[Any], defaulted: Collection[str
         for entry in argument.entries(value):
             if argument.value.array is not None and isinstance(entry, jax.Array | np.ndarray):
                 raise ShapeError(messages.array_in_static_union(plan.function, argument.name, hint, entry))
-            try:
-                admitted = is_bearable(entry, hint)
-            except BeartypeException:
-                admitted = True  # a hint beartype cannot check: nor could the per-example check
-            if not admitted:
+            if not _bearable(entry, hint) and argument.bound is not None:  # the partial's value, not the call's
+                raise ShapeError(messages.fixed_static_mismatch(plan.function, argument.place, hint, entry))
+            if not _bearable(entry, hint):
                 raise ShapeError(messages.static_mismatch(plan.function, argument.name, hint, entry))
     return skipped
 

@@ -65,6 +65,7 @@ class ParameterShape:
     pytree: bool
     optional: bool
     default: str | None
+    bound: str | None = None  # the partial that binds it ("functools.partial"): shared unless passed again
 
     @property
     def shared(self) -> bool:
@@ -156,7 +157,9 @@ class Contract:
         module: the module the function was defined in.
         summary: the first paragraph of the user's docstring.
         signature: the batched signature, ``"graph node node, graph node feat -> graph node feat"``.
-        parameters: every parameter, in signature order (static ones included).
+        parameters: every parameter, in signature order (static ones included); a keyword a
+            partial binds has ``bound`` set (``"functools.partial"``).
+        fixed: the values a partial fixes (its positionals), which are no parameters: shared.
         outputs: the result, or each element of a tuple result.
         batch_dims: one per ``jax.vmap``, outermost first.
 
@@ -190,6 +193,7 @@ class Contract:
     parameters: tuple[ParameterShape, ...]
     outputs: tuple[OutputShape, ...]
     batch_dims: tuple[BatchDim, ...]
+    fixed: tuple[ParameterShape, ...] = ()  # values a partial fixes (its positionals): no parameters
     _shapes_section: str = field(kw_only=True, repr=False)  # by shapedmap._face; not data: to_dict leaves it out
 
     @property
@@ -256,11 +260,16 @@ class Contract:
             return f"{quote}{text}{quote}" if text else "scalar"
 
         rows = []
+        for parameter in self.fixed:
+            layout = "static" if parameter.static else code(parameter.per_example)
+            bound = f"none: fixed by {quote}{parameter.bound}{quote}"
+            rows.append([f"{quote}{parameter.name}{quote}", "fixed", layout, parameter.dtype or "", bound])
         for parameter in self.parameters:
             label = f"{quote}{parameter.name}{quote}"
+            bound = "" if parameter.bound is None else f" (bound by {quote}{parameter.bound}{quote})"
             if parameter.static:
                 annotation = f" {quote}{parameter.annotation}{quote}" if parameter.annotation != "unannotated" else ""
-                rows.append([label, f"static{annotation}", "", "", "not mapped"])
+                rows.append([label, f"static{annotation}", "", "", f"not mapped{bound}"])
                 continue
             axes = ", ".join(f"{quote}{name}{quote} (axis {axis})" for name, axis in parameter.batch_axes.items())
             rows.append(
@@ -269,7 +278,7 @@ class Contract:
                     code(parameter.batched) + kind_note(parameter.pytree, parameter.optional),
                     code(parameter.per_example),
                     parameter.dtype or "any",
-                    axes or "none: shared",
+                    (axes or "none: shared") + bound,
                 ]
             )
         for output in self.outputs:

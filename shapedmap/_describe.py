@@ -127,6 +127,7 @@ def contract_of(
     array_names = [plan.arguments[i].name for i in plan.array_arguments]
     output_names = [f"return[{i}]" for i in range(len(plan.results))] if plan.returns_tuple else ["return"]
     parameters = tuple(_parameter_shape(argument) for argument in plan.arguments)
+    fixed = tuple(_parameter_shape(argument) for argument in plan.fixed)
     outputs = tuple(
         OutputShape(
             name=output_name,
@@ -169,6 +170,7 @@ def contract_of(
         parameters=parameters,
         outputs=outputs,
         batch_dims=tuple(batch_dims),
+        fixed=fixed,
         _shapes_section=shapes_section(plan, mesh_axes),
     )
 
@@ -190,6 +192,7 @@ def _parameter_shape(argument: Any) -> ParameterShape:
             pytree=False,
             optional=False,
             default=default,
+            bound=argument.bound,
         )
     return ParameterShape(
         name=argument.name,
@@ -203,6 +206,7 @@ def _parameter_shape(argument: Any) -> ParameterShape:
         pytree=argument.value.kind == "tree",
         optional=argument.value.optional,
         default=default,
+        bound=argument.bound,
     )
 
 

@@ -37,7 +37,7 @@ from ._call import chosen_chunks
 from ._checks import check_arguments, per_example_arguments
 from ._explain_text import SourceWriter, Stage, result_text
 from ._nest import nest_for
-from ._pipeline import bind
+from ._pipeline import bind, plan_for_call
 from ._plan import Plan, plan_of
 
 __all__ = ["explain"]
@@ -84,7 +84,7 @@ def explain(fn: Any, /, *args: Any, **kwargs: Any) -> str:
 
 def _stages(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Stage]:
     """The call's levels for ``fn``, then for each batched per-example function inside it."""
-    plan = plan_of(fn)
+    plan = plan_for_call(fn.__shapedmap__, kwargs) if hasattr(fn, "__shapedmap__") else plan_of(fn)
     bindings, values = check_arguments(plan, bind(plan, args, kwargs))
     nest = chosen_chunks(plan, nest_for(plan, values, bindings), fn.fn, values)
     stages = [Stage(plan, bindings, nest, values, fn.__shapedmap__)]

@@ -13,7 +13,6 @@ Example:
 from __future__ import annotations
 
 import ast
-import functools
 import inspect
 import re
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from ._levels import Level, VmapNest
 from ._messages import describe_tree
 from ._plan import Plan
 from ._transforms import derivative_in
-from ._wrappers import unwrap_partial
+from ._wrappers import partial_kind, unwrap_partial
 
 __all__ = ["SourceWriter", "Stage", "result_text"]
 
@@ -116,11 +115,20 @@ class SourceWriter:
         ]
         for depth, inner in enumerate(self.stages[1:], start=1):
             lines += [f"# whose fn{'.fn' * (depth - 1)} is batched as", f"#     {inner.plan.signature_text()}"]
-        path = "fn" + ".fn" * self.depth + (".func" if isinstance(self.innermost, functools.partial) else "")
+        path = "fn" + ".fn" * self.depth
+        kind = partial_kind(self.innermost)
         lines += [
             f"# written out as plain jax.vmap for {arguments or 'no array arguments'}",
-            f"# (sizes: {self.sizes_text()}). `{self.callee}` is the per-example function, {path}.",
+            f"# (sizes: {self.sizes_text()}). `{self.callee}` is the per-example function, {path}"
+            + ("." if kind is None else f": the {kind}, which holds its bound values."),
         ]
+        plan = self.stages[-1].plan
+        bound = [(a, " (fixed)") for a in plan.fixed] + [(a, "") for a in plan.arguments if a.bound is not None]
+        if bound:
+            listed = ", ".join(f"{a.name} {_value_text(a.default)}{fixed}" for a, fixed in bound)
+            lines.append(
+                f"# Bound by the {kind or 'partial'}, shared as jax.vmap shares what a closure holds: {listed}."
+            )
         if any(stage.sharding is not None for stage in self.stages):
             lines += [
                 "# With shard=, the batched call also places arguments and results on the mesh",

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "axes_text",
+    "bound_text",
     "chunk_text",
     "describe_wrapper",
     "kind_note",
@@ -83,13 +84,19 @@ def shapes_section(plan: Plan, mesh_axes: dict[str, tuple[str, ...]] | None = No
     ``mesh_axes`` (batch name -> mesh axes, from ``shard=``) adds each ``vmap``'s ``spmd_axis_name``.
     """
     lines = ["Shapes", "------"]
+    for argument in plan.fixed:
+        layout = "static" if argument.placement is None else _literal(argument.placement.per_example)
+        lines.append(f"- ``{argument.name}``: {layout}, {bound_text(argument.bound, fixed=True)}")
     for argument in plan.arguments:
         placement = argument.placement
         if placement is None:
-            lines.append(f"- ``{argument.name}``: static, not mapped")
+            bound = "not mapped" if argument.bound is None else bound_text(argument.bound)
+            lines.append(f"- ``{argument.name}``: static, {bound}")
             continue
         layout = _literal(placement.batched) + kind_note(argument.value.kind == "tree", argument.value.optional)
-        if not placement.batch:
+        if argument.bound is not None:
+            lines.append(f"- ``{argument.name}``: {layout}, {bound_text(argument.bound)}")
+        elif not placement.batch:
             lines.append(f"- ``{argument.name}``: {layout}, shared (not mapped)")
         else:
             lines.append(f"- ``{argument.name}``: {layout} (per example {_literal(placement.per_example)})")
@@ -116,6 +123,13 @@ def shapes_section(plan: Plan, mesh_axes: dict[str, tuple[str, ...]] | None = No
             line += f"; {chunk_text(level.chunk)}"
         lines.append(line)
     return "\n".join(lines)
+
+
+def bound_text(partial: str, *, fixed: bool = False) -> str:
+    """What a value a partial binds is: fixed and shared, as ``jax.vmap`` closes over it."""
+    if fixed:
+        return f"bound by {partial}: fixed, shared (not mapped, not a parameter)"
+    return f"bound by {partial}: shared (not mapped) unless passed again"
 
 
 def chunk_text(chunk: int | Budget) -> str:

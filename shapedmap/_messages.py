@@ -33,6 +33,7 @@ __all__ = [
     "dtype_mismatch",
     "expected_array",
     "expression_cannot_be_a_size",
+    "fixed_static_mismatch",
     "int_beyond_dtypes",
     "int_result_beyond_dtype",
     "leaves_disagree",
@@ -126,6 +127,11 @@ def not_a_pytree(function: str, place: str, value: Any, error: Exception) -> str
 def static_mismatch(function: str, name: str, hint: Any, value: Any) -> str:
     """A non-array argument its annotation does not admit."""
     return f"{function}: {argument_place(name)} is annotated {hint_text(hint)}, got {describe_value(value)}"
+
+
+def fixed_static_mismatch(function: str, place: str, hint: Any, value: Any) -> str:
+    """A non-array value a partial fixes that its annotation does not admit."""
+    return f"{function}: {place} is annotated {hint_text(hint)}, got {describe_value(value)}"
 
 
 def array_in_static_union(function: str, name: str, hint: Any, value: Any) -> str:

@@ -38,14 +38,14 @@ from ._plan import Plan
 if TYPE_CHECKING:
     from ._batched import Batched
 
-__all__ = ["bind", "call", "partition_specs"]
+__all__ = ["bind", "call", "partition_specs", "plan_for_call"]
 
 _NO_BINDINGS = Bindings("")  # a remembered call whose sizes nothing reads again
 
 
 def call(described: Batched, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """One call of a batched function: bind, check, settle the nest, map, check the results."""
-    plan = described.resolved_plan()
+    plan = plan_for_call(described, kwargs)
     defaulted: set[str] = set()
     values = bind(plan, args, kwargs, defaulted)
     if not (described.check and config.checks):
@@ -53,7 +53,7 @@ def call(described: Batched, args: tuple[Any, ...], kwargs: dict[str, Any]) -> A
         bindings = Bindings(plan.function)
         if plan.static_nest is None or described.sharding is not None:
             bindings = check_arguments(plan, values, abstract=False)[0]
-        return _map(described, values, bindings, described.fn)
+        return _map(described, plan, values, bindings, described.fn)
     values = convert_arguments(plan, values)
     default_unchecked = check_static_values(plan, values, defaulted)
     key = None if plan.has_fstring_dims else _shapes_key(plan, values)
@@ -70,7 +70,7 @@ def call(described: Batched, args: tuple[Any, ...], kwargs: dict[str, Any]) -> A
         else:
             bindings = _NO_BINDINGS
         body = described.results_body if plan.has_statics else described.fn
-    output = _map(described, values, bindings, body)
+    output = _map(described, plan, values, bindings, body)
     if seen is None or plan.has_statics:
         # With no static argument, the results' shapes follow from the key alone (JAX's purity
         # contract, which jit's cache relies on too): checked once. Static values (an object's
@@ -79,6 +79,15 @@ def call(described: Batched, args: tuple[Any, ...], kwargs: dict[str, Any]) -> A
     if seen is None and key is not None:
         plan.memo_add(("arguments", key), arguments_only)
     return output
+
+
+def plan_for_call(described: Batched, kwargs: dict[str, Any]) -> Plan:
+    """The plan of a call: a keyword a partial binds, passed again, overrides the bound value and
+    follows its layout (a variant of the plan); otherwise the bound values are shared."""
+    plan = described.resolved_plan()
+    if kwargs and plan.bound_keywords and not plan.bound_keywords.isdisjoint(kwargs):
+        plan = described.plan_for(plan.bound_keywords.intersection(kwargs))
+    return plan
 
 
 def bind(plan: Plan, args: tuple[Any, ...], kwargs: dict[str, Any], defaulted: set[str] | None = None) -> list[Any]:
@@ -95,14 +104,18 @@ def bind(plan: Plan, args: tuple[Any, ...], kwargs: dict[str, Any], defaulted: s
     except TypeError as error:
         raise TypeError(f"{plan.function}: {error}") from None
     if defaulted is not None:
-        defaulted.update(name for name in plan.types.signature.parameters if name not in bound.arguments)
+        # A keyword a partial binds is the caller's value, not the function's default: checked.
+        defaulted.update(
+            name
+            for name in plan.types.signature.parameters
+            if name not in bound.arguments and name not in plan.bound_keywords
+        )
     bound.apply_defaults()
     return [bound.arguments[argument.name] for argument in plan.arguments]
 
 
-def _map(described: Batched, values: list[Any], bindings: Bindings, body: Callable[..., Any]) -> Any:
+def _map(described: Batched, plan: Plan, values: list[Any], bindings: Bindings, body: Callable[..., Any]) -> Any:
     """Run this call's nest over ``body`` (placed on the mesh when sharded)."""
-    plan = described.plan
     nest = nest_for(plan, values, bindings)
     sharding = described.sharding
     if sharding is None:
@@ -128,7 +141,7 @@ def partition_specs(described: Batched, *args: Any, **kwargs: Any) -> dict[str, 
     Raises the call's ``ShapeError`` for arguments that do not fit, or (with a mesh given or set)
     a sharded batch its mesh axes cannot split evenly.
     """
-    plan = described.resolved_plan()
+    plan = plan_for_call(described, kwargs)
     sharding = described.sharding
     if sharding is None:
         raise SpecError(f"{plan.function}: partition_specs needs shard= (this function is not sharded)")

@@ -24,7 +24,7 @@ from ._errors import describe_array
 if TYPE_CHECKING:
     from ._grammar import Layout
 
-__all__ = ["Origin", "argument_place", "layout_place", "leaf_place", "origin_text", "result_place"]
+__all__ = ["Origin", "argument_place", "bound_place", "layout_place", "leaf_place", "origin_text", "result_place"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,11 @@ class Origin:
 def argument_place(name: str) -> str:
     """``argument 'f'``."""
     return f"argument '{name}'"
+
+
+def bound_place(name: str, partial: str) -> str:
+    """``'mask' (bound by functools.partial)``: a value a partial binds, not the call."""
+    return f"'{name}' (bound by {partial})"
 
 
 def result_place(returns_tuple: bool, index: int) -> str:

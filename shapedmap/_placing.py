@@ -62,7 +62,13 @@ def checked_layouts(layouts: Any, types: FunctionTypes, fail: Any) -> dict[str, 
     if not isinstance(layouts, dict):
         raise fail(f"layouts= must be a dict from parameter name to layout, got {type(layouts).__name__}")
     known = {p.name: p for p in types.parameters}
+    fixed = {p.name: p.bound for p in types.fixed}
     for key in layouts:
+        if key in fixed:
+            raise fail(
+                f"layouts= names {key!r}, which the {fixed[key]} binds: a value a partial fixes is shared by "
+                "every example, as jax.vmap shares what a closure holds, so it has no layout; leave it out"
+            )
         if key not in known:
             raise fail(f"layouts= names {key!r}, which is not a parameter (parameters: {', '.join(known) or 'none'})")
         if not known[key].value.is_array and known[key].value.array is None:

@@ -30,9 +30,19 @@ from ._grammar import (
     SymbolicDim,
 )
 from ._levels import Budget, CallShape, Level, Placement, VmapNest, derive_levels
+from ._places import argument_place, bound_place
 from ._value_types import FunctionTypes, ValueType
 
-__all__ = ["Argument", "Plan", "Result", "call_arguments", "plan_of", "unannotated_note"]
+__all__ = [
+    "Argument",
+    "Plan",
+    "Result",
+    "bound_note",
+    "call_arguments",
+    "fixed_arguments",
+    "plan_of",
+    "unannotated_note",
+]
 
 Value = TypeVar("Value")
 
@@ -42,13 +52,24 @@ _VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
 @dataclass(frozen=True)
 class Argument:
-    """One parameter of the per-example function; ``placement`` is None for static ones."""
+    """One parameter of the per-example function; ``placement`` is None for static ones.
+
+    ``bound`` names the partial whose value this is (``"functools.partial"``): a keyword it binds
+    that the call does not override, or a value it fixes (``Plan.fixed``), held in ``default``.
+    Such a value is shared (its per-example layout) and named as bound in messages (``place``).
+    """
 
     name: str
     kind: inspect._ParameterKind
     default: Any
     value: ValueType
     placement: Placement | None
+    bound: str | None = None
+
+    @property
+    def place(self) -> str:
+        """How messages name it: ``argument 'x'``, or ``'mask' (bound by functools.partial)``."""
+        return argument_place(self.name) if self.bound is None else bound_place(self.name, self.bound)
 
     @property
     def positional(self) -> bool:
@@ -85,6 +106,29 @@ def call_arguments(arguments: tuple[Argument, ...], values: list[Any]) -> tuple[
     return args, kwargs
 
 
+def fixed_arguments(types: FunctionTypes) -> tuple[Argument, ...]:
+    """The values a partial fixes (``types.fixed``), each placed at its per-example layout: shared."""
+    return tuple(
+        Argument(
+            fixed.name,
+            fixed.kind,
+            fixed.default,
+            fixed.value,
+            Placement(fixed.value.array.layout, fixed.value.array.layout, ()) if fixed.value.is_array else None,
+            fixed.bound,
+        )
+        for fixed in types.fixed
+    )
+
+
+def bound_note(arguments: Sequence[Argument]) -> str:
+    """A partial's bound values are shared, never mapped: say so where a batch dim finds no array."""
+    names = [a.name for a in arguments if a.bound is not None and a.placement is not None]
+    if not names:
+        return ""
+    return f". {', '.join(map(repr, names))}: bound by the partial, so shared (never mapped) unless passed again"
+
+
 def unannotated_note(arguments: Sequence[Argument]) -> str:
     """Unannotated parameters are static, never mapped: say so where a batch dim finds no array."""
     names = [a.name for a in arguments if a.placement is None and a.value.hint is None]
@@ -116,7 +160,8 @@ class Plan:
     ``#graph``); a level that no argument maps and no layout sizes (``unsized_levels``) takes its
     size from each call's bindings. ``static_nest`` is the nest when neither happens;
     ``_nest.nest_for`` settles the others per call. ``chunks`` are the batch names mapped in
-    slices (``chunk=``): a number of examples, or a ``Budget`` settled per call.
+    slices (``chunk=``): a number of examples, or a ``Budget`` settled per call. ``fixed`` are the
+    values a partial fixes (its positionals), each at its per-example layout, checked with the arguments.
     """
 
     function: str
@@ -127,6 +172,12 @@ class Plan:
     fixed_sizes: dict[str, int]
     levels: tuple[Level, ...] | None
     chunks: dict[str, int | Budget] = field(default_factory=dict)
+    fixed: tuple[Argument, ...] = ()  # values a partial fixes (its positionals): shared, checked, not passed
+
+    @functools.cached_property
+    def bound_keywords(self) -> frozenset[str]:
+        """The keywords a partial binds that this plan shares (the call does not override them)."""
+        return frozenset(argument.name for argument in self.arguments if argument.bound is not None)
 
     @functools.cached_property
     def array_arguments(self) -> tuple[int, ...]:

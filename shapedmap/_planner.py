@@ -44,7 +44,7 @@ from ._placing import (
     prepend,
     with_given_layouts,
 )
-from ._plan import Argument, Plan, Result, unannotated_note
+from ._plan import Argument, Plan, Result, bound_note, fixed_arguments, unannotated_note
 from ._value_types import FunctionTypes
 
 __all__ = ["make_plan"]
@@ -56,11 +56,14 @@ def make_plan(
     layouts: dict[str, str | None] | None = None,
     out: str | tuple[str, ...] | list[str] | None = None,
     chunk: dict[str, int | Budget] | None = None,
+    overridden: frozenset[str] = frozenset(),
 ) -> Plan:
     """Derive the plan for ``types`` (from ``read_function``) batched by ``spec``.
 
     ``chunk`` maps batch names to the number of examples each slice of them holds (or a
-    ``Budget``); those levels run as ``jax.lax.map`` over slices.
+    ``Budget``); those levels run as ``jax.lax.map`` over slices. A keyword a partial binds is
+    shared (its per-example layout, once the layout given for it is checked) unless the call
+    passes it again (``overridden``): then it follows its layout like any keyword argument.
 
     Raises:
         SpecError: for any spec that can never work, naming the function and the parameter.
@@ -87,8 +90,9 @@ def make_plan(
     arguments = []
     signature_layouts = iter(parsed.inputs or ())
     for parameter in types.parameters:
+        bound = None if parameter.name in overridden else parameter.bound
         if not parameter.value.is_array:
-            arguments.append(Argument(parameter.name, parameter.kind, parameter.default, parameter.value, None))
+            arguments.append(Argument(parameter.name, parameter.kind, parameter.default, parameter.value, None, bound))
             continue
         per_example = parameter.value.array.layout
         from_signature = next(signature_layouts, None)
@@ -104,12 +108,15 @@ def make_plan(
         else:
             batched_layout = per_example
         placement = place(batched_layout, per_example, where, fail)
-        arguments.append(Argument(parameter.name, parameter.kind, parameter.default, parameter.value, placement))
+        if bound is not None:  # the partial's value, as jax.vmap closes over it: shared
+            placement = place(per_example, per_example, where, fail)
+        arguments.append(Argument(parameter.name, parameter.kind, parameter.default, parameter.value, placement, bound))
+    fixed = fixed_arguments(types)
 
     input_batch = _ordered_names(a.placement for a in arguments if a.placement is not None)
     results = _place_results(types, parsed, out, input_batch, spec, fail)
     order, fixed_sizes = _order_and_sizes(arguments, results, fail)
-    _check_symbolic(arguments, results, types.returns_tuple, fail)
+    _check_symbolic([*fixed, *arguments], results, types.returns_tuple, fail)
     plan = Plan(
         function=name,
         types=types,
@@ -118,6 +125,7 @@ def make_plan(
         order=order,
         fixed_sizes=fixed_sizes,
         levels=None,
+        fixed=fixed,
     )
     plan = dataclasses.replace(plan, chunks=checked_chunks(chunk, plan, fail))
     if not order:
@@ -210,7 +218,9 @@ def _order_and_sizes(
                 )
                 raise fail(
                     f"the output batch dim '{batch_name}' {where}, so its size is unknown; give it a size "
-                    f"in the output layout ('{batch_name}=5') or map an input over it" + unannotated_note(arguments)
+                    f"in the output layout ('{batch_name}=5') or map an input over it"
+                    + unannotated_note(arguments)
+                    + bound_note(arguments)
                 )
     for name in variadic:
         if any(p.variadic_batch != name and name in p.batch_names for p in placements):

@@ -194,12 +194,17 @@ def instance_class(hint: Any) -> tuple[type, bool] | None:
 
 @dataclass(frozen=True)
 class ParameterType:
-    """A parameter of the per-example function."""
+    """A parameter of the per-example function.
+
+    ``bound`` names the partial that binds its value (``"functools.partial"``), None otherwise: a
+    bound keyword's ``default`` is the bound value, as ``inspect.signature`` shows a partial.
+    """
 
     name: str
     kind: inspect._ParameterKind
     default: Any
     value: ValueType
+    bound: str | None = None
 
 
 @dataclass(frozen=True)
@@ -208,7 +213,9 @@ class FunctionTypes:
 
     ``outputs`` holds one ``ValueType`` per element when the function returns a fixed-size
     tuple (``returns_tuple``), else a single one; an unannotated return is a PyTree of
-    arrays of any shape.
+    arrays of any shape. ``fixed`` are the values a partial binds that are no parameter of the
+    partial: its positionals (and the keywords ``equinox.Partial`` binds), each with its value as
+    ``default``.
     """
 
     name: str
@@ -216,6 +223,7 @@ class FunctionTypes:
     parameters: tuple[ParameterType, ...]
     outputs: tuple[ValueType, ...]
     returns_tuple: bool
+    fixed: tuple[ParameterType, ...] = ()  # values a partial binds that leave the signature (default: the value)
 
 
 def array_type_text(array_type: Any) -> str:

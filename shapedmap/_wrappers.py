@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 import typing
+from dataclasses import dataclass
 from typing import Any
 
 import jax
@@ -26,10 +28,13 @@ from ._errors import SpecError
 
 __all__ = [
     "MAX_WRAPPERS",
+    "PartialParts",
     "UnresolvedAnnotation",
     "contract_function",
     "function_name",
     "inner_function",
+    "partial_kind",
+    "partial_parts",
     "refuse_unannotated_wrapped",
     "resolved_hints",
     "unwrap_partial",
@@ -41,10 +46,90 @@ class UnresolvedAnnotation(NameError):
 
 
 def unwrap_partial(fn: Any) -> Any:
-    """The function a ``functools.partial`` (of a partial…) fixes arguments of; ``fn`` otherwise."""
-    while isinstance(fn, functools.partial):
+    """The function a partial (of a partial…) fixes arguments of; ``fn`` otherwise."""
+    while partial_kind(fn) is not None:
         fn = fn.func
     return fn
+
+
+def partial_kind(fn: Any) -> str | None:
+    """How messages name the kind of partial ``fn`` is (``functools.partial``…), or None for no partial.
+
+    ``jax.tree_util.Partial`` is a ``functools.partial`` subclass; ``equinox.Partial`` an Equinox
+    module with the same ``func``/``args``/``keywords`` (recognised without importing Equinox).
+    """
+    if isinstance(fn, functools.partial):
+        return "jax.tree_util.Partial" if isinstance(fn, jax.tree_util.Partial) else "functools.partial"
+    equinox = sys.modules.get("equinox")
+    if equinox is not None and isinstance(fn, getattr(equinox, "Partial", ())):
+        return "equinox.Partial"
+    return None
+
+
+@dataclass(frozen=True)
+class PartialParts:
+    """What the partials around a function bind, flattened as one partial of ``func``.
+
+    ``positionals`` and ``keywords`` hold ``(value, kind)`` with ``kind`` the partial that bound
+    it (``"functools.partial"``, ``"jax.tree_util.Partial"``, ``"equinox.Partial"``). A keyword
+    ``equinox.Partial`` binds is ``fixed``: it passes it after the call's own, so passing it again
+    is a ``TypeError``; a ``functools.partial``'s keyword is overridden by the call's.
+    """
+
+    func: Any
+    positionals: tuple[tuple[Any, str], ...]
+    keywords: dict[str, tuple[Any, str]]
+    fixed: frozenset[str]
+
+    def signature(self) -> inspect.Signature:
+        """The signature the partials leave, as ``inspect.signature`` shows a ``functools.partial``,
+        without the keywords ``equinox.Partial`` fixes."""
+        args = [value for value, _ in self.positionals]
+        keywords = {name: value for name, (value, _) in self.keywords.items()}
+        signature = inspect.signature(functools.partial(self.func, *args, **keywords))
+        return signature.replace(parameters=[p for p in signature.parameters.values() if p.name not in self.fixed])
+
+    def positional_names(self) -> dict[str, Any]:
+        """The bound positionals by the name of the parameter each fills (a ``*args`` one: a tuple)."""
+        arguments = inspect.signature(self.func).bind_partial(*(value for value, _ in self.positionals)).arguments
+        return dict(arguments)
+
+
+def partial_parts(fn: Any) -> PartialParts | None:
+    """The partials around ``fn`` (nested, of any kind, and behind wrappers that keep the contract,
+    such as ``jax.jit(partial(f, m))``) as one partial of the function below them; None if none.
+
+    Example:
+        >>> def f(a: int, b: int, *, c: int = 0) -> int: ...
+        >>> parts = partial_parts(functools.partial(functools.partial(f, 1), c=2))
+        >>> parts.func is f, parts.positional_names(), list(parts.signature().parameters)
+        (True, {'a': 1}, ['b', 'c'])
+    """
+    layers: list[tuple[Any, str]] = []
+    seen = {id(fn)}
+    below = None
+    current = fn
+    while len(seen) < MAX_WRAPPERS:
+        kind = partial_kind(current)
+        if kind is not None:
+            layers.append((current, kind))
+            below = current.func
+        inner = inner_function(current)
+        if inner is None or id(inner) in seen:
+            break
+        seen.add(id(inner))
+        current = inner
+    if not layers:
+        return None
+    positionals: list[tuple[Any, str]] = []
+    keywords: dict[str, tuple[Any, str]] = {}
+    fixed: set[str] = set()
+    for layer, kind in reversed(layers):  # the innermost partial's arguments come first
+        positionals += [(value, kind) for value in layer.args]
+        for name, value in layer.keywords.items():
+            keywords[name] = (value, kind)
+            (fixed.add if kind == "equinox.Partial" else fixed.discard)(name)
+    return PartialParts(below, tuple(positionals), keywords, frozenset(fixed))
 
 
 MAX_WRAPPERS = 64  # an object whose __wrapped__ makes a new wrapper each time stops here
@@ -66,7 +151,7 @@ def inner_function(fn: Any) -> Any:
     ``jax.custom_vjp`` (``functools.update_wrapper``), ``equinox.filter_jit`` and Equinox's
     bound methods set; a ``custom_jvp``/``custom_vjp``'s ``fun``; a ``jax.jit`` loaded by
     cloudpickle (which drops its ``__wrapped__``): the function it compiles."""
-    if isinstance(fn, functools.partial):
+    if partial_kind(fn) is not None:
         return fn.func
     if inspect.isfunction(fn) or inspect.ismethod(fn):
         # A function carries its own annotations: a functools.wraps decorator copies them, and a
@@ -107,7 +192,7 @@ def _wrapper_chain(fn: Any) -> list[str]:
     seen = {id(fn)}
     while (inner := inner_function(fn)) is not None and id(inner) not in seen and len(seen) < MAX_WRAPPERS:
         seen.add(id(inner))
-        names.append(_WRAPPER_NAMES.get(type(fn).__name__, type(fn).__qualname__))
+        names.append(partial_kind(fn) or _WRAPPER_NAMES.get(type(fn).__name__, type(fn).__qualname__))
         fn = inner
     if inspect.isfunction(fn) and hasattr(fn, "__wrapped__") and not hasattr(fn, "__shapedmap__"):
         names.append("a decorator (functools.wraps)")

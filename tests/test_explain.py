@@ -298,8 +298,9 @@ def test_a_partial_and_a_method():
     g = batched(functools.partial(scaled, factor=2.0), "b")
     x = jnp.arange(6.0).reshape(3, 2)
     text = explain(g, x)
-    assert "`scaled` is the per-example function, fn.fn.func." in text
-    namespace = {"scaled": scaled}
+    assert "`scaled` is the per-example function, fn.fn: the functools.partial, which holds its bound values." in text
+    assert "# Bound by the functools.partial, shared as jax.vmap shares what a closure holds: factor float 2.0." in text
+    namespace = {"scaled": g.fn}
     exec(text, namespace)
     assert_same(namespace["batched_scaled"](x), g(x))
 

@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import hypothesis.strategies as st
 import jax
 import jax.numpy as jnp
 
+from .._binding import Bindings
+from .._checks import bind_fixed_values
 from .._grammar import FixedDim, NamedDim, VariadicDim
 from .._levels import Placement
 from .._plan import Argument, Plan, plan_of
@@ -94,6 +96,8 @@ class InputSpec:
         if inspect.ismethod(fn) and arguments:  # obj.method: its first parameter is bound already
             parameters.append(ParameterSpec(arguments.pop(0), static=st.just(fn.__self__), bound=True))
         parameters += [_parameter_spec(argument, static, elements, where) for argument in arguments]
+        # What a partial binds is not drawn (not passed: the partial gives it); its sizes are fixed.
+        parameters = [ParameterSpec(replace(p.argument, placement=None)) if p.argument.bound else p for p in parameters]
         names: dict[str, None] = {}
         core_variadics: dict[str, None] = {}
         labels: dict[str, int] = {}  # 'xyz=3': a size the layout fixes, under a name
@@ -108,6 +112,7 @@ class InputSpec:
                 elif isinstance(dim, FixedDim) and dim.label is not None and dim.label not in plan.fixed_sizes:
                     labels.setdefault(dim.label, dim.size)
         fixed = _check_sizes(where, sizes, plan, names, core_variadics, labels)
+        fixed.update(_bound_sizes(plan, fixed, where))
         return cls(
             plan=plan,
             parameters=tuple(parameters),
@@ -192,6 +197,20 @@ def _check_sizes(
             wanted = "a tuple of sizes (it is a '*name' dim)" if is_shape else "a non-negative int"
             raise ValueError(f"{where}: {name}= must be {wanted} or a strategy of them, got {size!r}")
     return fixed
+
+
+def _bound_sizes(plan: Plan, fixed: dict[str, Any], where: str) -> dict[str, int]:
+    """The sizes of the values a partial binds: drawn arguments must agree with them."""
+    if not plan.fixed and not plan.bound_keywords:
+        return {}
+    bindings = Bindings(plan.function)
+    bind_fixed_values(plan, bindings, keywords=True)
+    bound = {name: size for name, (size, _) in bindings.sizes.items()}
+    for name, size in bound.items():
+        if isinstance(fixed.get(name), int) and fixed[name] != size:
+            origin = bindings.sizes[name][1]
+            raise ValueError(f"{where}: '{name}' has size {size} in {origin}, cannot draw {fixed[name]!r}")
+    return bound
 
 
 def _dtypes_for(array: ArrayType, parameter: str, where: str) -> tuple[str, ...]:

@@ -187,9 +187,15 @@ class _Checker:
         loop = list(self.loop(bound, described))
         self.compare(output, loop, described, "eager")
         if self.jit:
-            dynamic = {a.name: bound.arguments[a.name] for a in self.plan.arguments if a.placement is not None}
+            # A keyword a partial binds, not passed, is not passed under jit either (it would override it).
+            omitted = self.plan.bound_keywords - kwargs.keys()
+            dynamic = {
+                a.name: bound.arguments[a.name]
+                for a in self.plan.arguments
+                if a.placement is not None and a.name not in omitted
+            }
             try:
-                jitted = self.jitted(bound)(dynamic)
+                jitted = self.jitted(bound, omitted)(dynamic)
             except Exception as error:
                 self.fail(
                     "raised",
@@ -204,7 +210,9 @@ class _Checker:
 
     # -- pieces --------------------------------------------------------------------------
 
-    def jitted(self, bound: inspect.BoundArguments) -> Callable[[dict[str, Any]], Any]:
+    def jitted(
+        self, bound: inspect.BoundArguments, omitted: frozenset[str] = frozenset()
+    ) -> Callable[[dict[str, Any]], Any]:
         """``jax.jit`` of the call with the static arguments closed over; one per static values,
         so examples of shapes seen before reuse the compiled program.
 
@@ -214,15 +222,16 @@ class _Checker:
         statics = tuple(
             (a.name, type(bound.arguments[a.name]), repr(bound.arguments[a.name]))
             for a in self.plan.arguments
-            if a.placement is None
-        )
+            if a.placement is None and a.name not in omitted
+        ) + tuple(sorted(omitted))
         try:
             return self._jitted[statics]
         except (KeyError, TypeError):
             pass
 
         def call(values: dict[str, Any]) -> Any:
-            rebound = inspect.BoundArguments(self.signature, {**bound.arguments, **values})
+            given = {**bound.arguments, **values}
+            rebound = inspect.BoundArguments(self.signature, {k: v for k, v in given.items() if k not in omitted})
             return self.call_fn(*rebound.args, **rebound.kwargs)
 
         compiled = jax.jit(call)
