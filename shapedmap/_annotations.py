@@ -36,7 +36,7 @@ from ._errors import SpecError
 from ._grammar import parse_layout
 from ._transforms import derivative_in, derivative_outputs
 from ._value_types import ANY_SHAPE, ANY_TREE, ArrayType, FunctionTypes, ParameterType, ValueType, array_type_text
-from ._wrappers import contract_function, function_name, refuse_unannotated_wrapped, resolved_hints
+from ._wrappers import contract_function, function_name, resolved_hints, wrappers_text
 
 __all__ = ["classify", "hint_text", "read_function"]
 
@@ -65,8 +65,9 @@ def read_function(fn: Any, hints: dict[str, Any] | None = None) -> FunctionTypes
         raise SpecError(f"{name}: cannot read the signature: {error}") from None
     if hints is None:
         hints = resolved_hints(fn, name)
-        if not hints and signature.parameters:
-            refuse_unannotated_wrapped(fn, name, signature)
+    derivative = derivative_in(fn)
+    # A wrapper of a function with no annotations at all: the plan's message says what to annotate.
+    wrapped_in = wrappers_text(fn) if not hints and signature.parameters and derivative is None else ""
     parameters = []
     for parameter in signature.parameters.values():
         where = f"{name}: parameter '{parameter.name}'"
@@ -74,7 +75,6 @@ def read_function(fn: Any, hints: dict[str, Any] | None = None) -> FunctionTypes
         if value.kind == "array" and parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
             value = ValueType("tree", value.array, value.optional, value.hint, one_array_each=True)
         parameters.append(ParameterType(parameter.name, parameter.kind, parameter.default, value))
-    derivative = derivative_in(fn)
     outputs, returns_tuple = _classify_return(hints.get("return", inspect.Parameter.empty), name, derivative)
     if derivative is not None:
         name = f"{derivative.transform}({name})"
@@ -84,7 +84,7 @@ def read_function(fn: Any, hints: dict[str, Any] | None = None) -> FunctionTypes
 
         target = contract_function(fn)
         outputs, returns_tuple = derivative_outputs(derivative, target, name, outputs, gradient_type)
-    return FunctionTypes(name, signature, tuple(parameters), outputs, returns_tuple)
+    return FunctionTypes(name, signature, tuple(parameters), outputs, returns_tuple, wrapped_in)
 
 
 def _classify_return(hint: Any, name: str, derivative: Derivative | None) -> tuple[tuple[ValueType, ...], bool]:

@@ -164,6 +164,13 @@ class ValueType:
         """Arrays and PyTrees of arrays have layouts; static values do not."""
         return self.kind != "static"
 
+    @property
+    def takes_layout(self) -> bool:
+        """Unannotated or annotated ``Any``: a layout ``layouts=``/``out=`` gives makes it an array value
+        (a PyTree of arrays, each leaf with that layout); without one a parameter is static and a result
+        any PyTree of arrays."""
+        return (self.hint is None or self.hint is Any) and (self.array is None or self.array == _ANY_ARRAY)
+
     @functools.cached_property
     def instances(self) -> tuple[type, bool] | None:
         """The class ``hint`` asks its values to be, and whether PyTrees of them (``PyTree[Params]``)."""
@@ -208,7 +215,8 @@ class FunctionTypes:
 
     ``outputs`` holds one ``ValueType`` per element when the function returns a fixed-size
     tuple (``returns_tuple``), else a single one; an unannotated return is a PyTree of
-    arrays of any shape.
+    arrays of any shape. ``wrapped_in``: for a wrapper (``jax.jit``…) of a function with no
+    annotations at all, how messages name the wrappers (``"jax.jit"``), else empty.
     """
 
     name: str
@@ -216,6 +224,7 @@ class FunctionTypes:
     parameters: tuple[ParameterType, ...]
     outputs: tuple[ValueType, ...]
     returns_tuple: bool
+    wrapped_in: str = ""
 
 
 def array_type_text(array_type: Any) -> str:
@@ -228,4 +237,5 @@ def array_type_text(array_type: Any) -> str:
     return getattr(array_type, "__name__", repr(array_type))
 
 
-ANY_TREE = ValueType("tree", ArrayType(ANY_SHAPE))  # what an unannotated function returns
+_ANY_ARRAY = ArrayType(ANY_SHAPE)
+ANY_TREE = ValueType("tree", _ANY_ARRAY)  # what an unannotated function returns
