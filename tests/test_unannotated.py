@@ -359,3 +359,47 @@ def test_annotated_static_parameters_still_refuse_a_layout():
         SpecError, match=r"^scale: layouts= gives a layout for 'factor', which is annotated float: only arrays"
     ):
         batched(scale, "b", layouts={"factor": "b"})
+
+
+@given(
+    shape=st.lists(st.integers(1, 3), min_size=0, max_size=3),
+    data=st.data(),
+)
+def test_an_unannotated_parameter_is_mapped_where_its_layout_says(shape, data):
+    """Any per-example rank, the batch axis anywhere (or shared): equal to jax.vmap with that axis and to
+    the same function annotated with the per-example layout, eagerly and under jax.jit."""
+    rank = len(shape)
+    axis = data.draw(st.integers(0, rank), label="axis")
+    names = [f"d{i}" for i in range(rank)]
+    layout = " ".join([*names[:axis], "b", *names[axis:]])
+    batch = data.draw(st.integers(1, 3), label="batch")
+
+    def body(x, w):
+        return jnp.sum(x) * w
+
+    def annotated(x: Float[Array, " ".join(names)], w: Float[Array, " m"]) -> Float[Array, " m"]:
+        return jnp.sum(x) * w
+
+    x = jnp.arange(float(batch * int(np.prod(shape)))).reshape(*shape[:axis], batch, *shape[axis:])
+    w = jnp.arange(1.0, 3.0)
+    unannotated = batched(body, "b", layouts={"x": layout, "w": None}, out="b m")
+    want = jax.vmap(body, in_axes=(axis, None))(x, w)
+    for mode in (lambda f: f, jax.jit):
+        _same_tree(mode(unannotated)(x, w), want)
+        _same_tree(mode(unannotated)(x, w), batched(annotated, "b", layouts={"x": layout, "w": None})(x, w))
+    assert unannotated.in_axes == {"b": (axis, None)}
+    assert unannotated.signature == f"{layout}, ... -> b m"  # None: shared, its shape unchecked
+
+
+def test_an_any_annotated_result_takes_out():
+    def stats(x) -> typing.Any:
+        return jnp.stack([x.mean(), x.std()])
+
+    per_row = batched(stats, "b", layouts={"x": "b n"}, out="b two=2")
+    x = _points(0, 4, 5)
+    _same_tree(per_row(x), jax.vmap(stats)(x))
+    wrong = batched(stats, "b", layouts={"x": "b n"}, out="b three=3")
+    with pytest.raises(
+        ShapeError, match=r"^stats: dimension 'three' of layout 'b three=3' must have size 3, but the return value"
+    ):
+        wrong(x)
