@@ -83,8 +83,9 @@ def checked_input_count(types: FunctionTypes, parsed: Spec, spec: Any, fail: Any
     if parsed.inputs is None or len(parsed.inputs) == len(arrays):
         return parsed
     unannotated = [p for p in _open(types) if p.kind in _POSITIONAL]
-    if unannotated and len(parsed.inputs) > len(arrays):
-        raise fail(_mixed(types, parsed, spec, arrays, unannotated))
+    annotated = [p for p in types.parameters if p.value.is_array or p.value.array is not None]
+    if unannotated and annotated and len(parsed.inputs) > len(arrays):
+        raise fail(_mixed(types, parsed, spec, annotated, unannotated))
     names = ", ".join(f"'{p.name}'" for p in arrays) or "none"
     raise fail(
         f"the spec {spec!r} has {len(parsed.inputs)} input layout(s) but the function has "
