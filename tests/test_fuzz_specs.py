@@ -415,7 +415,7 @@ def interpret(case: SpecCase) -> Entry:
         outputs = [part.strip() for part in split_commas(right)] if right.strip() else [""]
     names = spec.split() if spec is not None and not signature else []
     layouts = dict(case.layouts or {})
-    kind, _, result_dims = case.returns
+    returned, _, result_dims = case.returns
     given = [case.out] if isinstance(case.out, str) else list(case.out) if case.out is not None else outputs
     # Unannotated values given a layout: their per-example dims are the layout less the batch names
     # (the short spec's; else the results' names an annotated parameter lacks per example).
@@ -423,11 +423,11 @@ def interpret(case: SpecCase) -> Entry:
         batch_names = {layout_name(t) for t in names}
     else:
         own = set().union(*(core_names(p.dims) for p in arrays))
-        own |= set().union(*(core_names(d) for d in result_dims)) if kind != "none" else set()
+        own |= set().union(*(core_names(d) for d in result_dims)) if returned != "none" else set()
         batch_names = {
             layout_name(t) for layout in given or [] if isinstance(layout, str) for t in layout.split()
         } - own
-    if kind == "none" and given and isinstance(given[0], str):
+    if returned == "none" and given and isinstance(given[0], str):
         result_dims = (less_names(given[0], batch_names),)
     unannotated = [p for p in case.parameters if p.kind == "static" and p.annotation is inspect.Parameter.empty]
     union = any(p.kind == "odd" and typing.get_origin(p.annotation) is typing.Union for p in case.parameters)
@@ -487,7 +487,7 @@ def interpret(case: SpecCase) -> Entry:
     ]
     return Entry(
         "spec", None, tuple(params), tuple(result_layouts), batch, name="spec_case",
-        tuple_output=kind == "tuple",
+        tuple_output=returned == "tuple",
     )  # fmt: skip
 
 
