@@ -447,6 +447,8 @@ def interpret(case: SpecCase) -> Entry:
             continue
         if p not in arrays:
             valid = {int: (2, 3), None: (None,), inspect.Parameter.empty: ("x",)}.get(p.annotation, (jnp.sin,))
+            if typing.get_origin(p.annotation) is typing.Union:
+                valid = (2,)  # the int member of `Float[Array, 'n'] | int` (a function matches neither)
             params.append(Param(p.name, kind="static", valid=valid))
             continue
         if p.name in layouts and layouts[p.name] is None:
