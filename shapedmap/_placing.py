@@ -1,6 +1,8 @@
-"""One value's batched layout: the options that give layouts (the spec, ``layouts=``, ``chunk=``)
-checked against the function, and a batched layout split into its batch dims and the per-example
-layout (``place``), which must be exactly the annotation's.
+"""One value's batched layout: the options that give layouts (the spec, ``layouts=``, ``out=``,
+``chunk=``) checked against the function, and a batched layout split into its batch dims and the
+per-example layout (``place``), which must be exactly the annotation's. An unannotated (or ``Any``)
+value has no annotation to read: a layout given to it makes it an array value whose per-example
+layout is the layout less the batch names (``with_given_layouts``, ``per_example_of``, ``batch_names``).
 
 ``_planner.make_plan`` places every parameter and result with these; each failure is a
 ``SpecError`` naming the function and the parameter (``fail`` prefixes the function's name).

@@ -2,7 +2,9 @@
 
 Every array parameter and every result gets a batched layout (from the spec, ``layouts=``
 and ``out=``); its batch dims are the names the per-example annotation lacks, and the
-remaining core dims must be exactly the per-example ones. Then the batch names are ordered
+remaining core dims must be exactly the per-example ones. An unannotated parameter or result
+given a layout has the layout less the batch names as its per-example layout (``_placing``,
+``_unannotated``); one given none is static (a parameter) or any PyTree (a result). Then the batch names are ordered
 (outermost first), their fixed sizes read, every symbolic dim checked to be computable, and
 the ``jax.vmap`` levels derived (``Plan.levels_for``). A spec that can never work is a
 ``SpecError`` here, naming the function and the parameter.
