@@ -109,11 +109,10 @@ def _mixed(
         return head + ", and name the batch dims in the spec: batched(f, 'batch', layouts={...})"
     per_example = frozenset(n for p in arrays if p.value.array is not None for n in p.value.array.layout.names())
     batch: dict[str, str] = {}  # batch name -> its token, in order: the results' first
-    outputs = parsed.outputs or ()
-    pairs = [*zip(outputs, types.outputs, strict=False), *zip(inputs, targets, strict=True)]
-    for layout, of in pairs:
-        value = of if not isinstance(of, ParameterType) else of.value
-        own = frozenset() if value.takes_layout else value.array.layout.names()
+    outputs = (parsed.outputs or ())[: len(types.outputs)]
+    values = [*types.outputs[: len(outputs)], *(p.value for p in targets)]
+    for layout, value in zip([*outputs, *inputs], values, strict=True):
+        own = value.array.layout.names() if value.array is not None and not value.takes_layout else frozenset()
         for dim in layout.dims:
             name = dim_name(dim)
             if name is not None and name not in own | per_example and name not in batch:
