@@ -20,7 +20,7 @@ Example:
     >>> spec.inputs, layouts
     (None, {'x': Layout('b n'), 'w': Layout('n m')})
     >>> print(unannotated_lead(read_function(f), parse_spec("b").batch))
-    'x' and 'w' are not annotated, so they are held static (never mapped): give them layouts, e.g. batched(f, 'b', layouts={'x': 'b ...', 'w': 'b ...'}) ('b ...' maps one over a leading axis 'b', whatever its per-example shape; None shares one value by every example), or annotate them (x: Float[Array, '...'], w: Float[Array, '...']).
+    'x' and 'w' are not annotated, so they are held static (never mapped): give them layouts, e.g. batched(f, 'b', layouts={'x': 'b ...', 'w': 'b ...'}) ('b ...' maps each over a leading axis 'b', whatever its per-example shape; None shares one value by every example), or annotate them (x: Float[Array, '...'], w: Float[Array, '...']).
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ def unannotated_lead(types: FunctionTypes, batch: tuple[Dim, ...] | None) -> str
     call = f"batched({_callable(types)}, {batch_text!r}, layouts={{{example}}})"
     several = variadic or (batch is not None and len(batch) > 1)
     meaning = (
-        f"({layout!r} maps one over {'leading axes' if several else 'a leading axis'} {batch_text!r}, "
+        f"({layout!r} maps {'it' if one else 'each'} over {'leading axes' if several else 'a leading axis'} {batch_text!r}, "
         f"{'one number per example' if variadic else 'whatever its per-example shape'}; "
         "None shares one value by every example)"
     )
