@@ -41,8 +41,8 @@ from ._wrappers import (
     contract_function,
     function_name,
     partial_parts,
-    refuse_unannotated_wrapped,
     resolved_hints,
+    wrappers_text,
 )
 
 __all__ = ["classify", "hint_text", "read_function"]
@@ -74,8 +74,9 @@ def read_function(fn: Any, hints: dict[str, Any] | None = None) -> FunctionTypes
         raise SpecError(f"{name}: cannot read the signature: {error}") from None
     if hints is None:
         hints = resolved_hints(fn, name)
-        if not hints and signature.parameters:
-            refuse_unannotated_wrapped(fn, name, signature)
+    derivative = derivative_in(fn)
+    # A wrapper of a function with no annotations at all: the plan's message says what to annotate.
+    wrapped_in = wrappers_text(fn) if not hints and signature.parameters and derivative is None else ""
     parameters = []
     for parameter in signature.parameters.values():
         where = f"{name}: parameter '{parameter.name}'"
@@ -90,7 +91,6 @@ def read_function(fn: Any, hints: dict[str, Any] | None = None) -> FunctionTypes
         if value_type.kind == "array" and kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
             value_type = ValueType("tree", value_type.array, value_type.optional, value_type.hint, one_array_each=True)
         fixed.append(ParameterType(parameter_name, kind, value, value_type, bound_by))
-    derivative = derivative_in(fn)
     outputs, returns_tuple = _classify_return(hints.get("return", inspect.Parameter.empty), name, derivative)
     if derivative is not None:
         name = f"{derivative.transform}({name})"
@@ -100,7 +100,7 @@ def read_function(fn: Any, hints: dict[str, Any] | None = None) -> FunctionTypes
 
         target = contract_function(fn)
         outputs, returns_tuple = derivative_outputs(derivative, target, name, outputs, gradient_type)
-    return FunctionTypes(name, signature, tuple(parameters), outputs, returns_tuple, tuple(fixed))
+    return FunctionTypes(name, signature, tuple(parameters), outputs, returns_tuple, tuple(fixed), wrapped_in)
 
 
 def _fixed_values(parts: PartialParts) -> dict[str, tuple[inspect._ParameterKind, Any, str]]:

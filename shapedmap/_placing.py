@@ -1,6 +1,8 @@
-"""One value's batched layout: the options that give layouts (the spec, ``layouts=``, ``chunk=``)
-checked against the function, and a batched layout split into its batch dims and the per-example
-layout (``place``), which must be exactly the annotation's.
+"""One value's batched layout: the options that give layouts (the spec, ``layouts=``, ``out=``,
+``chunk=``) checked against the function, and a batched layout split into its batch dims and the
+per-example layout (``place``), which must be exactly the annotation's. An unannotated (or ``Any``)
+value has no annotation to read: a layout given to it makes it an array value whose per-example
+layout is the layout less the batch names (``with_given_layouts``, ``per_example_of``, ``batch_names``).
 
 ``_planner.make_plan`` places every parameter and result with these; each failure is a
 ``SpecError`` naming the function and the parameter (``fail`` prefixes the function's name).
@@ -23,19 +25,23 @@ import dataclasses
 from collections import Counter
 from typing import Any
 
+from ._annotations import hint_text
 from ._errors import SpecError, describe_value
 from ._grammar import Layout, Spec, VariadicDim, dim_name, dim_text, is_batch_token, parse_layout, parse_spec
 from ._levels import Budget, Placement
 from ._plan import Plan
-from ._value_types import FunctionTypes
+from ._value_types import ANY_SHAPE, ArrayType, FunctionTypes, ValueType
 
 __all__ = [
+    "batch_names",
     "checked_chunks",
     "checked_layouts",
     "parse_layout_for",
     "parse_spec_for",
+    "per_example_of",
     "place",
     "prepend",
+    "result_layouts",
     "with_given_layouts",
 ]
 
@@ -50,13 +56,16 @@ def parse_spec_for(spec: str | None, fail: Any) -> Spec:
 
 
 def parse_layout_for(text: Any, where: str, fail: Any) -> Layout:
+    if isinstance(text, Layout):  # a full signature's, given by position
+        return text
     try:
         return parse_layout(text)
     except SpecError as error:
         raise fail(f"invalid layout {text!r} for {where}: {error}") from None
 
 
-def checked_layouts(layouts: Any, types: FunctionTypes, fail: Any) -> dict[str, str | None]:
+def checked_layouts(layouts: Any, types: FunctionTypes, fail: Any) -> dict[str, Any]:
+    """``layouts=`` checked against the parameters: each names one, an array or one that takes a layout."""
     if layouts is None:
         return {}
     if not isinstance(layouts, dict):
@@ -71,12 +80,11 @@ def checked_layouts(layouts: Any, types: FunctionTypes, fail: Any) -> dict[str, 
             )
         if key not in known:
             raise fail(f"layouts= names {key!r}, which is not a parameter (parameters: {', '.join(known) or 'none'})")
-        if not known[key].value.is_array and known[key].value.array is None:
-            hint = known[key].value.hint
-            annotated = "is not annotated" if hint is None else f"is annotated {getattr(hint, '__name__', hint)}"
+        value = known[key].value
+        if not value.is_array and value.array is None and not value.takes_layout:
             raise fail(
-                f"layouts= gives a layout for '{key}', which {annotated}: only array parameters "
-                "have layouts (non-array parameters are held static, never mapped)"
+                f"layouts= gives a layout for '{key}', which is annotated {hint_text(value.hint)}: only arrays and "
+                "unannotated (or Any) parameters take layouts (other parameters are held static, never mapped)"
             )
     return layouts
 
@@ -123,15 +131,73 @@ def checked_chunks(chunk: Any, plan: Plan, fail: Any) -> dict[str, int | Budget]
     return dict(chunk)
 
 
-def with_given_layouts(types: FunctionTypes, layouts: dict[str, str | None]) -> FunctionTypes:
-    """A union of arrays and non-arrays (``Rngs | Array``) that ``layouts=`` names is an array parameter."""
-    parameters = tuple(
-        dataclasses.replace(p, value=dataclasses.replace(p.value, kind="array"))
-        if p.name in layouts and p.value.kind == "static" and p.value.array is not None
-        else p
-        for p in types.parameters
-    )
-    return dataclasses.replace(types, parameters=parameters)
+def with_given_layouts(types: FunctionTypes, layouts: dict[str, Any], batch: Any, fail: Any) -> FunctionTypes:
+    """The parameters ``layouts=`` makes arrays: the array member of a union of arrays and non-arrays
+    (``Rngs | Array``), and an unannotated (or ``Any``) parameter, a PyTree of arrays whose per-example
+    layout is its layout less the batch names ``batch`` (``per_example_of``)."""
+    parameters = []
+    for p in types.parameters:
+        if p.name in layouts and p.value.kind == "static" and p.value.array is not None:
+            p = dataclasses.replace(p, value=dataclasses.replace(p.value, kind="array"))
+        elif p.name in layouts and p.value.kind == "static" and p.value.takes_layout:
+            layout = per_example_of(layouts[p.name], batch, f"parameter '{p.name}'", fail)
+            p = dataclasses.replace(p, value=ValueType("tree", ArrayType(layout), hint=p.value.hint))
+        parameters.append(p)
+    return dataclasses.replace(types, parameters=tuple(parameters))
+
+
+def per_example_of(layout: Any, batch: frozenset[str] | None, where: str, fail: Any) -> Layout:
+    """The per-example layout of an unannotated value: its layout less the batch names (None: ``...``)."""
+    if layout is None:
+        return ANY_SHAPE  # shared, its shape unchecked
+    layout = parse_layout_for(layout, where, fail)
+    if batch is None:
+        raise fail(
+            f"{where} is not annotated, so its per-example layout is its layout {str(layout)!r} less the batch "
+            "names, and no batch names are given: name them in the spec, e.g. "
+            f"batched(f, 'batch', layouts={{...: 'batch ...'}}), or give the results' layouts with out="
+        )
+    return Layout(tuple(dim for dim in layout.dims if dim_name(dim) not in batch))
+
+
+def result_layouts(types: FunctionTypes, parsed: Spec, out: Any, fail: Any) -> list[Layout | None] | None:
+    """The results' batched layouts ``out=`` or the full signature gives (None: unmapped), or None."""
+    count = len(types.outputs)
+    if out is not None:
+        texts = (out,) if isinstance(out, str) else tuple(out) if isinstance(out, tuple | list) else None
+        if texts is None:
+            raise fail(f"out= must be a layout string or a tuple of them, got {type(out).__name__}")
+        # None: the per-example layout itself, a result that no batch dim maps (out_axes=None)
+        layouts = [None if text is None else parse_layout_for(text, "the return value", fail) for text in texts]
+    elif parsed.outputs is not None:
+        layouts = list(parsed.outputs)
+    else:
+        return None
+    if len(layouts) != count:
+        shape = f"a tuple of {count}" if types.returns_tuple else "one value"
+        raise fail(
+            f"{len(layouts)} output layout(s) given but the return annotation says {shape}"
+            + ("" if types.returns_tuple or count != 1 else " (annotate tuple[...] for several results)")
+        )
+    return layouts
+
+
+def batch_names(parsed: Spec, results: list[Layout | None] | None, types: FunctionTypes) -> frozenset[str] | None:
+    """The batch names an unannotated value's layout is read with: the short spec's; else the names of the
+    results' layouts (of an annotated result, those its annotation lacks) that no annotated parameter has
+    per example; None where neither is given."""
+    if parsed.batch is not None:
+        return frozenset(name for dim in parsed.batch if (name := dim_name(dim)) is not None)
+    if results is None:
+        return None
+    names: set[str] = set()
+    for layout, value in zip(results, types.outputs, strict=True):
+        if layout is not None:
+            names |= layout.names() - (frozenset() if value.takes_layout else value.array.layout.names())
+    for parameter in types.parameters:
+        if parameter.value.array is not None:
+            names -= parameter.value.array.layout.names()
+    return frozenset(names)
 
 
 def prepend(batch: tuple[Any, ...], per_example: Layout, where: str, fail: Any) -> Layout:

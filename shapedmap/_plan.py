@@ -130,15 +130,17 @@ def bound_note(arguments: Sequence[Argument]) -> str:
 
 
 def unannotated_note(arguments: Sequence[Argument]) -> str:
-    """Unannotated parameters are static, never mapped: say so where a batch dim finds no array."""
+    """Unannotated parameters are static, never mapped: say so, and both fixes, where a batch dim finds no array."""
     names = [a.name for a in arguments if a.placement is None and a.value.hint is None]
     if not names:
         return ""
+    batch = next((n for a in arguments if a.placement is not None for n in a.placement.batch_names), "batch")
     listed = ", ".join(f"'{name}'" for name in names)
+    layouts = ", ".join(f"{name!r}: '{batch} ...'" for name in names)
     return (
         f". {listed} {'is' if len(names) == 1 else 'are'} not annotated, so held static (never mapped): "
-        f"annotate {'it' if len(names) == 1 else 'them'} (like {names[0]}: Float[Array, '...']), or batch "
-        "a function that does"
+        f"give {'it a layout' if len(names) == 1 else 'them layouts'} (layouts={{{layouts}}}) or annotate "
+        f"{'it' if len(names) == 1 else 'them'} (like {names[0]}: Float[Array, '...'])"
     )
 
 

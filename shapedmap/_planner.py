@@ -2,7 +2,9 @@
 
 Every array parameter and every result gets a batched layout (from the spec, ``layouts=``
 and ``out=``); its batch dims are the names the per-example annotation lacks, and the
-remaining core dims must be exactly the per-example ones. Then the batch names are ordered
+remaining core dims must be exactly the per-example ones. An unannotated parameter or result
+given a layout has the layout less the batch names as its per-example layout (``_placing``,
+``_unannotated``); one given none is static (a parameter) or any PyTree (a result). Then the batch names are ordered
 (outermost first), their fixed sizes read, every symbolic dim checked to be computable, and
 the ``jax.vmap`` levels derived (``Plan.levels_for``). A spec that can never work is a
 ``SpecError`` here, naming the function and the parameter.
@@ -36,16 +38,20 @@ from ._grammar import (
 from ._levels import Budget, CallShape
 from ._places import result_place
 from ._placing import (
+    batch_names,
     checked_chunks,
     checked_layouts,
     parse_layout_for,
     parse_spec_for,
+    per_example_of,
     place,
     prepend,
+    result_layouts,
     with_given_layouts,
 )
-from ._plan import Argument, Plan, Result, bound_note, fixed_arguments, unannotated_note
-from ._value_types import FunctionTypes
+from ._plan import Argument, Plan, Result, bound_note, fixed_arguments
+from ._unannotated import by_position, checked_input_count, unannotated_lead
+from ._value_types import ArrayType, FunctionTypes
 
 __all__ = ["make_plan"]
 
@@ -75,18 +81,12 @@ def make_plan(
 
     parsed = parse_spec_for(spec, fail)
     layouts = checked_layouts(layouts, types, fail)
-    types = with_given_layouts(types, layouts)
-    array_parameters = [p for p in types.parameters if p.value.is_array]
-    if parsed.inputs == () and len(array_parameters) == 1:
-        # Nothing before '->' is no layout, or one scalar's for the one array parameter.
-        parsed = dataclasses.replace(parsed, inputs=(Layout(()),))
-    if parsed.inputs is not None and len(parsed.inputs) != len(array_parameters):
-        names = ", ".join(f"'{p.name}'" for p in array_parameters) or "none"
-        raise fail(
-            f"the spec {spec!r} has {len(parsed.inputs)} input layout(s) but the function has "
-            f"{len(array_parameters)} array parameter(s) ({names}); give one layout per array "
-            "parameter, in order (non-array parameters are skipped)"
-        )
+    parsed, layouts = by_position(types, parsed, layouts, fail)
+    given_results = result_layouts(types, parsed, out, fail)
+    batch = batch_names(parsed, given_results, types)
+    types = with_given_layouts(types, layouts, batch, fail)
+    parsed = checked_input_count(types, parsed, spec, fail)
+    lead = unannotated_lead(types, parsed.batch)
     arguments = []
     signature_layouts = iter(parsed.inputs or ())
     for parameter in types.parameters:
@@ -114,8 +114,8 @@ def make_plan(
     fixed = fixed_arguments(types)
 
     input_batch = _ordered_names(a.placement for a in arguments if a.placement is not None)
-    results = _place_results(types, parsed, out, input_batch, spec, fail)
-    order, fixed_sizes = _order_and_sizes(arguments, results, fail)
+    results = _place_results(types, parsed, given_results, batch, input_batch, fail)
+    order, fixed_sizes = _order_and_sizes(arguments, results, fail, lead)
     _check_symbolic([*fixed, *arguments], results, types.returns_tuple, fail)
     plan = Plan(
         function=name,
@@ -129,6 +129,8 @@ def make_plan(
     )
     plan = dataclasses.replace(plan, chunks=checked_chunks(chunk, plan, fail))
     if not order:
+        if lead:
+            raise fail(f"{lead} As it is, no layout has a batch dim, so there is nothing to map.")
         raise fail(
             "no batch dims: every layout equals its per-example annotation, so there is "
             "nothing to map. Name the batch dims in the spec, e.g. batched(f, 'batch')"
@@ -149,31 +151,23 @@ def _ordered_names(placements: Any) -> tuple[str, ...]:
 
 
 def _place_results(
-    types: FunctionTypes, parsed: Spec, out: Any, input_batch: tuple[str, ...], spec: Any, fail: Any
+    types: FunctionTypes,
+    parsed: Spec,
+    layouts: list[Layout | None] | None,
+    batch: frozenset[str] | None,
+    input_batch: tuple[str, ...],
+    fail: Any,
 ) -> list[Result]:
-    count = len(types.outputs)
-    if out is not None:
-        texts = (out,) if isinstance(out, str) else tuple(out) if isinstance(out, tuple | list) else None
-        if texts is None:
-            raise fail(f"out= must be a layout string or a tuple of them, got {type(out).__name__}")
-        # None: the per-example layout itself, a result that no batch dim maps (out_axes=None)
-        layouts = [None if text is None else parse_layout_for(text, "the return value", fail) for text in texts]
-    elif parsed.outputs is not None:
-        layouts = list(parsed.outputs)
-    else:
-        layouts = None
-    if layouts is not None and len(layouts) != count:
-        shape = f"a tuple of {count}" if types.returns_tuple else "one value"
-        raise fail(
-            f"{len(layouts)} output layout(s) given but the return annotation says {shape}"
-            + ("" if types.returns_tuple or count != 1 else " (annotate tuple[...] for several results)")
-        )
     results = []
     for index, value in enumerate(types.outputs):
         where = result_place(types.returns_tuple, index)
+        given = None if layouts is None else layouts[index]
+        if given is not None and value.takes_layout:
+            # Unannotated (or Any): its per-example layout is its layout less the batch names.
+            value = dataclasses.replace(value, array=ArrayType(per_example_of(given, batch, where, fail)))
         per_example = value.array.layout
         if layouts is not None:
-            batched_layout = per_example if layouts[index] is None else layouts[index]
+            batched_layout = per_example if given is None else given
         elif parsed.batch is not None:
             batched_layout = prepend(parsed.batch, per_example, where, fail)
         else:
@@ -184,9 +178,11 @@ def _place_results(
 
 
 def _order_and_sizes(
-    arguments: list[Argument], results: list[Result], fail: Any
+    arguments: list[Argument], results: list[Result], fail: Any, lead: str = ""
 ) -> tuple[tuple[str, ...], dict[str, int]]:
-    """Batch names outermost first (by the outputs, then the inputs), and their fixed sizes."""
+    """Batch names outermost first (by the outputs, then the inputs), and their fixed sizes.
+
+    ``lead``: what an error of an output batch dim no input sizes says first (the unannotated parameters)."""
     argument_placements = [a.placement for a in arguments if a.placement is not None]
     placements = [r.placement for r in results] + argument_placements
     order = _ordered_names(placements)
@@ -216,11 +212,11 @@ def _order_and_sizes(
                     if batch_name in mentioned
                     else "appears in no input layout"
                 )
+                if lead:
+                    raise fail(f"{lead} As it is, the output batch dim '{batch_name}' {where}, so its size is unknown.")
                 raise fail(
                     f"the output batch dim '{batch_name}' {where}, so its size is unknown; give it a size "
-                    f"in the output layout ('{batch_name}=5') or map an input over it"
-                    + unannotated_note(arguments)
-                    + bound_note(arguments)
+                    f"in the output layout ('{batch_name}=5') or map an input over it" + bound_note(arguments)
                 )
     for name in variadic:
         if any(p.variadic_batch != name and name in p.batch_names for p in placements):

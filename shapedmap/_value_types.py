@@ -164,6 +164,13 @@ class ValueType:
         """Arrays and PyTrees of arrays have layouts; static values do not."""
         return self.kind != "static"
 
+    @property
+    def takes_layout(self) -> bool:
+        """Unannotated or annotated ``Any``: a layout ``layouts=``/``out=`` gives makes it an array value
+        (a PyTree of arrays, each leaf with that layout); without one a parameter is static and a result
+        any PyTree of arrays."""
+        return (self.hint is None or self.hint is Any) and (self.array is None or self.array == _ANY_ARRAY)
+
     @functools.cached_property
     def instances(self) -> tuple[type, bool] | None:
         """The class ``hint`` asks its values to be, and whether PyTrees of them (``PyTree[Params]``)."""
@@ -216,6 +223,8 @@ class FunctionTypes:
     arrays of any shape. ``fixed`` are the values a partial binds that are no parameter of the
     partial: its positionals (and the keywords ``equinox.Partial`` binds), each with its value as
     ``default``.
+    ``wrapped_in``: for a wrapper (``jax.jit``…) of a function with no
+    annotations at all, how messages name the wrappers (``"jax.jit"``), else empty.
     """
 
     name: str
@@ -224,6 +233,7 @@ class FunctionTypes:
     outputs: tuple[ValueType, ...]
     returns_tuple: bool
     fixed: tuple[ParameterType, ...] = ()  # values a partial binds that leave the signature (default: the value)
+    wrapped_in: str = ""
 
 
 def array_type_text(array_type: Any) -> str:
@@ -236,4 +246,5 @@ def array_type_text(array_type: Any) -> str:
     return getattr(array_type, "__name__", repr(array_type))
 
 
-ANY_TREE = ValueType("tree", ArrayType(ANY_SHAPE))  # what an unannotated function returns
+_ANY_ARRAY = ArrayType(ANY_SHAPE)
+ANY_TREE = ValueType("tree", _ANY_ARRAY)  # what an unannotated function returns

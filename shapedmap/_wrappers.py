@@ -35,9 +35,9 @@ __all__ = [
     "inner_function",
     "partial_kind",
     "partial_parts",
-    "refuse_unannotated_wrapped",
     "resolved_hints",
     "unwrap_partial",
+    "wrappers_text",
 ]
 
 
@@ -213,18 +213,10 @@ def function_name(fn: Any) -> str:
     return name.rsplit("<locals>.", 1)[-1]
 
 
-def refuse_unannotated_wrapped(fn: Any, name: str, signature: inspect.Signature) -> None:
-    """A wrapper of a function with no annotations at all can never be batched: say what to annotate."""
-    chain = _wrapper_chain(fn)
-    if not chain:
-        return  # a plain function: the plan says what its spec lacks
-    first = next(iter(signature.parameters))
-    raise SpecError(
-        f"{name}: the function that {' inside '.join(reversed(chain))} wraps has no annotations, so shapedmap "
-        f"cannot tell which parameters are arrays or what their per-example shapes are. Annotate "
-        f"the parameters and the return value of {name} itself (the function the wrapper is made "
-        f"from), like {first}: Float[Array, 'n'] and -> Float[Array, '']."
-    )
+def wrappers_text(fn: Any) -> str:
+    """How messages name the wrappers between ``fn`` and its contract function (``"jax.custom_jvp
+    inside jax.jit"``), or ``""`` for a plain function."""
+    return " inside ".join(reversed(_wrapper_chain(fn)))
 
 
 def resolved_hints(fn: Any, name: str) -> dict[str, Any]:

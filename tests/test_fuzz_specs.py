@@ -286,6 +286,11 @@ def make_function(case: SpecCase) -> Any:
         first_tree = None
         for weight, p in enumerate(case.parameters, start=1):
             value = values.get(p.name)
+            if p.kind == "static" and p.annotation is inspect.Parameter.empty and not isinstance(value, str):
+                # unannotated, given a layout (by position): a PyTree of arrays the body adds up
+                leaves = jax.tree.leaves(value)
+                total = total + weight * sum((jnp.sum(jnp.asarray(leaf, jnp.float32)) for leaf in leaves), 0.0)
+                continue
             if p.kind not in ARRAY_KINDS or value is None:
                 continue
             if p.kind == "tree" and first_tree is None:
@@ -410,10 +415,40 @@ def interpret(case: SpecCase) -> Entry:
         outputs = [part.strip() for part in split_commas(right)] if right.strip() else [""]
     names = spec.split() if spec is not None and not signature else []
     layouts = dict(case.layouts or {})
+    returned, _, result_dims = case.returns
+    given = [case.out] if isinstance(case.out, str) else list(case.out) if case.out is not None else outputs
+    # Unannotated values given a layout: their per-example dims are the layout less the batch names
+    # (the short spec's; else the results' names an annotated parameter lacks per example).
+    if names:
+        batch_names = {layout_name(t) for t in names}
+    else:
+        own = set().union(*(core_names(p.dims) for p in arrays))
+        own |= set().union(*(core_names(d) for d in result_dims)) if returned != "none" else set()
+        batch_names = {
+            layout_name(t) for layout in given or [] if isinstance(layout, str) for t in layout.split()
+        } - own
+    if returned == "none" and given and isinstance(given[0], str):
+        result_dims = (less_names(given[0], batch_names),)
+    unannotated = [p for p in case.parameters if p.kind == "static" and p.annotation is inspect.Parameter.empty]
+    union = any(p.kind == "odd" and typing.get_origin(p.annotation) is typing.Union for p in case.parameters)
+    dims_of = {p.name: p.dims for p in case.parameters}
+    by_position = {}
+    if inputs is not None and not arrays and not union and unannotated:  # a full signature, by position
+        given_inputs = [""] if inputs == [] and len(unannotated) == 1 else inputs
+        if len(given_inputs) == len(unannotated):
+            by_position = {p.name: layout for p, layout in zip(unannotated, given_inputs, strict=True)}
+            dims_of |= {name: less_names(layout, batch_names) for name, layout in by_position.items()}
     params, order = [], []
     for index, p in enumerate(case.parameters):
+        if p.name in by_position:
+            layout = variadic_as_batch(by_position[p.name], dims_of[p.name])
+            order += [n for n in batch_tokens(layout, dims_of[p.name]) if n not in order]
+            params.append(Param(p.name, layout, "tree", "float"))
+            continue
         if p not in arrays:
             valid = {int: (2, 3), None: (None,), inspect.Parameter.empty: ("x",)}.get(p.annotation, (jnp.sin,))
+            if typing.get_origin(p.annotation) is typing.Union:
+                valid = (2,)  # the int member of `Float[Array, 'n'] | int` (a function matches neither)
             params.append(Param(p.name, kind="static", valid=valid))
             continue
         if p.name in layouts and layouts[p.name] is None:
@@ -430,7 +465,6 @@ def interpret(case: SpecCase) -> Entry:
         kind = "tree" if p.kind in ("tree", "list", "dict") else "array"
         params.append(Param(p.name, layout, kind, p.dtype, p.kind == "optional", structure=p.structure))
         del index
-    kind, _, result_dims = case.returns
     if case.out is not None:
         result_layouts = [case.out] if isinstance(case.out, str) else list(case.out)
     elif outputs is not None:
@@ -447,7 +481,7 @@ def interpret(case: SpecCase) -> Entry:
     for layout, dims in zip(result_layouts, result_dims, strict=False):
         order += [n for n in batch_tokens(layout, dims) if n not in order]
     batch = tuple(["*batch"] if "*batch" in order else []) + tuple(n for n in order if n != "*batch")
-    per_example = {p.name: p.dims for p in case.parameters}
+    per_example = dims_of
     params = [replace(p, layout=core_renamed(p.layout, per_example[p.name], batch)) for p in params]
     result_layouts = [
         core_renamed(layout, dims, batch) if isinstance(layout, str) else layout
@@ -455,8 +489,19 @@ def interpret(case: SpecCase) -> Entry:
     ]
     return Entry(
         "spec", None, tuple(params), tuple(result_layouts), batch, name="spec_case",
-        tuple_output=kind == "tuple",
+        tuple_output=returned == "tuple",
     )  # fmt: skip
+
+
+def layout_name(token: str) -> str | None:
+    """The name a token gives (``*batch``, ``#b``, ``b=3`` -> ``batch``, ``b``, ``b``), else None."""
+    name = token.lstrip("#*?").split("=")[0]
+    return name if name.isidentifier() and not name.startswith("_") else None
+
+
+def less_names(layout: str, names: set[str | None]) -> str:
+    """An unannotated value's per-example dims: its layout less the batch names."""
+    return " ".join(t for t in layout.split() if layout_name(t) is None or layout_name(t) not in names)
 
 
 def core_renamed(layout: str, dims: str, batch: tuple[str, ...]) -> str:

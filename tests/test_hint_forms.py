@@ -159,8 +159,12 @@ def test_unannotated_parameters_are_named_where_a_batch_dim_finds_no_array():
     def nothing(*args, **kwargs) -> typing.Any:
         return args
 
-    with pytest.raises(SpecError, match=r"appears in no input layout.*'args', 'kwargs' are not annotated"):
+    with pytest.raises(
+        SpecError, match=r"^nothing: 'args' and 'kwargs' are not annotated.*As it is, .* appears in no input layout"
+    ):
         batched(nothing, "b")
+    given = batched(nothing, "b", layouts={"args": "b ...", "kwargs": "b ..."})
+    np.testing.assert_array_equal(given(XS, XS)[1], XS)  # each entry of *args mapped, as the loop would
 
 
 # -- a union of arrays and non-arrays (flax nnx's `rngs: Rngs | RngStream | Array | None`) -------

@@ -188,5 +188,7 @@ def test_unannotated_inner_function_says_what_to_annotate(make, wrappers):
         batched(make(), "b")
     message = str(caught.value)
     assert message.startswith(f"_unannotated: the function that {wrappers} wraps has no annotations")
-    assert "Annotate the parameters and the return value of _unannotated" in message
+    assert "so 'x' and 'w' are held static (never mapped): give them layouts" in message
+    assert "layouts={'x': 'b ...', 'w': 'b ...'}" in message
+    assert "or annotate the parameters and the return value of _unannotated itself" in message
     assert "x: Float[Array, 'n']" in message
