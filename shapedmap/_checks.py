@@ -44,6 +44,7 @@ from . import _messages as messages
 from ._binding import Bindings
 from ._errors import ShapeError
 from ._grammar import FixedDim, SymbolicDim, dim_text
+from ._key_checks import check_split_key, one_key_for_many, passes_one_key
 from ._objects import check_class, check_stated_shapes
 from ._places import Origin, argument_place, layout_place, leaf_place, result_place
 from ._plan import unannotated_note
@@ -136,20 +137,29 @@ def check_arguments(plan: Plan, values: list[Any], *, abstract: bool = True) -> 
     variadic = plan.variadic_batch
     broadcast = frozenset() if variadic is None else frozenset({variadic})
     _bind_result_sizes(plan, bindings)
+    one_key = None  # a key passed alone where one per example is expected: named once the sizes are known
     for index in plan.array_arguments:
         argument = plan.arguments[index]
+        if one_key is None and passes_one_key(argument, values[index]):
+            one_key = index
+            continue
+        if argument.split:
+            check_split_key(plan.function, argument, values[index])
+        placement = argument.passed  # a split key is passed as one key: its per-example layout
         values[index] = _check_value(
             bindings,
             argument.value,
-            argument.placement,
+            placement,
             values[index],
             argument_place(argument.name),
             broadcast,
             parameter=argument.name,
             one_array_each=argument.value.one_array_each,
             abstract=abstract,
-            shared_over=tuple(name for name in plan.order if name not in argument.placement.batch_names),
+            shared_over=tuple(name for name in plan.order if name not in placement.batch_names),
         )
+    if one_key is not None:
+        raise ShapeError(one_key_for_many(plan, bindings, plan.arguments[one_key], values[one_key]))
     _check_batch_dims_have_arrays(plan, values)
     if plan.has_fstring_dims:  # jaxtyping evaluates them on the per-example call's arguments
         bindings.arguments = per_example_arguments(plan, values)

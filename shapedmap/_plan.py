@@ -42,13 +42,27 @@ _VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
 @dataclass(frozen=True)
 class Argument:
-    """One parameter of the per-example function; ``placement`` is None for static ones."""
+    """One parameter of the per-example function; ``placement`` is None for static ones.
+
+    ``split``: the caller passes one key, which each call splits into one key per example
+    (``layouts={name: SplitKey()}``); ``placement`` is then the split keys' layout, the batch
+    names leading, and ``passed`` the one key's.
+    """
 
     name: str
     kind: inspect._ParameterKind
     default: Any
     value: ValueType
     placement: Placement | None
+    split: bool = False
+
+    @property
+    def passed(self) -> Placement | None:
+        """The layout of the value the caller passes: ``placement``, or one key's for a split key."""
+        if not self.split or self.placement is None:
+            return self.placement
+        per_example = self.placement.per_example
+        return Placement(per_example, per_example, ())
 
     @property
     def positional(self) -> bool:
@@ -158,6 +172,11 @@ class Plan:
     def positional_and_mapped(self) -> bool:
         """Every parameter positional and an array: ``vmap`` can call the body directly."""
         return all(argument.positional and argument.placement is not None for argument in self.arguments)
+
+    @functools.cached_property
+    def split_keys(self) -> tuple[int, ...]:
+        """Indices (in ``arguments``) of the keys passed as one and split per call (``SplitKey``)."""
+        return tuple(i for i, argument in enumerate(self.arguments) if argument.split)
 
     @functools.cached_property
     def has_statics(self) -> bool:
