@@ -65,6 +65,7 @@ class ParameterShape:
     pytree: bool
     optional: bool
     default: str | None
+    split_key: bool = False  # ``SplitKey``: passed as one key, split into ``batched`` (one key per example)
 
     @property
     def shared(self) -> bool:
@@ -263,10 +264,11 @@ class Contract:
                 rows.append([label, f"static{annotation}", "", "", "not mapped"])
                 continue
             axes = ", ".join(f"{quote}{name}{quote} (axis {axis})" for name, axis in parameter.batch_axes.items())
+            split = f", split from one key {code(parameter.per_example)}" if parameter.split_key else ""
             rows.append(
                 [
                     label,
-                    code(parameter.batched) + kind_note(parameter.pytree, parameter.optional),
+                    code(parameter.batched) + kind_note(parameter.pytree, parameter.optional) + split,
                     code(parameter.per_example),
                     parameter.dtype or "any",
                     axes or "none: shared",
@@ -291,6 +293,13 @@ class Contract:
 
     def _notes(self) -> list[str]:
         notes = []
+        for parameter in self.parameters:
+            if parameter.split_key:
+                names = ", ".join(f"`{name}`" for name in parameter.batch_axes)
+                notes.append(
+                    f"`{parameter.name}` is passed as one key: each call splits it with `jax.random.split` into one "
+                    f"key per example over {names} (`layouts={{'{parameter.name}': SplitKey()}}`)."
+                )
         for dim in self.batch_dims:
             if dim.variadic:
                 notes.append(

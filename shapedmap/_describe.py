@@ -203,6 +203,7 @@ def _parameter_shape(argument: Any) -> ParameterShape:
         pytree=argument.value.kind == "tree",
         optional=argument.value.optional,
         default=default,
+        split_key=argument.split,
     )
 
 

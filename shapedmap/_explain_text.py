@@ -25,6 +25,7 @@ from ._batched import Batched
 from ._binding import Bindings
 from ._call import result_shapes
 from ._errors import describe_value
+from ._key_checks import split_shape
 from ._levels import Level, VmapNest
 from ._messages import describe_tree
 from ._plan import Plan
@@ -43,6 +44,7 @@ class Stage:
     nest: VmapNest
     values: list[Any]
     described: Batched  # the function's description (its sharding, its per-example function)
+    passed: list[Any] | None = None  # the values as passed, when a SplitKey's key was split into ``values``
 
     @property
     def levels(self) -> tuple[Level, ...]:
@@ -107,8 +109,9 @@ class SourceWriter:
 
     def header(self, fn: Any) -> list[str]:
         stage = self.stages[0]
+        passed = stage.values if stage.passed is None else stage.passed
         arguments = ", ".join(
-            f"{stage.plan.arguments[i].name}: {_value_text(stage.values[i])}" for i in stage.plan.array_arguments
+            f"{stage.plan.arguments[i].name}: {_value_text(passed[i])}" for i in stage.plan.array_arguments
         )
         lines = [
             f"# {self.plan.function}, batched as",
@@ -214,8 +217,24 @@ class SourceWriter:
                 lines += [f"        return {current}({', '.join(mapped)})", ""]
                 current = wrapper
         squeeze = self.squeeze_lines(outermost) if outermost.squeeze and any(outermost.squeeze) else []
+        squeeze = self.split_lines(outermost) + squeeze
         call = f"{current}({', '.join(self.mapped_names())})"
         return [*squeeze, *lines, f"    return {call}  # -> {result}"]
+
+    def split_lines(self, stage: Stage) -> list[str]:
+        """Each ``SplitKey`` parameter's one key split into one key per example, as the call splits it."""
+        lines = []
+        for index in stage.plan.split_keys:
+            argument = stage.plan.arguments[index]
+            if stage.values[index] is None:
+                continue
+            shape = split_shape(stage.plan, stage.bindings)
+            count = shape[0] if len(shape) == 1 else shape
+            lines.append(
+                f"    {argument.name} = {self.jax}.random.split({argument.name}, {count!r})"
+                f"  # one key per example (layouts={{{argument.name!r}: SplitKey()}})"
+            )
+        return lines
 
     def slices_lines(self, function: str, stage: Stage, level: Level, name: str) -> list[str]:
         """A chunked level as ``jax.lax.map(..., batch_size=)`` over ``function``, the per-example map."""

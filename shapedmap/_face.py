@@ -26,7 +26,7 @@ import inspect
 import re
 from typing import TYPE_CHECKING, Any
 
-from ._levels import Budget, Level
+from ._levels import Budget, Level, Placement
 from ._nest import nominal_levels
 from ._plan import Plan
 from ._signatures import signature_of
@@ -41,6 +41,7 @@ __all__ = [
     "describe_wrapper",
     "kind_note",
     "shapes_section",
+    "split_key_text",
     "strip_shapes_section",
     "vmap_arguments",
 ]
@@ -89,7 +90,9 @@ def shapes_section(plan: Plan, mesh_axes: dict[str, tuple[str, ...]] | None = No
             lines.append(f"- ``{argument.name}``: static, not mapped")
             continue
         layout = _literal(placement.batched) + kind_note(argument.value.kind == "tree", argument.value.optional)
-        if not placement.batch:
+        if argument.split:
+            lines.append(split_key_text(argument.name, placement, argument.value.optional))
+        elif not placement.batch:
             lines.append(f"- ``{argument.name}``: {layout}, shared (not mapped)")
         else:
             lines.append(f"- ``{argument.name}``: {layout} (per example {_literal(placement.per_example)})")
@@ -116,6 +119,15 @@ def shapes_section(plan: Plan, mesh_axes: dict[str, tuple[str, ...]] | None = No
             line += f"; {chunk_text(level.chunk)}"
         lines.append(line)
     return "\n".join(lines)
+
+
+def split_key_text(name: str, placement: Placement, optional: bool) -> str:
+    """A ``SplitKey`` parameter's line: one key in, ``jax.random.split`` into one key per example."""
+    names = ", ".join(f"``{batch}``" for batch in placement.batch_names)
+    return (
+        f"- ``{name}``: one key{' or None' if optional else ''} (per example {_literal(placement.per_example)}), "
+        f"split by ``jax.random.split`` into one key per example over {names}: {_literal(placement.batched)}"
+    )
 
 
 def chunk_text(chunk: int | Budget) -> str:
