@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ._annotations import hint_text
 from ._grammar import FixedDim, Layout, NamedDim, VariadicDim
 from ._levels import Placement, SplitKey
 from ._plan import Argument
@@ -102,8 +103,7 @@ def checked_split_keys(layouts: dict[str, Any], types: FunctionTypes, fail: Any)
         if value.hint is None:
             raise fail(f"{where} is not annotated: {_ANNOTATE}")
         if value.kind == "tree" or not is_one_key_type(value.array):
-            annotation = getattr(value.hint, "__name__", value.hint)
-            raise fail(f"{where} is annotated {annotation}, not as one key: {_ANNOTATE}")
+            raise fail(f"{where} is annotated {hint_text(value.hint)}, not as one key: {_ANNOTATE}")
 
 
 def with_split_keys(
