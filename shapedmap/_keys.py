@@ -40,7 +40,7 @@ __all__ = [
 
 _RAW_KEY_SIZES = (2, 4)  # a raw key: uint32[2] (threefry), uint32[4] (rbg)
 _ANNOTATE = (
-    "annotate it as one key: Key[Array, ''] (a jax.random.key), UInt32[Array, '2'] (a jax.random.PRNGKey) "
+    "annotate it Key[Array, ''] (a jax.random.key), UInt32[Array, '2'] (a jax.random.PRNGKey) "
     "or jaxtyping's PRNGKeyArray (either)"
 )
 

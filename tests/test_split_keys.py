@@ -186,7 +186,7 @@ def test_split_key_on_a_parameter_not_annotated_as_one_key_is_a_spec_error(annot
     message = str(error.value)
     assert message.startswith("f: layouts={'key': SplitKey()} splits one PRNG key into one key per example, ")
     assert f"but parameter 'key' {said}" in message
-    assert "annotate it as one key: Key[Array, ''] (a jax.random.key), UInt32[Array, '2']" in message
+    assert "one key: annotate it Key[Array, ''] (a jax.random.key), UInt32[Array, '2']" in message
 
 
 def test_the_class_instead_of_an_instance_is_a_spec_error():
