@@ -162,19 +162,21 @@ def check_arguments(plan: Plan, values: list[Any], *, abstract: bool = True) -> 
         raise ShapeError(one_key_for_many(plan, bindings, plan.arguments[one_key], values[one_key]))
     _check_batch_dims_have_arrays(plan, values)
     if plan.has_fstring_dims:  # jaxtyping evaluates them on the per-example call's arguments
-        bindings.arguments = per_example_arguments(plan, values)
+        bindings.arguments = per_example_arguments(plan, values, passed=True)
     bindings.check_symbolic()
     _check_result_expressions(plan, bindings)
     return bindings, values
 
 
-def per_example_arguments(plan: Plan, values: list[Any]) -> dict[str, Any]:
+def per_example_arguments(plan: Plan, values: list[Any], *, passed: bool = False) -> dict[str, Any]:
     """The arguments one example's call sees, by name: array leaves as per-example
-    ``jax.ShapeDtypeStruct``s (what ``{x.shape[0]}`` dims read), other values as they are."""
+    ``jax.ShapeDtypeStruct``s (what ``{x.shape[0]}`` dims read), other values as they are.
+
+    ``passed``: ``values`` are as the caller passed them (a ``SplitKey``'s one key, not yet split)."""
     arguments = {}
     for argument, value in zip(plan.arguments, values, strict=True):
         if argument.placement is not None and value is not None:
-            placement = argument.placement
+            placement = argument.passed if passed else argument.placement
             value = jax.tree.map(
                 lambda leaf, placement=placement: jax.ShapeDtypeStruct(
                     placement.per_example_shape(tuple(leaf.shape)),

@@ -297,3 +297,14 @@ def test_equinox_dropout_per_example_from_one_key():
         batched(dropout, "batch", layouts={"key": SplitKey()})(ones, key=raw),
         jax.vmap(dropout)(ones, key=jax.random.split(raw, N)),
     )
+
+
+def test_a_dim_read_from_the_key_sees_one_examples_key():
+    """``{key.shape[0]}`` is read per example, as jaxtyping reads it inside the map: a raw key's 2 words."""
+
+    def first_words(x: Float[Array, "n"], key: UInt32[Array, "2"]) -> Float[Array, "{key.shape[0]}"]:
+        return x[: key.shape[0]] + jax.random.normal(key, (key.shape[0],))
+
+    key = KEYS["raw"]
+    got = split_batched(first_words)(XS, key)
+    np.testing.assert_array_equal(got, jax.vmap(first_words)(XS, jax.random.split(key, N)))
