@@ -223,18 +223,11 @@ class SourceWriter:
 
     def split_lines(self, stage: Stage) -> list[str]:
         """Each ``SplitKey`` parameter's one key split into one key per example, as the call splits it."""
-        lines = []
-        for index in stage.plan.split_keys:
-            argument = stage.plan.arguments[index]
-            if stage.values[index] is None:
-                continue
-            shape = split_shape(stage.plan, stage.bindings)
-            count = shape[0] if len(shape) == 1 else shape
-            lines.append(
-                f"    {argument.name} = {self.jax}.random.split({argument.name}, {count!r})"
-                f"  # one key per example (layouts={{{argument.name!r}: SplitKey()}})"
-            )
-        return lines
+        shape = split_shape(stage.plan, stage.bindings) if stage.plan.split_keys else ()
+        count = shape[0] if len(shape) == 1 else shape
+        names = [stage.plan.arguments[i].name for i in stage.plan.split_keys if stage.values[i] is not None]
+        note = "one key per example (layouts={{{!r}: SplitKey()}})"
+        return [f"    {n} = {self.jax}.random.split({n}, {count!r})  # {note.format(n)}" for n in names]
 
     def slices_lines(self, function: str, stage: Stage, level: Level, name: str) -> list[str]:
         """A chunked level as ``jax.lax.map(..., batch_size=)`` over ``function``, the per-example map."""
