@@ -137,11 +137,11 @@ def check_arguments(plan: Plan, values: list[Any], *, abstract: bool = True) -> 
     variadic = plan.variadic_batch
     broadcast = frozenset() if variadic is None else frozenset({variadic})
     _bind_result_sizes(plan, bindings)
-    one_key = None  # a key passed alone where one per example is expected: named once the sizes are known
+    one_keys = []  # keys passed alone where one per example is expected: named once the sizes are known
     for index in plan.array_arguments:
         argument = plan.arguments[index]
-        if one_key is None and passes_one_key(argument, values[index]):
-            one_key = index
+        if passes_one_key(argument, values[index]):
+            one_keys.append(index)
             continue
         if argument.split:
             check_split_key(plan.function, argument, values[index])
@@ -158,8 +158,8 @@ def check_arguments(plan: Plan, values: list[Any], *, abstract: bool = True) -> 
             abstract=abstract,
             shared_over=tuple(name for name in plan.order if name not in placement.batch_names),
         )
-    if one_key is not None:
-        raise ShapeError(one_key_for_many(plan, bindings, plan.arguments[one_key], values[one_key]))
+    if one_keys:
+        raise ShapeError(one_key_for_many(plan, bindings, plan.arguments[one_keys[0]], values[one_keys[0]]))
     _check_batch_dims_have_arrays(plan, values)
     if plan.has_fstring_dims:  # jaxtyping evaluates them on the per-example call's arguments
         bindings.arguments = per_example_arguments(plan, values, passed=True)

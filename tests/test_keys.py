@@ -201,3 +201,11 @@ def test_describe_writes_a_union_of_shapes_as_its_members():
     key = contract.parameters[1]
     assert key.annotation == "Key[Array, ''] | UInt32[Array, '2'] | UInt32[Array, '4'] | None"
     assert (key.per_example, key.batched) == ("...", "b ...")
+
+
+def test_two_single_keys_name_the_first_with_the_split_hint():
+    def two(x: Float[Array, "n"], a: PRNGKeyArray, b: PRNGKeyArray) -> Float[Array, "n"]:
+        return x + jax.random.normal(a, x.shape) + jax.random.normal(b, x.shape)
+
+    message = _hint_of(batched(two, "b"), XS, jax.random.PRNGKey(0), jax.random.PRNGKey(1))
+    assert message.startswith("two: argument 'a' is one key (u32[2])") and "a = jax.random.split(a, 5)" in message
