@@ -128,6 +128,12 @@ def test_a_variadic_batch_splits_into_the_broadcast_batch_shape():
     got = batched(scaled, "*batch", layouts={"key": SplitKey()})(xs, ys, key)
     xb, yb = jnp.broadcast_to(xs, (2, 3)), jnp.broadcast_to(ys, (2, 3))
     np.testing.assert_array_equal(got, jax.vmap(jax.vmap(scaled))(xb, yb, jax.random.split(key, (2, 3))))
+    fn = batched(scaled, "*batch", layouts={"key": SplitKey()})
+    text = explain(fn, xs, ys, key)
+    assert "key = jax.random.split(key, (2, 3))" in text
+    namespace = {"scaled": scaled}
+    exec(text, namespace)
+    np.testing.assert_array_equal(namespace["batched_scaled"](xs, ys, key), got)
 
 
 def test_an_output_only_batch_dim_with_a_size_draws_that_many_samples():
