@@ -23,14 +23,20 @@ if TYPE_CHECKING:
     from ._decorator import batched
     from ._describe import describe
     from ._explain import explain
-    from ._levels import Budget
+    from ._levels import Budget, SplitKey
 
-__all__ = ["Budget", "ShapeError", "SpecError", "batched", "config", "describe", "explain"]
+__all__ = ["Budget", "ShapeError", "SpecError", "SplitKey", "batched", "config", "describe", "explain"]
 __version__ = "0.1.0"
 
 # These import JAX, so they load on first use: `import shapedmap` stays light, and so does
 # every pytest start-up, which loads the pytest plugin (a submodule of this package).
-_LAZY = {"batched": "._decorator", "describe": "._describe", "explain": "._explain", "Budget": "._levels"}
+_LAZY = {
+    "batched": "._decorator",
+    "describe": "._describe",
+    "explain": "._explain",
+    "Budget": "._levels",
+    "SplitKey": "._levels",
+}
 
 
 def __getattr__(name: str) -> Any:

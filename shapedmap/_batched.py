@@ -40,7 +40,7 @@ class Options:
     """What ``batched`` was given besides the function."""
 
     spec: str | None
-    layouts: dict[str, str] | None
+    layouts: dict[str, Any] | None
     out: str | tuple[str | None, ...] | None
     shard: dict[str, Any] | None
     mesh: Mesh | None

@@ -44,6 +44,7 @@ from . import _messages as messages
 from ._binding import Bindings
 from ._errors import ShapeError
 from ._grammar import FixedDim, SymbolicDim, dim_text
+from ._key_checks import check_split_key, one_key_for_many, passes_one_key
 from ._objects import check_class, check_stated_shapes
 from ._places import Origin, argument_place, layout_place, leaf_place, result_place
 from ._plan import unannotated_note
@@ -138,24 +139,33 @@ def check_arguments(plan: Plan, values: list[Any], *, abstract: bool = True) -> 
     broadcast = frozenset() if variadic is None else frozenset({variadic})
     _bind_result_sizes(plan, bindings)
     bind_fixed_values(plan, bindings)
+    one_keys = []  # keys passed alone where one per example is expected: named once the sizes are known
     # What a partial binds is fixed: checked first, so a call's argument that disagrees is named.
     for index in sorted(plan.array_arguments, key=lambda i: plan.arguments[i].bound is None):
         argument = plan.arguments[index]
+        if passes_one_key(argument, values[index]):
+            one_keys.append(index)
+            continue
+        if argument.split:
+            check_split_key(plan.function, argument, values[index])
+        placement = argument.passed  # a split key is passed as one key: its per-example layout
         values[index] = _check_value(
             bindings,
             argument.value,
-            argument.placement,
+            placement,
             values[index],
             argument.place,
             broadcast,
             parameter=argument.name,
             one_array_each=argument.value.one_array_each,
             abstract=abstract,
-            shared_over=tuple(name for name in plan.order if name not in argument.placement.batch_names),
+            shared_over=tuple(name for name in plan.order if name not in placement.batch_names),
         )
+    if one_keys:
+        raise ShapeError(one_key_for_many(plan, bindings, plan.arguments[one_keys[0]], values[one_keys[0]]))
     _check_batch_dims_have_arrays(plan, values)
     if plan.has_fstring_dims:  # jaxtyping evaluates them on the per-example call's arguments
-        bindings.arguments = per_example_arguments(plan, values)
+        bindings.arguments = per_example_arguments(plan, values, passed=True)
     bindings.check_symbolic()
     _check_result_expressions(plan, bindings)
     return bindings, values
@@ -190,13 +200,15 @@ def _bearable(value: Any, hint: Any) -> bool:
         return True  # a hint beartype cannot check: nor could the per-example check
 
 
-def per_example_arguments(plan: Plan, values: list[Any]) -> dict[str, Any]:
+def per_example_arguments(plan: Plan, values: list[Any], *, passed: bool = False) -> dict[str, Any]:
     """The arguments one example's call sees, by name: array leaves as per-example
-    ``jax.ShapeDtypeStruct``s (what ``{x.shape[0]}`` dims read), other values as they are."""
+    ``jax.ShapeDtypeStruct``s (what ``{x.shape[0]}`` dims read), other values as they are.
+
+    ``passed``: ``values`` are as the caller passed them (a ``SplitKey``'s one key, not yet split)."""
     arguments = {}
     for argument, value in zip(plan.arguments, values, strict=True):
         if argument.placement is not None and value is not None:
-            placement = argument.placement
+            placement = argument.passed if passed else argument.placement
             value = jax.tree.map(
                 lambda leaf, placement=placement: jax.ShapeDtypeStruct(
                     placement.per_example_shape(tuple(leaf.shape)),

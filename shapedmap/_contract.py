@@ -66,6 +66,7 @@ class ParameterShape:
     optional: bool
     default: str | None
     bound: str | None = None  # the partial that binds it ("functools.partial"): shared unless passed again
+    split_key: bool = False  # ``SplitKey``: passed as one key, split into ``batched`` (one key per example)
 
     @property
     def shared(self) -> bool:
@@ -272,10 +273,11 @@ class Contract:
                 rows.append([label, f"static{annotation}", "", "", f"not mapped{bound}"])
                 continue
             axes = ", ".join(f"{quote}{name}{quote} (axis {axis})" for name, axis in parameter.batch_axes.items())
+            split = f", split from one key {code(parameter.per_example)}" if parameter.split_key else ""
             rows.append(
                 [
                     label,
-                    code(parameter.batched) + kind_note(parameter.pytree, parameter.optional),
+                    code(parameter.batched) + kind_note(parameter.pytree, parameter.optional) + split,
                     code(parameter.per_example),
                     parameter.dtype or "any",
                     (axes or "none: shared") + bound,
@@ -300,6 +302,13 @@ class Contract:
 
     def _notes(self) -> list[str]:
         notes = []
+        for parameter in self.parameters:
+            if parameter.split_key:
+                names = ", ".join(f"`{name}`" for name in parameter.batch_axes)
+                notes.append(
+                    f"`{parameter.name}` is passed as one key: each call splits it with `jax.random.split` into one "
+                    f"key per example over {names} (`layouts={{'{parameter.name}': SplitKey()}}`)."
+                )
         for dim in self.batch_dims:
             if dim.variadic:
                 notes.append(

@@ -24,7 +24,7 @@ from jax.sharding import Mesh
 from ._batched import Batched, Options
 from ._errors import SpecError, describe_value
 from ._face import describe_wrapper
-from ._levels import Budget
+from ._levels import Budget, SplitKey
 from ._pipeline import call, partition_specs
 from ._wrappers import UnresolvedAnnotation, contract_function
 
@@ -35,7 +35,7 @@ __all__ = ["Chunks", "Layouts", "Shards", "batched"]
 # the runtime signature is the batched one, but its annotations are the same jaxtyping types.
 # The options are Mappings: a ``dict[str, int]`` of chunks is not a ``dict[str, int | Budget]``
 # to mypy (dict is invariant in its values), but it is a ``Mapping[str, int | Budget]``.
-Layouts = Mapping[str, str | None]
+Layouts = Mapping[str, str | SplitKey | None]
 Shards = Mapping[str, str | tuple[str, ...]]
 Chunks = Mapping[str, int | Budget]
 _P = ParamSpec("_P")
@@ -117,6 +117,8 @@ def batched(
         layouts: ``{"param": "layout"}`` overriding the spec for those parameters; a
             layout without a batch name, or ``None`` (the per-example layout itself), leaves
             that argument unmapped: shared by every example, like ``in_axes=None``.
+            ``SplitKey()`` on a key parameter takes one key and gives each example its own
+            (``jax.random.split`` over the batch shape).
         out: the result layout, or a tuple of them for a tuple result; ``None`` in the tuple is
             that result's per-example layout, mapped by no batch dim (``out_axes=None``).
         check: ``False`` turns the shape checks off for this function.

@@ -207,6 +207,7 @@ def _parameter_shape(argument: Any) -> ParameterShape:
         optional=argument.value.optional,
         default=default,
         bound=argument.bound,
+        split_key=argument.split,
     )
 
 

@@ -36,6 +36,7 @@ from typing import Any
 from ._call import chosen_chunks
 from ._checks import check_arguments, per_example_arguments
 from ._explain_text import SourceWriter, Stage, result_text
+from ._key_checks import split_keys
 from ._nest import nest_for
 from ._pipeline import bind, plan_for_call
 from ._plan import Plan, plan_of
@@ -85,9 +86,10 @@ def explain(fn: Any, /, *args: Any, **kwargs: Any) -> str:
 def _stages(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Stage]:
     """The call's levels for ``fn``, then for each batched per-example function inside it."""
     plan = plan_for_call(fn.__shapedmap__, kwargs) if hasattr(fn, "__shapedmap__") else plan_of(fn)
-    bindings, values = check_arguments(plan, bind(plan, args, kwargs))
+    bindings, passed = check_arguments(plan, bind(plan, args, kwargs))
+    values = split_keys(plan, passed, bindings)  # SplitKey: the keys the nest maps, one per example
     nest = chosen_chunks(plan, nest_for(plan, values, bindings), fn.fn, values)
-    stages = [Stage(plan, bindings, nest, values, fn.__shapedmap__)]
+    stages = [Stage(plan, bindings, nest, values, fn.__shapedmap__, passed)]
     inner = getattr(fn, "fn", None)
     while inner is not None and hasattr(inner, "__shapedmap__") and _same_parameters(plan, plan_of(inner)):
         outer = stages[-1]

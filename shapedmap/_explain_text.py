@@ -24,6 +24,7 @@ from ._batched import Batched
 from ._binding import Bindings
 from ._call import result_shapes
 from ._errors import describe_value
+from ._key_checks import split_shape
 from ._levels import Level, VmapNest
 from ._messages import describe_tree
 from ._plan import Plan
@@ -42,6 +43,7 @@ class Stage:
     nest: VmapNest
     values: list[Any]
     described: Batched  # the function's description (its sharding, its per-example function)
+    passed: list[Any] | None = None  # the values as passed, when a SplitKey's key was split into ``values``
 
     @property
     def levels(self) -> tuple[Level, ...]:
@@ -106,8 +108,9 @@ class SourceWriter:
 
     def header(self, fn: Any) -> list[str]:
         stage = self.stages[0]
+        passed = stage.values if stage.passed is None else stage.passed
         arguments = ", ".join(
-            f"{stage.plan.arguments[i].name}: {_value_text(stage.values[i])}" for i in stage.plan.array_arguments
+            f"{stage.plan.arguments[i].name}: {_value_text(passed[i])}" for i in stage.plan.array_arguments
         )
         lines = [
             f"# {self.plan.function}, batched as",
@@ -222,8 +225,17 @@ class SourceWriter:
                 lines += [f"        return {current}({', '.join(mapped)})", ""]
                 current = wrapper
         squeeze = self.squeeze_lines(outermost) if outermost.squeeze and any(outermost.squeeze) else []
+        squeeze = self.split_lines(outermost) + squeeze
         call = f"{current}({', '.join(self.mapped_names())})"
         return [*squeeze, *lines, f"    return {call}  # -> {result}"]
+
+    def split_lines(self, stage: Stage) -> list[str]:
+        """Each ``SplitKey`` parameter's one key split into one key per example, as the call splits it."""
+        shape = split_shape(stage.plan, stage.bindings) if stage.plan.split_keys else ()
+        count = shape[0] if len(shape) == 1 else shape
+        names = [stage.plan.arguments[i].name for i in stage.plan.split_keys if stage.values[i] is not None]
+        note = "one key per example (layouts={{{!r}: SplitKey()}})"
+        return [f"    {n} = {self.jax}.random.split({n}, {count!r})  # {note.format(n)}" for n in names]
 
     def slices_lines(self, function: str, stage: Stage, level: Level, name: str) -> list[str]:
         """A chunked level as ``jax.lax.map(..., batch_size=)`` over ``function``, the per-example map."""

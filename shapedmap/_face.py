@@ -26,7 +26,7 @@ import inspect
 import re
 from typing import TYPE_CHECKING, Any
 
-from ._levels import Budget, Level
+from ._levels import Budget, Level, Placement
 from ._nest import nominal_levels
 from ._plan import Plan
 from ._signatures import signature_of
@@ -42,6 +42,7 @@ __all__ = [
     "describe_wrapper",
     "kind_note",
     "shapes_section",
+    "split_key_text",
     "strip_shapes_section",
     "vmap_arguments",
 ]
@@ -94,7 +95,9 @@ def shapes_section(plan: Plan, mesh_axes: dict[str, tuple[str, ...]] | None = No
             lines.append(f"- ``{argument.name}``: static, {bound}")
             continue
         layout = _literal(placement.batched) + kind_note(argument.value.kind == "tree", argument.value.optional)
-        if argument.bound is not None:
+        if argument.split:
+            lines.append(split_key_text(argument.name, placement, argument.value.optional))
+        elif argument.bound is not None:
             lines.append(f"- ``{argument.name}``: {layout}, {bound_text(argument.bound)}")
         elif not placement.batch:
             lines.append(f"- ``{argument.name}``: {layout}, shared (not mapped)")
@@ -130,6 +133,15 @@ def bound_text(partial: str, *, fixed: bool = False) -> str:
     if fixed:
         return f"bound by {partial}: fixed, shared (not mapped, not a parameter)"
     return f"bound by {partial}: shared (not mapped) unless passed again"
+
+
+def split_key_text(name: str, placement: Placement, optional: bool) -> str:
+    """A ``SplitKey`` parameter's line: one key in, ``jax.random.split`` into one key per example."""
+    names = ", ".join(f"``{batch}``" for batch in placement.batch_names)
+    return (
+        f"- ``{name}``: one key{' or None' if optional else ''} (per example {_literal(placement.per_example)}), "
+        f"split by ``jax.random.split`` into one key per example over {names}: {_literal(placement.batched)}"
+    )
 
 
 def chunk_text(chunk: int | Budget) -> str:

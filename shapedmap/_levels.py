@@ -29,6 +29,7 @@ __all__ = [
     "CallShape",
     "Level",
     "Placement",
+    "SplitKey",
     "VmapNest",
     "derive_levels",
     "level_axes",
@@ -124,6 +125,33 @@ class Budget:
     """
 
     bytes: int
+
+
+@dataclass(frozen=True)
+class SplitKey:
+    """A layout for a PRNG key parameter: one key in, one key per example out.
+
+    ``batched(f, "batch", layouts={"key": SplitKey()})`` takes ONE key for ``key`` (a typed
+    ``jax.random.key`` or a raw ``uint32[2]`` ``jax.random.PRNGKey``, with the parameter's
+    per-example shape) and gives each example its own: before mapping, the key is replaced by
+    ``jax.random.split(key, batch_shape)``, where ``batch_shape`` is the size of every batch name of
+    the call, outermost first, and mapped like an argument with those batch names leading. So the
+    call equals the hand-written ``jax.vmap(f)(x, jax.random.split(key, n))`` (two batch names:
+    ``jax.vmap(jax.vmap(f))(x, jax.random.split(key, (n, m)))``), whatever the chunk or the mesh.
+    The parameter must be annotated as one key (``Key[Array, ""]``, ``PRNGKeyArray`` or
+    ``UInt32[Array, "2"]``).
+
+    Example:
+        >>> import jax
+        >>> from jaxtyping import Array, Float, Key
+        >>> from shapedmap import SplitKey, batched
+        >>> def noisy(x: Float[Array, "n"], key: Key[Array, ""]) -> Float[Array, "n"]:
+        ...     return x + jax.random.normal(key, x.shape)
+        >>> fn = batched(noisy, "batch", layouts={"key": SplitKey()})
+        >>> xs, key = jax.numpy.zeros((8, 3)), jax.random.key(0)
+        >>> bool((fn(xs, key) == jax.vmap(noisy)(xs, jax.random.split(key, 8))).all())
+        True
+    """
 
 
 def variadic_key(name: str, index: int) -> str:

@@ -7,7 +7,8 @@ options and per-example bodies); the only state is the plan's bounded memo:
    apply, non-array parameters are held static);
 2. check the static values, and every array argument against its batched layout: the sizes
    by name (``Bindings``), remembered per abstract signature on the plan;
-3. settle this call's ``VmapNest`` (``nest_for``; sharding adds its mesh axes);
+3. split each ``SplitKey`` parameter's one key into one key per example (``split_keys``), then
+   settle this call's ``VmapNest`` (``nest_for``; sharding adds its mesh axes);
 4. run it with ``jax.vmap`` (``_call.run``): the per-example function, checked against its own
    annotations on the first call of each abstract signature;
 5. check every result against its batched layout.
@@ -31,6 +32,7 @@ from ._call import result_shapes, run
 from ._checks import check_arguments, check_results, check_static_values, convert_arguments
 from ._config import config
 from ._errors import SpecError
+from ._key_checks import split_keys
 from ._levels import VmapNest
 from ._nest import nest_for
 from ._plan import Plan
@@ -51,7 +53,7 @@ def call(described: Batched, args: tuple[Any, ...], kwargs: dict[str, Any]) -> A
     if not (described.check and config.checks):
         # Unchecked; levels or placement that depend on the call still read its sizes.
         bindings = Bindings(plan.function)
-        if plan.static_nest is None or described.sharding is not None:
+        if plan.static_nest is None or described.sharding is not None or plan.split_keys:
             bindings = check_arguments(plan, values, abstract=False)[0]
         return _map(described, plan, values, bindings, described.fn)
     values = convert_arguments(plan, values)
@@ -65,7 +67,7 @@ def call(described: Batched, args: tuple[Any, ...], kwargs: dict[str, Any]) -> A
         body = described.results_body if default_unchecked else described.first_body
     else:
         # The sizes are needed again only to settle levels, place on a mesh or check results.
-        if plan.static_nest is None or plan.has_statics or described.sharding is not None:
+        if plan.static_nest is None or plan.has_statics or described.sharding is not None or plan.split_keys:
             bindings = Bindings.restore(plan.function, seen)
         else:
             bindings = _NO_BINDINGS
@@ -115,7 +117,9 @@ def bind(plan: Plan, args: tuple[Any, ...], kwargs: dict[str, Any], defaulted: s
 
 
 def _map(described: Batched, plan: Plan, values: list[Any], bindings: Bindings, body: Callable[..., Any]) -> Any:
-    """Run this call's nest over ``body`` (placed on the mesh when sharded)."""
+    """Run this call's nest over ``body`` (placed on the mesh when sharded), each ``SplitKey``'s key
+    split first, on the whole batch: the same keys whatever the chunk or the mesh."""
+    values = split_keys(plan, values, bindings)
     nest = nest_for(plan, values, bindings)
     sharding = described.sharding
     if sharding is None:
@@ -146,6 +150,7 @@ def partition_specs(described: Batched, *args: Any, **kwargs: Any) -> dict[str, 
     if sharding is None:
         raise SpecError(f"{plan.function}: partition_specs needs shard= (this function is not sharded)")
     bindings, values = check_arguments(plan, bind(plan, args, kwargs))
+    values = split_keys(plan, values, bindings)
     if sharding.known_mesh() is not None:  # specs the mesh cannot use get the call's error
         sharding.check_divisible(sharding.mesh_for_call(), bindings)
     specs: dict[str, Any] = {}

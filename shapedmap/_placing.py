@@ -28,6 +28,7 @@ from typing import Any
 from ._annotations import hint_text
 from ._errors import SpecError, describe_value
 from ._grammar import Layout, Spec, VariadicDim, dim_name, dim_text, is_batch_token, parse_layout, parse_spec
+from ._keys import checked_split_keys
 from ._levels import Budget, Placement
 from ._plan import Plan
 from ._value_types import ANY_SHAPE, ArrayType, FunctionTypes, ValueType
@@ -65,11 +66,13 @@ def parse_layout_for(text: Any, where: str, fail: Any) -> Layout:
 
 
 def checked_layouts(layouts: Any, types: FunctionTypes, fail: Any) -> dict[str, Any]:
-    """``layouts=`` checked against the parameters: each names one, an array or one that takes a layout."""
+    """``layouts=`` checked against the parameters: each names one, an array or one that takes a layout,
+    and a ``SplitKey`` only on a key."""
     if layouts is None:
         return {}
     if not isinstance(layouts, dict):
         raise fail(f"layouts= must be a dict from parameter name to layout, got {type(layouts).__name__}")
+    checked_split_keys(layouts, types, fail)
     known = {p.name: p for p in types.parameters}
     fixed = {p.name: p.bound for p in types.fixed}
     for key in layouts:

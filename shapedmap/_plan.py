@@ -57,6 +57,9 @@ class Argument:
     ``bound`` names the partial whose value this is (``"functools.partial"``): a keyword it binds
     that the call does not override, or a value it fixes (``Plan.fixed``), held in ``default``.
     Such a value is shared (its per-example layout) and named as bound in messages (``place``).
+    ``split``: the caller passes one key, which each call splits into one key per example
+    (``layouts={name: SplitKey()}``); ``placement`` is then the split keys' layout, the batch
+    names leading, and ``passed`` the one key's.
     """
 
     name: str
@@ -65,11 +68,20 @@ class Argument:
     value: ValueType
     placement: Placement | None
     bound: str | None = None
+    split: bool = False
 
     @property
     def place(self) -> str:
         """How messages name it: ``argument 'x'``, or ``'mask' (bound by functools.partial)``."""
         return argument_place(self.name) if self.bound is None else bound_place(self.name, self.bound)
+
+    @property
+    def passed(self) -> Placement | None:
+        """The layout of the value the caller passes: ``placement``, or one key's for a split key."""
+        if not self.split or self.placement is None:
+            return self.placement
+        per_example = self.placement.per_example
+        return Placement(per_example, per_example, ())
 
     @property
     def positional(self) -> bool:
@@ -211,6 +223,11 @@ class Plan:
     def positional_and_mapped(self) -> bool:
         """Every parameter positional and an array: ``vmap`` can call the body directly."""
         return all(argument.positional and argument.placement is not None for argument in self.arguments)
+
+    @functools.cached_property
+    def split_keys(self) -> tuple[int, ...]:
+        """Indices (in ``arguments``) of the keys passed as one and split per call (``SplitKey``)."""
+        return tuple(i for i, argument in enumerate(self.arguments) if argument.split)
 
     @functools.cached_property
     def has_statics(self) -> bool:

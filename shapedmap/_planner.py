@@ -35,7 +35,8 @@ from ._grammar import (
     SymbolicDim,
     VariadicDim,
 )
-from ._levels import Budget, CallShape
+from ._keys import with_split_keys
+from ._levels import Budget, CallShape, SplitKey
 from ._places import result_place
 from ._placing import (
     batch_names,
@@ -59,7 +60,7 @@ __all__ = ["make_plan"]
 def make_plan(
     types: FunctionTypes,
     spec: str | None,
-    layouts: dict[str, str | None] | None = None,
+    layouts: dict[str, Any] | None = None,
     out: str | tuple[str, ...] | list[str] | None = None,
     chunk: dict[str, int | Budget] | None = None,
     overridden: frozenset[str] = frozenset(),
@@ -97,7 +98,9 @@ def make_plan(
         per_example = parameter.value.array.layout
         from_signature = next(signature_layouts, None)
         where = f"parameter '{parameter.name}'"
-        if parameter.name in layouts and layouts[parameter.name] is None:
+        if isinstance(layouts.get(parameter.name), SplitKey):
+            batched_layout = per_example  # one key: over every batch name once they are known
+        elif parameter.name in layouts and layouts[parameter.name] is None:
             batched_layout = per_example  # shared: mapped over no batch name, like in_axes=None
         elif parameter.name in layouts:
             batched_layout = parse_layout_for(layouts[parameter.name], where, fail)
@@ -117,6 +120,10 @@ def make_plan(
     results = _place_results(types, parsed, given_results, batch, input_batch, fail)
     order, fixed_sizes = _order_and_sizes(arguments, results, fail, lead)
     _check_symbolic([*fixed, *arguments], results, types.returns_tuple, fail)
+    split = {name for name, layout in layouts.items() if isinstance(layout, SplitKey)}
+    if split:
+        variadic = next((p.variadic_batch for p in (a.placement for a in arguments) if p and p.variadic_batch), None)
+        arguments = with_split_keys(arguments, split, order, variadic, fail)
     plan = Plan(
         function=name,
         types=types,

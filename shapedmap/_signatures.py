@@ -36,7 +36,8 @@ def signature_of(plan: Plan, *, batched: bool) -> tuple[dict[str, Any], inspect.
     parameters = []
     for argument, parameter in zip(plan.arguments, plan.types.signature.parameters.values(), strict=True):
         if argument.placement is not None:
-            layout = argument.placement.batched if batched else argument.placement.per_example
+            # A split key is passed as one key (``SplitKey``): its per-example annotation.
+            layout = argument.placement.batched if batched and not argument.split else argument.placement.per_example
             annotation = _annotation(argument.value, layout, each_entry=argument.variadic)
         elif argument.value.hint is not None:
             annotation = argument.value.hint

@@ -22,6 +22,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import jax
+
 from ._errors import describe_value
 from ._grammar import NamedDim, VariadicDim, dim_text
 from ._places import Origin, origin_text
@@ -68,7 +70,16 @@ def wrong_rank(
         f"{function}: {place} has {len(value.shape)} dims ({describe_value(value)}) but its layout {str(layout)!r} "
         f"needs {layout.rank_text}"
     )
-    if missing is not None and per_example is not None:
+    if missing is not None and per_example is not None and _is_key_array(value):
+        names = ", ".join(repr(dim_text(dim)) for dim in missing)
+        dims = f"batch dim {names} is" if len(missing) == 1 else f"batch dims {names} are"
+        message += (
+            f". It has the per-example shape {str(per_example)!r}: the {dims} missing. Give each example its own "
+            f"keys: pass them with the batch dims, split from one key with jax.random.split. Sharing keys gives "
+            f"every example the same random numbers; only if that is what you want, say so: "
+            f"layouts={{{parameter!r}: None}}."
+        )
+    elif missing is not None and per_example is not None:
         names = ", ".join(repr(dim_text(dim)) for dim in missing)
         dims = f"batch dim {names} is" if len(missing) == 1 else f"batch dims {names} are"
         message += (
@@ -84,6 +95,14 @@ def wrong_rank(
             f"or map it too with layouts={{{parameter!r}: {batched!r}}}."
         )
     return message
+
+
+def _is_key_array(value: Any) -> bool:
+    """A typed PRNG key array (``jax.random.key``): never to be shared across a batch by a hint."""
+    try:
+        return bool(jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key))
+    except Exception:
+        return False
 
 
 def _batch_of_one(parameter: str | None, layout: Layout, missing: Sequence[Any]) -> str:

@@ -9,9 +9,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jaxtyping import Array, Bool, Float, PRNGKeyArray, UInt32
+from jaxtyping import Array, Bool, Float, Key, PRNGKeyArray, UInt32
 
-from shapedmap import ShapeError, SpecError, batched, describe
+from shapedmap import ShapeError, SpecError, SplitKey, batched, describe
 
 XS = jnp.arange(15.0).reshape(5, 3)
 
@@ -83,9 +83,80 @@ def test_a_key_of_another_dtype_names_the_admitted_dtypes():
         batched(noisy, "b")(XS, jnp.zeros(5))
 
 
-def test_one_legacy_key_where_one_per_example_is_mapped_names_the_sizes():
-    with pytest.raises(ShapeError, match=r"'b' has size 5 in argument 'x'.*\nbut size 2 in argument 'key'"):
-        batched(noisy, "b")(XS, jax.random.PRNGKey(0))
+# One key where one per example is expected: the hint leads with splitting it (with the call's sizes) or
+# SplitKey, says what sharing means, and only then offers layouts={'key': None}; never layouts={'key': ''}.
+# Before, a typed key got "To share one value across the batch ... layouts={'key': '...'}" and a raw key a
+# size conflict ('b' is 5 in x but 2 in key): both led to the silent bug of one key for every example.
+
+
+def _hint_of(fn, *args):
+    with pytest.raises(ShapeError) as error:
+        fn(*args)
+    return str(error.value)
+
+
+@pytest.mark.parametrize("key", [jax.random.key(0), jax.random.PRNGKey(0)], ids=["typed", "raw uint32[2]"])
+@pytest.mark.parametrize("annotation", ["PRNGKeyArray", "exact"])
+def test_one_key_where_one_per_example_is_expected_suggests_the_split(key, annotation):
+    # PRNGKeyArray, or exactly Key[Array, ''] for a typed key and UInt32[Array, '2'] for a raw one
+    fn = noisy if annotation == "PRNGKeyArray" else _exact(key)
+    message = _hint_of(batched(fn, "b"), XS, key)
+    assert message.startswith(f"{fn.__name__}: argument 'key' is one key (")
+    assert "maps it over 'b': expected one key per example (b=5" in message
+    split = message.index("key = jax.random.split(key, 5)")
+    assert split < message.index("layouts={'key': SplitKey()}") < message.index("the same random numbers")
+    assert message.index("the same random numbers") < message.index("layouts={'key': None}")
+    assert "layouts={'key': ''}" not in message and "To share one value" not in message
+
+
+def test_one_key_under_two_batch_names_suggests_the_split_shape():
+    message = _hint_of(batched(noisy, "run b"), jnp.stack([XS, XS]), jax.random.key(0))
+    assert "maps it over 'run' and 'b': expected one key per example (run=2, b=5, ...)" in message
+    assert "key = jax.random.split(key, (2, 5))" in message
+
+
+def test_one_key_before_the_arrays_that_size_the_batch_still_gets_the_sizes():
+    def keyed(key: Key[Array, ""], x: Float[Array, "n"]) -> Float[Array, "n"]:
+        return x + jax.random.normal(key, x.shape)
+
+    message = _hint_of(batched(keyed, "b"), jax.random.key(0), XS)
+    assert "argument 'key' is one key (key<fry>[]), but its layout 'b' maps it over 'b'" in message
+    assert "key = jax.random.split(key, 5)" in message
+
+
+def test_the_hinted_fixes_work():
+    key = jax.random.key(3)
+    split = jax.random.split(key, 5)
+    expected = jax.vmap(noisy)(XS, split)
+    np.testing.assert_array_equal(batched(noisy, "b")(XS, split), expected)
+    np.testing.assert_array_equal(batched(noisy, "b", layouts={"key": SplitKey()})(XS, key), expected)
+
+
+def test_keys_of_another_shape_without_the_batch_dims_do_not_suggest_sharing():
+    """Several keys per example (Key[Array, 'k']) passed without the batch dim: no layouts={'key': 'k'} hint."""
+
+    def draws(x: Float[Array, "n"], keys: Key[Array, "k"]) -> Float[Array, "k n"]:
+        return x + jax.vmap(lambda key: jax.random.normal(key, x.shape))(keys)
+
+    message = _hint_of(batched(draws, "b"), XS, jax.random.split(jax.random.key(0), 3))
+    assert message.startswith("draws: argument 'keys' has 1 dims")
+    assert "To share one value" not in message and "layouts={'keys': 'k'}" not in message
+    assert "jax.random.split" in message and "the same random numbers" in message
+    assert message.index("the same random numbers") < message.index("layouts={'keys': None}")
+
+
+def _exact(key):
+    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+
+        def typed(x: Float[Array, "n"], key: Key[Array, ""]) -> Float[Array, "n"]:
+            return x + jax.random.normal(key, x.shape)
+
+        return typed
+
+    def raw(x: Float[Array, "n"], key: UInt32[Array, "2"]) -> Float[Array, "n"]:
+        return x + jax.random.normal(key, x.shape)
+
+    return raw
 
 
 def test_any_union_of_fixed_shapes():
@@ -130,3 +201,11 @@ def test_describe_writes_a_union_of_shapes_as_its_members():
     key = contract.parameters[1]
     assert key.annotation == "Key[Array, ''] | UInt32[Array, '2'] | UInt32[Array, '4'] | None"
     assert (key.per_example, key.batched) == ("...", "b ...")
+
+
+def test_two_single_keys_name_the_first_with_the_split_hint():
+    def two(x: Float[Array, "n"], a: PRNGKeyArray, b: PRNGKeyArray) -> Float[Array, "n"]:
+        return x + jax.random.normal(a, x.shape) + jax.random.normal(b, x.shape)
+
+    message = _hint_of(batched(two, "b"), XS, jax.random.PRNGKey(0), jax.random.PRNGKey(1))
+    assert message.startswith("two: argument 'a' is one key (u32[2])") and "a = jax.random.split(a, 5)" in message

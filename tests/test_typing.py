@@ -27,9 +27,9 @@ PRELUDE = """
 import functools
 
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jaxtyping import Array, Float, Key
 
-from shapedmap import Budget, batched
+from shapedmap import Budget, SplitKey, batched
 
 
 @batched("b")
@@ -90,6 +90,15 @@ shards = {"b": "data"}
 chunked = batched(vv, "b", chunk=chunks, layouts=layouts)
 sharded = batched(vv, "b", shard=shards)
 budgeted = batched(vv, "b", chunk={"b": Budget(bytes=2**20)})
+split_keys = {"key": SplitKey()}
+
+
+def noisy(x: Float[Array, "n"], key: Key[Array, ""]) -> Float[Array, "n"]:
+    return x
+
+
+split = batched(noisy, "b", layouts={"key": SplitKey()})
+split_from_variable = batched(noisy, "b", layouts=split_keys)
 """
 
 BAD = """

@@ -59,7 +59,8 @@ class ParameterSpec:
 
     @property
     def placement(self) -> Placement | None:
-        return self.argument.placement
+        """The layout of the value drawn: a ``SplitKey`` parameter's is one key's."""
+        return self.argument.passed
 
 
 @dataclass(frozen=True)

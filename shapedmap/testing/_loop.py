@@ -27,6 +27,7 @@ import numpy as np
 from .._checks import check_arguments, check_results
 from .._errors import ShapeError, describe_value
 from .._grammar import NamedDim
+from .._key_checks import split_keys
 from .._levels import Placement
 from .._places import leaf_place, result_place
 from .._plan import Plan, plan_of
@@ -184,7 +185,7 @@ class _Checker:
                 cause=error,
             )
         self.check_annotations(bound, output, described, "eager")
-        loop = list(self.loop(bound, described))
+        loop = list(self.loop(self.with_split_keys(bound), described))
         self.compare(output, loop, described, "eager")
         if self.jit:
             # A keyword a partial binds, not passed, is not passed under jit either (it would override it).
@@ -238,6 +239,17 @@ class _Checker:
         with contextlib.suppress(TypeError):  # unhashable static values: not cached
             self._jitted[statics] = compiled
         return compiled
+
+    def with_split_keys(self, bound: inspect.BoundArguments) -> inspect.BoundArguments:
+        """``bound`` with each ``SplitKey`` parameter's key split into one key per example, as the call
+        splits it (``jax.random.split(key, batch_shape)``): what the loop indexes."""
+        if not self.plan.split_keys:
+            return bound
+        values = [bound.arguments[argument.name] for argument in self.plan.arguments]
+        bindings, checked = check_arguments(self.plan, values)
+        split = split_keys(self.plan, checked, bindings)
+        keys = {self.plan.arguments[i].name: split[i] for i in self.plan.split_keys}
+        return inspect.BoundArguments(self.signature, {**bound.arguments, **keys})
 
     def describe(self, bound: inspect.BoundArguments) -> str:
         parts = []

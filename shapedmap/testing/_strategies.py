@@ -185,6 +185,8 @@ def _draw_argument(
 ) -> Any:
     argument = parameter.argument
     placement = parameter.placement
+    if argument.split:  # SplitKey: one key, which the call splits into one per example
+        return _draw_one_key(draw, argument)
     dtype = draw(st.sampled_from(parameter.dtypes))
     # Per argument: which broadcastable ('#') tokens are size 1 this time.
     ones = {
@@ -205,6 +207,14 @@ def _draw_argument(
     if argument.value.kind == "array":
         return leaf()
     return fill(structure_for(draw, argument, context.structures), leaf)
+
+
+def _draw_one_key(draw: st.DrawFn, argument: Argument) -> Any:
+    """One key of a one-key annotation: typed (``jax.random.key``) where it admits one, else raw."""
+    seed = draw(st.integers(0, 2**32 - 1))
+    array = argument.value.array
+    typed = any(member.dtypes == ("prng_key",) for member in (array.alternatives or (array,)))
+    return jax.random.key(seed) if typed else jax.random.PRNGKey(seed)
 
 
 def _evaluate(dim: SymbolicDim, context: _Context, spec: InputSpec) -> int:
