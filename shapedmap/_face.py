@@ -88,14 +88,14 @@ def shapes_section(plan: Plan, mesh_axes: dict[str, tuple[str, ...]] | None = No
         if placement is None:
             lines.append(f"- ``{argument.name}``: static, not mapped")
             continue
-        layout = _literal(placement.batched) + kind_note(argument.value.kind == "tree", argument.value.optional)
-        if not placement.batch:
+        layout = _literal(placement.batched) + _kind(placement, argument.value.kind == "tree", argument.value.optional)
+        if not placement.batch_names:
             lines.append(f"- ``{argument.name}``: {layout}, shared (not mapped)")
         else:
             lines.append(f"- ``{argument.name}``: {layout} (per example {_literal(placement.per_example)})")
     for index, result in enumerate(plan.results):
         name = f"return[{index}]" if plan.returns_tuple else "return"
-        layout = _literal(result.placement.batched) + kind_note(result.value.kind == "tree", False)
+        layout = _literal(result.placement.batched) + _kind(result.placement, result.value.kind == "tree", False)
         lines.append(f"- {name}: {layout} (per example {_literal(result.placement.per_example)})")
     levels, _ = nominal_levels(plan)
     for depth, level in enumerate(levels):
@@ -146,6 +146,13 @@ def axes_text(axes: tuple[int | None, ...]) -> str:
 def kind_note(pytree: bool, optional: bool) -> str:
     """`` on every leaf``, `` or None``: what a layout applies to, beyond one array."""
     return (" on every leaf" if pytree else "") + (" or None" if optional else "")
+
+
+def _kind(placement: Any, pytree: bool, optional: bool) -> str:
+    """A layout tree gives each subtree its own layout; another layout applies to every leaf."""
+    if placement.treedef is not None:
+        return " (a layout per subtree)" + (" or None" if optional else "")
+    return kind_note(pytree, optional)
 
 
 def _literal(layout: Any) -> str:

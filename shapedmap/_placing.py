@@ -23,11 +23,14 @@ import dataclasses
 from collections import Counter
 from typing import Any
 
+import jax
+
 from ._errors import SpecError, describe_value
 from ._grammar import Layout, Spec, VariadicDim, dim_name, dim_text, is_batch_token, parse_layout, parse_spec
+from ._layout_trees import TreePlacement, is_layout_leaf
 from ._levels import Budget, Placement
 from ._plan import Plan
-from ._value_types import FunctionTypes
+from ._value_types import FunctionTypes, ValueType
 
 __all__ = [
     "checked_chunks",
@@ -35,6 +38,7 @@ __all__ = [
     "parse_layout_for",
     "parse_spec_for",
     "place",
+    "place_tree",
     "prepend",
     "with_given_layouts",
 ]
@@ -186,3 +190,71 @@ def _core_mismatch(batched: Layout, core: Layout, per_example: Layout, where: st
         f"{head} without its batch dims is {str(core)!r}, but the per-example annotation is "
         f"{str(per_example)!r}; a batched layout is the per-example layout with batch dims inserted"
     )
+
+
+def place_tree(layout: Any, value: ValueType, where: str, fail: Any) -> TreePlacement:
+    """A layout tree (``{"w": None, "b": "batch n"}``, a prefix of the value as ``jax.vmap`` reads
+    ``in_axes``): each leaf placed as a layout of its own against the annotation's per-example layout."""
+    shown = _tree_text(layout)
+    if value.kind == "array" or value.one_array_each:
+        what = "*args/**kwargs entry" if value.one_array_each else "array"
+        raise fail(
+            f"the layout of {where} is a tree ({shown}), but {where} is one {what} (annotated "
+            f"{str(value.array.layout)!r}), not a PyTree: give it one layout string" + _tuple_hint(where)
+        )
+    _check_tree_class(layout, value, where, shown, fail)
+    paths_and_leaves = jax.tree_util.tree_flatten_with_path(layout, is_leaf=is_layout_leaf)[0]
+    if not paths_and_leaves:
+        raise fail(f"the layout tree {shown} of {where} has no layouts in it: give a layout string or None")
+    per_example = value.array.layout
+    placements = []
+    for path, leaf in paths_and_leaves:
+        at = f"{where} at {jax.tree_util.keystr(path)}"
+        if not is_layout_leaf(leaf):
+            example = " ".join(("batch", *([str(per_example)] if per_example.dims else [])))
+            raise fail(
+                f"the layout tree of {where} has {leaf!r} at {jax.tree_util.keystr(path)}: its leaves must be "
+                f"layout strings or None (shared), e.g. {example!r} where jax.vmap would say 0"
+            )
+        placement = place(per_example if leaf is None else parse_layout_for(leaf, at, fail), per_example, at, fail)
+        if placement.variadic_batch is not None or placement.broadcastable_batch:
+            raise fail(
+                f"the layout {leaf!r} of {at} broadcasts ('*name' or '#name'), which a layout tree cannot: "
+                "give the whole value one layout"
+            )
+        placements.append(placement)
+    return TreePlacement.of(layout, placements)
+
+
+def _tree_text(layout: Any) -> str:
+    try:
+        return repr(layout)
+    except Exception:
+        return type(layout).__name__
+
+
+def _tuple_hint(where: str) -> str:
+    return " (annotate tuple[...] for several results)" if where == "the return value" else ""
+
+
+def _check_tree_class(layout: Any, value: ValueType, where: str, shown: str, fail: Any) -> None:
+    """A layout tree whose top is not the class the annotation asks for can never fit (``jax.vmap`` needs
+    the same node types): a dict written for a ``NamedTuple``, or another class."""
+    instances = value.instances
+    if instances is None:
+        return
+    cls = instances[0]
+    if isinstance(layout, cls):
+        return
+    builtin = type(layout) in (dict, list, tuple)
+    fields = getattr(cls, "_fields", None)
+    if fields is None and dataclasses.is_dataclass(cls):
+        fields = tuple(field.name for field in dataclasses.fields(cls))
+    keys = tuple(layout) if isinstance(layout, dict) else None
+    if (builtin and keys is not None and fields is not None and set(keys) == set(fields)) or not builtin:
+        example = ", ".join(f"{name}=..." for name in fields or ())
+        raise fail(
+            f"the layout tree of {where} is {'a dict' if keys is not None else 'a ' + type(layout).__name__} "
+            f"({shown}), but {where} is annotated {cls.__name__}: a layout tree must have the argument's node types, "
+            f"as jax.vmap's in_axes: write {cls.__name__}({example}) with a layout string or None in each field"
+        )

@@ -33,6 +33,7 @@ from ._grammar import (
     SymbolicDim,
     VariadicDim,
 )
+from ._layout_trees import tree_of
 from ._levels import Budget, CallShape
 from ._places import result_place
 from ._placing import (
@@ -41,6 +42,7 @@ from ._placing import (
     parse_layout_for,
     parse_spec_for,
     place,
+    place_tree,
     prepend,
     with_given_layouts,
 )
@@ -93,6 +95,10 @@ def make_plan(
         per_example = parameter.value.array.layout
         from_signature = next(signature_layouts, None)
         where = f"parameter '{parameter.name}'"
+        if parameter.name in layouts and tree_of(layouts[parameter.name]):
+            tree = place_tree(layouts[parameter.name], parameter.value, where, fail)
+            arguments.append(Argument(parameter.name, parameter.kind, parameter.default, parameter.value, tree))
+            continue
         if parameter.name in layouts and layouts[parameter.name] is None:
             batched_layout = per_example  # shared: mapped over no batch name, like in_axes=None
         elif parameter.name in layouts:
@@ -145,11 +151,12 @@ def _place_results(
 ) -> list[Result]:
     count = len(types.outputs)
     if out is not None:
-        texts = (out,) if isinstance(out, str) else tuple(out) if isinstance(out, tuple | list) else None
-        if texts is None:
-            raise fail(f"out= must be a layout string or a tuple of them, got {type(out).__name__}")
+        texts = _out_layouts(out, types.returns_tuple, fail)
         # None: the per-example layout itself, a result that no batch dim maps (out_axes=None)
-        layouts = [None if text is None else parse_layout_for(text, "the return value", fail) for text in texts]
+        layouts = [
+            text if text is None or tree_of(text) else parse_layout_for(text, "the return value", fail)
+            for text in texts
+        ]
     elif parsed.outputs is not None:
         layouts = list(parsed.outputs)
     else:
@@ -164,6 +171,9 @@ def _place_results(
     for index, value in enumerate(types.outputs):
         where = result_place(types.returns_tuple, index)
         per_example = value.array.layout
+        if layouts is not None and tree_of(layouts[index]):
+            results.append(Result(value, place_tree(layouts[index], value, where, fail)))
+            continue
         if layouts is not None:
             batched_layout = per_example if layouts[index] is None else layouts[index]
         elif parsed.batch is not None:
@@ -175,12 +185,26 @@ def _place_results(
     return results
 
 
+def _out_layouts(out: Any, returns_tuple: bool, fail: Any) -> tuple[Any, ...]:
+    """``out=`` as one layout per result: a string, None or a layout tree each (a tuple of them for a
+    tuple result). One result's layout may be a tree; ``("b n",)`` is still that one layout."""
+    if isinstance(out, str):
+        return (out,)
+    if returns_tuple:
+        if not isinstance(out, tuple | list):
+            raise fail(f"out= must be a tuple of layouts, one per result, got {type(out).__name__}")
+        return tuple(out)
+    if isinstance(out, tuple | list) and len(out) == 1 and not tree_of(out[0]):
+        return tuple(out)
+    return (out,)
+
+
 def _order_and_sizes(
     arguments: list[Argument], results: list[Result], fail: Any
 ) -> tuple[tuple[str, ...], dict[str, int]]:
     """Batch names outermost first (by the outputs, then the inputs), and their fixed sizes."""
-    argument_placements = [a.placement for a in arguments if a.placement is not None]
-    placements = [r.placement for r in results] + argument_placements
+    argument_placements = [leaf for a in arguments if a.placement is not None for leaf in a.placement.leaves]
+    placements = [leaf for r in results for leaf in r.placement.leaves] + argument_placements
     order = _ordered_names(placements)
     fixed_sizes: dict[str, int] = {}
     for placement in placements:
@@ -194,14 +218,14 @@ def _order_and_sizes(
     # Only a plain name binds one size an output batch dim can take: not a core dim's label
     # ('n=3' documents a fixed size), nor a variadic ('*rest' binds several), nor a '?n' per leaf.
     bound_anywhere, variadic_anywhere, mentioned = set(), set(), set()
-    for placement in placements[len(results) :]:
+    for placement in argument_placements:
         bound_anywhere |= {d.name for d in placement.batched.dims if isinstance(d, NamedDim) and not d.treepath}
         bound_anywhere |= placement.labels
         variadic_anywhere |= {d.name for d in placement.batched.dims if isinstance(d, VariadicDim)}
         mentioned |= placement.batched.names()
-    for result in results:
-        for batch_name in result.placement.batch_names:
-            binding = variadic_anywhere if batch_name == result.placement.variadic_batch else bound_anywhere
+    for result in (leaf for r in results for leaf in r.placement.leaves):
+        for batch_name in result.batch_names:
+            binding = variadic_anywhere if batch_name == result.variadic_batch else bound_anywhere
             if batch_name not in binding and batch_name not in fixed_sizes:
                 where = (
                     "gets no size from the input layouts (there it is only a variadic or a fixed size's label)"
@@ -223,10 +247,11 @@ def _check_symbolic(arguments: list[Argument], results: list[Result], returns_tu
     parameter_names = {argument.name for argument in arguments}
     bound: set[str] = set()
     for argument in arguments:
-        if argument.placement is not None:
-            bound |= {dim.name for dim in argument.placement.batched.dims if isinstance(dim, NamedDim)}
+        for leaf in () if argument.placement is None else argument.placement.leaves:
+            bound |= {dim.name for dim in leaf.batched.dims if isinstance(dim, NamedDim)}
     for result in results:
-        bound |= {dim.name for dim in result.placement.batched.dims if isinstance(dim, NamedDim)}
+        for leaf in result.placement.leaves:
+            bound |= {dim.name for dim in leaf.batched.dims if isinstance(dim, NamedDim)}
     seen_in_order: set[str] = set()
     for argument in arguments:
         if argument.placement is None:
@@ -250,7 +275,7 @@ def _check_symbolic(arguments: list[Argument], results: list[Result], returns_tu
         dim.name for result in results for dim in result.placement.per_example.dims if isinstance(dim, NamedDim)
     }
     for index, result in enumerate(results):
-        for dim in result.placement.batched.dims:
+        for dim in (dim for leaf in result.placement.leaves for dim in leaf.batched.dims):
             if isinstance(dim, SymbolicDim):
                 _check_expression(dim, result_place(returns_tuple, index), bound, parameter_names, fail)
                 batch_only = dim.names() - per_example
