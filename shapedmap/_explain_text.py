@@ -25,6 +25,7 @@ from ._batched import Batched
 from ._binding import Bindings
 from ._call import result_shapes
 from ._errors import describe_value
+from ._face import axes_text
 from ._levels import Level, VmapNest
 from ._messages import describe_tree
 from ._plan import Plan
@@ -323,8 +324,7 @@ class SourceWriter:
 
     def vmap_call(self, function: str, stage: Stage, level: Level) -> str:
         out_axes = stage.plan.vmap_out_axes(level)
-        in_axes = level.in_axes[0] if len(level.in_axes) == 1 else tuple(level.in_axes)
-        parts = [function, f"in_axes={in_axes!r}", f"out_axes={out_axes!r}"]
+        parts = [function, f"in_axes={axes_text(level.in_axes)}", f"out_axes={out_axes!r}"]
         if level.axis_name is not None:
             parts.append(f'axis_name="{level.axis_name}"')
         if all(axis is None for axis in level.in_axes):

@@ -129,7 +129,7 @@ def chunk_text(chunk: int | Budget) -> str:
 
 def vmap_arguments(level: Level, mesh_axes: tuple[str, ...] = ()) -> str:
     """``in_axes=(0, None), out_axes=0``: what this level gives ``jax.vmap``."""
-    text = f"in_axes={axes_text(level.in_axes)}, out_axes={axes_text(level.out_axes)}"
+    text = f"in_axes={axes_text(level.in_axes)}, out_axes={axes_text(level.out_axes, inputs=False)}"
     if level.size is not None and all(axis is None for axis in level.in_axes):
         text += f", axis_size={level.size}"
     if mesh_axes:
@@ -138,9 +138,11 @@ def vmap_arguments(level: Level, mesh_axes: tuple[str, ...] = ()) -> str:
     return text
 
 
-def axes_text(axes: tuple[int | None, ...]) -> str:
-    """As ``jax.vmap`` is given them (and ``explain`` writes them): a bare axis for one value."""
-    return repr(axes[0]) if len(axes) == 1 else repr(tuple(axes))
+def axes_text(axes: tuple[Any, ...], *, inputs: bool = True) -> str:
+    """As ``jax.vmap`` is given them (and ``explain`` writes them): a bare axis for one value, but a
+    layout tree's axes in a tuple (``in_axes`` may be a tree only inside one)."""
+    bare = len(axes) == 1 and (not inputs or axes[0] is None or isinstance(axes[0], int))
+    return repr(axes[0]) if bare else repr(tuple(axes))
 
 
 def kind_note(pytree: bool, optional: bool) -> str:

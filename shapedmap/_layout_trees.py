@@ -30,6 +30,7 @@ from typing import Any
 
 import jax
 
+from ._grammar import Layout
 from ._levels import AxesTree, Placement
 
 __all__ = [
@@ -50,8 +51,8 @@ def is_layout_leaf(node: Any) -> bool:
 
 
 def tree_of(layout: Any) -> bool:
-    """``layout`` is a layout tree (a container), not one layout string or None."""
-    return not is_layout_leaf(layout)
+    """``layout`` is a layout tree (a container), not one layout (a string or a parsed ``Layout``) or None."""
+    return not (is_layout_leaf(layout) or isinstance(layout, Layout))
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,8 @@ def _node_text(node: Any, children: list[tuple[Any, Any]]) -> str:
     if not children and not isinstance(node, tuple | list | dict):
         return f"a leaf ({type(node).__name__})" if node is not None else "None"
     if isinstance(node, dict):
-        return f"a dict with keys {', '.join(repr(k) for k in node)}" if node else "an empty dict"
+        keys = [getattr(key, "key", key) for key, _ in children]  # in the order JAX flattens them
+        return f"a dict with keys {', '.join(map(repr, keys))}" if node else "an empty dict"
     if isinstance(node, list | tuple) and type(node) in (list, tuple):
         return f"a {type(node).__name__} of {len(node)}"
     return f"a {type(node).__qualname__}"
