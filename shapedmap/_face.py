@@ -26,7 +26,7 @@ import inspect
 import re
 from typing import TYPE_CHECKING, Any
 
-from ._levels import Budget, Level
+from ._levels import Budget, Level, vmap_axes
 from ._nest import nominal_levels
 from ._plan import Plan
 from ._signatures import signature_of
@@ -55,8 +55,8 @@ def describe_wrapper(wrapper: Any, plan: Plan, sharding: Sharding | None) -> Non
     wrapper.__doc__ = with_shapes_section(contract_function(wrapper.fn).__doc__, plan, mesh_axes)
     wrapper.signature = plan.signature_text()
     if plan.levels is not None:  # else they depend on the call: see explain(fn, *args)
-        wrapper.in_axes = {level.key: level.in_axes for level in plan.levels}
-        wrapper.out_axes = {level.key: plan.vmap_out_axes(level) for level in plan.levels}
+        wrapper.in_axes = {level.key: vmap_axes(level.in_axes) for level in plan.levels}
+        wrapper.out_axes = {level.key: vmap_axes(plan.vmap_out_axes(level)) for level in plan.levels}
 
 
 def with_shapes_section(doc: str | None, plan: Plan, mesh_axes: dict[str, tuple[str, ...]] | None = None) -> str:
