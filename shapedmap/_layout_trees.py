@@ -51,8 +51,14 @@ def is_layout_leaf(node: Any) -> bool:
 
 
 def tree_of(layout: Any) -> bool:
-    """``layout`` is a layout tree (a container), not one layout (a string or a parsed ``Layout``) or None."""
-    return not (is_layout_leaf(layout) or isinstance(layout, Layout))
+    """``layout`` is a layout tree (a PyTree container), not one layout (a string or a parsed ``Layout``),
+    None, or something else that is no PyTree node (refused as a layout, by the grammar)."""
+    if is_layout_leaf(layout) or isinstance(layout, Layout):
+        return False
+    try:
+        return not jax.tree_util.treedef_is_leaf(jax.tree_util.tree_structure(layout))
+    except Exception:  # a value JAX cannot flatten is no layout tree
+        return False
 
 
 @dataclass(frozen=True)

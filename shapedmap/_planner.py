@@ -196,6 +196,8 @@ def _out_layouts(out: Any, returns_tuple: bool, fail: Any) -> tuple[Any, ...]:
         return tuple(out)
     if isinstance(out, tuple | list) and len(out) == 1 and not tree_of(out[0]):
         return tuple(out)
+    if out is not None and not tree_of(out):
+        raise fail(f"out= must be a layout string, a tuple of them or a layout tree, got {type(out).__name__}")
     return (out,)
 
 

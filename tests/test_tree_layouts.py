@@ -325,3 +325,9 @@ def test_the_plan_keeps_one_placement_per_subtree():
     placement = plan_of(fn).arguments[0].placement
     assert [str(leaf.batched) for leaf in placement.leaves] == ["batch n", "n"]
     assert placement.batch_names == ("batch",)
+
+
+@pytest.mark.parametrize("layout", [5, 1.5, object()], ids=["int", "float", "object"])
+def test_a_value_that_is_no_container_is_still_an_invalid_layout(layout):
+    with pytest.raises(SpecError, match=r"^wxb: invalid layout .* for parameter 'x': a layout must be a string"):
+        batched(wxb, "batch", layouts={"x": layout})
