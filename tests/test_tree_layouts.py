@@ -331,3 +331,27 @@ def test_the_plan_keeps_one_placement_per_subtree():
 def test_a_value_that_is_no_container_is_still_an_invalid_layout(layout):
     with pytest.raises(SpecError, match=r"^wxb: invalid layout .* for parameter 'x': a layout must be a string"):
         batched(wxb, "batch", layouts={"x": layout})
+
+
+def test_check_batched_draws_the_layout_tree_and_loops_over_each_leafs_axis():
+    """The testing tools read a layout tree: one array per layout, each taken on its own axis by the loop."""
+    from shapedmap.testing import check_batched, inputs
+
+    def body(p: PyTree[Float[Array, "n"]], x: Float[Array, "n"]) -> PyTree[Float[Array, "n"]]:
+        return {"a": p["a"] * x, "b": p["b"] + p["w"]}
+
+    fn = batched(
+        body, "batch", layouts={"p": {"a": "batch n", "b": "n batch", "w": None}}, out={"a": "n batch", "b": "batch n"}
+    )
+    check_batched(fn, max_examples=5)
+
+    @settings(max_examples=5, deadline=None)
+    @given(inputs(fn))
+    def drawn(arguments):
+        args, kwargs = arguments
+        bound = {**dict(zip(["p", "x"], args, strict=False)), **kwargs}
+        p, x = bound["p"], bound["x"]
+        assert set(p) == {"a", "b", "w"} and p["a"].shape[0] == p["b"].shape[1] == x.shape[0]
+        assert p["w"].shape == x.shape[1:]
+
+    drawn()
