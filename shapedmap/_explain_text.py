@@ -24,9 +24,9 @@ from jax.sharding import PartitionSpec
 from ._batched import Batched
 from ._binding import Bindings
 from ._call import result_shapes
-from ._errors import describe_value
+from ._errors import SpecError, describe_value
 from ._face import axes_text
-from ._levels import Level, VmapNest
+from ._levels import AxesTree, Level, VmapNest
 from ._messages import describe_tree
 from ._plan import Plan
 from ._transforms import derivative_in
@@ -220,6 +220,12 @@ class SourceWriter:
 
     def slices_lines(self, function: str, stage: Stage, level: Level, name: str) -> list[str]:
         """A chunked level as ``jax.lax.map(..., batch_size=)`` over ``function``, the per-example map."""
+        if any(isinstance(axes, AxesTree) for axes in (*level.in_axes, *level.out_axes)):
+            raise SpecError(
+                f"{self.plan.function}: explain() does not write a chunked level ('{level.batch_name}', chunk="
+                f"{level.chunk}) whose layouts are layout trees (one axis per subtree) as jax.lax.map; the call "
+                "itself runs it. Explain the function without chunk= to see its jax.vmap nest"
+            )
         if self.jnp is None:
             self.jnp = self.names.fresh("jnp")
         mapped = self.mapped_names()

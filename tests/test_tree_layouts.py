@@ -355,3 +355,11 @@ def test_check_batched_draws_the_layout_tree_and_loops_over_each_leafs_axis():
         assert p["w"].shape == x.shape[1:]
 
     drawn()
+
+
+def test_explain_refuses_a_chunked_layout_tree_rather_than_write_another_program():
+    fn = batched(wxb, "batch", layouts={"params": {"w": None, "b": "n batch"}}, chunk={"batch": 2})
+    params = {"w": jnp.arange(3.0), "b": jnp.ones((3, 4))}
+    assert_same(fn(params, X), jax.vmap(wxb, in_axes=({"w": None, "b": 1}, 0))(params, X))
+    with pytest.raises(SpecError, match=r"^wxb: explain\(\) does not write a chunked level \('batch', chunk=2\)"):
+        explain(fn, params, X)
