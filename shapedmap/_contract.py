@@ -36,7 +36,9 @@ class ParameterShape:
     """One parameter: its layouts and the batch dims it is mapped over, or that it is static.
 
     ``batch_axes`` maps each batch dim of the batched layout to its token position there
-    (``{"graph": 0}``); an array parameter with none is shared by every example.
+    (``{"graph": 0}``); an array parameter with none is shared by every example. A layout tree
+    (``layouts={"p": {"w": None, "b": "batch n"}}``) gives ``subtrees``, the batched layout of each
+    subtree by its path (``{"['b']": "batch n", "['w']": "n"}``), and its positions per path.
 
     Example:
         >>> from shapedmap import describe
@@ -61,10 +63,11 @@ class ParameterShape:
     dtype: str | None
     per_example: str | None
     batched: str | None
-    batch_axes: dict[str, int]
+    batch_axes: dict[str, Any]
     pytree: bool
     optional: bool
     default: str | None
+    subtrees: dict[str, str] = field(default_factory=dict)
 
     @property
     def shared(self) -> bool:
@@ -95,8 +98,9 @@ class OutputShape:
     dtype: str | None
     per_example: str
     batched: str
-    batch_axes: dict[str, int]
+    batch_axes: dict[str, Any]
     pytree: bool
+    subtrees: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

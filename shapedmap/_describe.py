@@ -139,6 +139,7 @@ def contract_of(
             batched=str(result.placement.batched),
             batch_axes=_batch_axes(result.placement),
             pytree=result.value.kind == "tree",
+            subtrees=_subtrees(result.placement),
         )
         for output_name, result in zip(output_names, plan.results, strict=True)
     )
@@ -206,6 +207,7 @@ def _parameter_shape(argument: Any) -> ParameterShape:
         pytree=argument.value.kind == "tree",
         optional=argument.value.optional,
         default=default,
+        subtrees=_subtrees(placement),
     )
 
 
@@ -227,6 +229,16 @@ def _batch_axes(placement: Placement | TreePlacement) -> dict[str, Any]:
             for name in placement.batch_names
         }
     return {name: placement.batched.axis_of(index) for index, name in placement.batch}
+
+
+def _subtrees(placement: Placement | TreePlacement) -> dict[str, str]:
+    """A layout tree's batched layout per subtree path; empty for one layout."""
+    if not isinstance(placement, TreePlacement):
+        return {}
+    return {
+        jax.tree_util.keystr(path): str(leaf.batched)
+        for path, leaf in zip(placement.paths, placement.leaves, strict=True)
+    }
 
 
 def _axes(axes: Any) -> Any:

@@ -223,6 +223,24 @@ def test_describe_gives_each_subtrees_axis():
     assert params.batch_axes == {"batch": {"['b']": 0}}
     assert contract.batch_dims[0].in_axes == {"params": {"['b']": 0, "['w']": None}, "x": 0}
     assert fn.signature == "{'b': 'batch n', 'w': None}, batch n -> batch n"
+    assert params.subtrees == {"['b']": "batch n", "['w']": "n"}
+    svg = contract.to_svg()  # one group per subtree
+    assert ">params['b']<" in svg and ">params['w']<" in svg
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+def test_a_layout_tree_beside_a_star_batch_argument(jit):
+    """Levels settled per call (another argument's '*batch') keep the tree's axes."""
+
+    def body(p: PyTree[Float[Array, "n"]], x: Float[Array, "n"]) -> Float[Array, "n"]:
+        return p["w"] * x + p["b"]
+
+    fn = batched(body, "*lead", layouts={"p": {"w": None, "b": "g n"}}, out="*lead g n")
+    p = {"w": jnp.arange(3.0), "b": jnp.arange(12.0).reshape(4, 3)}
+    x = jnp.arange(30.0).reshape(2, 5, 3)
+    inner = jax.vmap(body, in_axes=({"w": None, "b": 0}, None))
+    expected = jax.vmap(jax.vmap(inner, in_axes=(None, 0)), in_axes=(None, 0))(p, x)
+    assert_same((jax.jit(fn) if jit else fn)(p, x), expected)
 
 
 def test_checks_off_maps_the_same():
