@@ -127,12 +127,22 @@ def convert_arguments(plan: Plan, values: list[Any]) -> list[Any]:
         if isinstance(value, jax.Array) or (value is None and argument.value.optional):
             continue
         place = argument_place(argument.name)
-        expected = functools.partial(messages.expected_array, argument.value, argument.placement.leaves[0].batched)
+        placement = argument.placement
+        expected = functools.partial(messages.expected_array, argument.value, placement.leaves[0].batched)
         if argument.value.kind == "array":
             values[index] = as_array(value, plan.function, place, expected, abstract=False)
         else:
             paths_and_leaves, treedef = _flatten(value, plan.function, place)
-            leaves = [as_array(leaf, plan.function, place, expected, abstract=False) for _, leaf in paths_and_leaves]
+            expectations = [expected] * len(paths_and_leaves)
+            if isinstance(placement, TreePlacement):  # each leaf's expected layout is its subtree's
+                expectations = [
+                    functools.partial(messages.expected_array, argument.value, part.batched)
+                    for part in fitted_leaves(plan.function, placement, value, place)
+                ]
+            leaves = [
+                as_array(leaf, plan.function, place, leaf_expected, abstract=False)
+                for (_, leaf), leaf_expected in zip(paths_and_leaves, expectations, strict=True)
+            ]
             values[index] = jax.tree_util.tree_unflatten(treedef, leaves)
     return values
 

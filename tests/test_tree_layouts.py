@@ -381,3 +381,15 @@ def test_explain_refuses_a_chunked_layout_tree_rather_than_write_another_program
     assert_same(fn(params, X), jax.vmap(wxb, in_axes=({"w": None, "b": 1}, 0))(params, X))
     with pytest.raises(SpecError, match=r"^wxb: explain\(\) does not write a chunked level \('batch', chunk=2\)"):
         explain(fn, params, X)
+
+
+def test_numpy_leaves_are_converted_on_a_remembered_call_and_a_bad_leaf_names_its_layout():
+    fn = batched(wxb, "batch", layouts={"params": {"w": None, "b": "n batch"}})
+    params = {"w": np.arange(3.0, dtype=np.float32), "b": np.ones((3, 4), np.float32)}
+    expected = jax.vmap(wxb, in_axes=({"w": None, "b": 1}, 0))(params, X)
+    for _ in range(2):  # the second call's shapes are remembered: only converted, not checked again
+        assert_same(fn(params, np.asarray(X)), expected)
+    with pytest.raises(
+        ShapeError, match=r"^wxb: argument 'params' must be an array matching Float\[Array, 'n batch'\], got str"
+    ):
+        fn({"w": params["w"], "b": "not an array"}, X)
