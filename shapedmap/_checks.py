@@ -127,24 +127,30 @@ def convert_arguments(plan: Plan, values: list[Any]) -> list[Any]:
         if isinstance(value, jax.Array) or (value is None and argument.value.optional):
             continue
         place = argument_place(argument.name)
-        placement = argument.placement
-        expected = functools.partial(messages.expected_array, argument.value, placement.leaves[0].batched)
+        if isinstance(argument.placement, TreePlacement):
+            values[index] = _converted_tree(plan.function, argument.value, argument.placement, value, place)
+            continue
+        expected = functools.partial(messages.expected_array, argument.value, argument.placement.batched)
         if argument.value.kind == "array":
             values[index] = as_array(value, plan.function, place, expected, abstract=False)
         else:
             paths_and_leaves, treedef = _flatten(value, plan.function, place)
-            expectations = [expected] * len(paths_and_leaves)
-            if isinstance(placement, TreePlacement):  # each leaf's expected layout is its subtree's
-                expectations = [
-                    functools.partial(messages.expected_array, argument.value, part.batched)
-                    for part in fitted_leaves(plan.function, placement, value, place)
-                ]
-            leaves = [
-                as_array(leaf, plan.function, place, leaf_expected, abstract=False)
-                for (_, leaf), leaf_expected in zip(paths_and_leaves, expectations, strict=True)
-            ]
+            leaves = [as_array(leaf, plan.function, place, expected, abstract=False) for _, leaf in paths_and_leaves]
             values[index] = jax.tree_util.tree_unflatten(treedef, leaves)
     return values
+
+
+def _converted_tree(function: str, value_type: ValueType, placement: TreePlacement, value: Any, place: str) -> Any:
+    """``convert_arguments`` of a value with a layout tree: each leaf expected with its subtree's layout."""
+    paths_and_leaves, treedef = _flatten(value, function, place)
+    parts = fitted_leaves(function, placement, value, place)
+    leaves = [
+        as_array(
+            leaf, function, place, functools.partial(messages.expected_array, value_type, part.batched), abstract=False
+        )
+        for (_, leaf), part in zip(paths_and_leaves, parts, strict=True)
+    ]
+    return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
 def _check_result_expressions(plan: Plan, bindings: Bindings) -> None:
