@@ -252,8 +252,10 @@ def test_checks_off_maps_the_same():
 # -- errors ----------------------------------------------------------------------------------
 
 
-def test_a_tree_that_does_not_fit_is_named_at_the_call_with_its_path():
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+def test_a_tree_that_does_not_fit_is_named_at_the_call_with_its_path(jit):
     fn = batched(wxb, "batch", layouts={"params": {"w": None, "b": "batch n"}})
+    fn = jax.jit(fn) if jit else fn
     with pytest.raises(ShapeError, match=r"^wxb: argument 'params' does not fit its layout tree .* at its top: "
                        r"the layout tree has a dict with keys 'b', 'w' where the value has a dict with keys 'b', 'v'\. "
                        r"Make the layout tree a prefix"):  # fmt: skip
