@@ -43,9 +43,10 @@ from jaxtyping import TypeCheckError
 from . import _budget as budget
 from . import _chunks as chunks
 from . import _map_messages as messages
-from ._checks import is_result_leaf
+from ._arrays import is_result_leaf
 from ._errors import ShapeError, SpecError
-from ._levels import Budget, Level, VmapNest
+from ._layout_trees import unmapped_somewhere
+from ._levels import Budget, Level, VmapNest, vmap_axes
 from ._plan import Plan, call_arguments
 
 __all__ = ["Held", "chosen_chunks", "result_shapes", "run"]
@@ -164,15 +165,15 @@ def _build(plan: Plan, nest: VmapNest, body: Callable[..., Any]) -> Callable[...
         else:
             vmapped = jax.vmap(
                 vmapped,
-                in_axes=in_axes,
-                out_axes=plan.vmap_out_axes(level),
+                in_axes=vmap_axes(in_axes),
+                out_axes=vmap_axes(plan.vmap_out_axes(level)),
                 axis_name=level.axis_name,
                 axis_size=level.size if unmapped else None,
                 spmd_axis_name=level.spmd_axis_name,
             )
-        if None in level.out_axes:
+        if any(map(unmapped_somewhere, level.out_axes)):
             vmapped = _naming_unmapped_results(vmapped, level)
-    if not nest.levels or any(None in level.out_axes for level in nest.levels):
+    if not nest.levels or any(unmapped_somewhere(axis) for level in nest.levels for axis in level.out_axes):
         vmapped = _as_jax_results(vmapped)  # what vmap does to the results it maps
     return vmapped
 

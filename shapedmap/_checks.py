@@ -31,20 +31,21 @@ Example:
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from beartype.door import is_bearable
 from beartype.roar import BeartypeException
 
 from . import _messages as messages
+from ._arrays import as_array, check_python_scalar, is_array_like, is_result_leaf
 from ._binding import Bindings
 from ._errors import ShapeError
 from ._grammar import FixedDim, SymbolicDim, dim_text
 from ._key_checks import check_split_key, one_key_for_many, passes_one_key
+from ._layout_trees import TreePlacement, map_placed, mismatch, placed
 from ._objects import check_class, check_stated_shapes
 from ._places import Origin, argument_place, layout_place, leaf_place, result_place
 from ._plan import unannotated_note
@@ -54,77 +55,14 @@ if TYPE_CHECKING:
     from ._value_types import ArrayType, ValueType
 
 __all__ = [
-    "as_array",
     "bind_fixed_values",
     "check_arguments",
     "check_results",
     "check_results_per_example",
     "check_static_values",
     "convert_arguments",
-    "is_array_like",
-    "is_result_leaf",
     "per_example_arguments",
 ]
-
-
-def is_array_like(value: Any) -> bool:
-    """Arrays, tracers and NumPy arrays/scalars: anything with a tuple shape and a dtype.
-
-    An object whose ``shape`` or ``dtype`` raises is not array-like (never an error of ours).
-    """
-    try:
-        return isinstance(getattr(value, "shape", None), tuple) and hasattr(value, "dtype")
-    except Exception:
-        return False
-
-
-# -- checking a whole call against a plan ----------------------------------------------------
-
-_SCALARS = (bool, int, float, complex)
-
-
-def as_array(value: Any, function: str, place: str, expected: str | Callable[[], str], *, abstract: bool = True) -> Any:
-    """``value`` as a JAX array (NumPy arrays and scalars are converted), else a ``ShapeError``.
-
-    Lists, strings, dicts and other objects are refused: a list may be meant as a PyTree,
-    so guessing would hide bugs. Other array types (anything with a shape and a dtype) are
-    converted with ``jnp.asarray``; a ``jax.ShapeDtypeStruct`` (a shape without data) is kept
-    when ``abstract`` (``explain``, ``partition_specs``), refused otherwise (a real call).
-    """
-    if isinstance(value, jax.Array):
-        return value
-    if callable(expected):  # the message text, built only when a message may be written
-        expected = expected()
-    if isinstance(value, np.ma.MaskedArray):  # JAX refuses it (its mask would be dropped)
-        raise ShapeError(messages.masked_array(function, place, expected, value))
-    if isinstance(value, np.ndarray | np.generic) and _jax_numeric(value.dtype):
-        return jnp.asarray(value)
-    if isinstance(value, _SCALARS):
-        try:
-            return jnp.asarray(value)
-        except OverflowError as error:  # a Python int beyond every JAX integer dtype
-            raise ShapeError(messages.int_beyond_dtypes(function, place, expected, value, error)) from None
-    if isinstance(value, jax.ShapeDtypeStruct):
-        if abstract:
-            return value
-        raise ShapeError(messages.abstract_array_in_call(function, place, expected, value))
-    if is_array_like(value) and not isinstance(value, np.ndarray | np.generic):
-        try:
-            return jnp.asarray(value)  # another array type, with __jax_array__ or __array__
-        except Exception as error:
-            raise ShapeError(messages.unconvertible_array(function, place, expected, value, error)) from None
-    raise ShapeError(messages.not_an_array(function, place, expected, value))
-
-
-def _jax_numeric(dtype: np.dtype[Any]) -> bool:
-    """A NumPy dtype ``jnp.asarray`` takes as a number: NumPy's own, and ml_dtypes' (``bfloat16``,
-    ``float8_e4m3fn``, ``int4``: kind ``'V'`` to NumPy, numbers to JAX)."""
-    if dtype.kind in "biufc":
-        return True
-    try:
-        return bool(jnp.issubdtype(dtype, jnp.number))
-    except Exception:
-        return False
 
 
 def check_arguments(plan: Plan, values: list[Any], *, abstract: bool = True) -> tuple[Bindings, list[Any]]:
@@ -208,13 +146,13 @@ def per_example_arguments(plan: Plan, values: list[Any], *, passed: bool = False
     arguments = {}
     for argument, value in zip(plan.arguments, values, strict=True):
         if argument.placement is not None and value is not None:
-            placement = argument.passed if passed else argument.placement
-            value = jax.tree.map(
-                lambda leaf, placement=placement: jax.ShapeDtypeStruct(
+            value = map_placed(
+                lambda placement, leaf: jax.ShapeDtypeStruct(
                     placement.per_example_shape(tuple(leaf.shape)),
                     leaf.dtype,
                     weak_type=getattr(getattr(leaf, "aval", None), "weak_type", False),
                 ),
+                argument.passed if passed else argument.placement,
                 value,
             )
         arguments[argument.name] = value
@@ -233,6 +171,9 @@ def convert_arguments(plan: Plan, values: list[Any]) -> list[Any]:
         if isinstance(value, jax.Array) or (value is None and argument.value.optional):
             continue
         place = argument_place(argument.name)
+        if isinstance(argument.placement, TreePlacement):
+            values[index] = _converted_tree(plan.function, argument.value, argument.placement, value, place)
+            continue
         expected = functools.partial(messages.expected_array, argument.value, argument.placement.batched)
         if argument.value.kind == "array":
             values[index] = as_array(value, plan.function, place, expected, abstract=False)
@@ -243,6 +184,19 @@ def convert_arguments(plan: Plan, values: list[Any]) -> list[Any]:
     return values
 
 
+def _converted_tree(function: str, value_type: ValueType, placement: TreePlacement, value: Any, place: str) -> Any:
+    """``convert_arguments`` of a value with a layout tree: each leaf expected with its subtree's layout."""
+    paths_and_leaves, treedef = _flatten(value, function, place)
+    parts = fitted_leaves(function, placement, value, place)
+    leaves = [
+        as_array(
+            leaf, function, place, functools.partial(messages.expected_array, value_type, part.batched), abstract=False
+        )
+        for (_, leaf), part in zip(paths_and_leaves, parts, strict=True)
+    ]
+    return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
 def _check_result_expressions(plan: Plan, bindings: Bindings) -> None:
     """Evaluate the results' expressions the arguments already determine (``n**2``), before mapping.
 
@@ -251,7 +205,7 @@ def _check_result_expressions(plan: Plan, bindings: Bindings) -> None:
     """
     sizes = {name: size for name, (size, _) in bindings.sizes.items()}
     for number, result in enumerate(plan.results):
-        for dim in result.placement.batched.dims:
+        for dim in (dim for leaf in result.placement.leaves for dim in leaf.batched.dims):
             if not isinstance(dim, SymbolicDim) or "{" in dim.expression or not dim.names() <= sizes.keys():
                 continue
             try:
@@ -267,11 +221,12 @@ def _check_result_expressions(plan: Plan, bindings: Bindings) -> None:
 def _bind_result_sizes(plan: Plan, bindings: Bindings) -> None:
     """Batch dims a result's layout sizes (``"b=3 n"``) are bound first, so an argument that disagrees is named."""
     for number, result in enumerate(plan.results):
-        for index, name in result.placement.batch:
-            dim = result.placement.batched.dims[index]
-            if isinstance(dim, FixedDim) and name not in bindings.sizes:
-                where = layout_place(result.placement.batched, result_place(plan.returns_tuple, number))
-                bindings.sizes[name] = (dim.size, Origin(where, None, (), dim_text(dim)))
+        for placement in result.placement.leaves:
+            for index, name in placement.batch:
+                dim = placement.batched.dims[index]
+                if isinstance(dim, FixedDim) and name not in bindings.sizes:
+                    where = layout_place(placement.batched, result_place(plan.returns_tuple, number))
+                    bindings.sizes[name] = (dim.size, Origin(where, None, (), dim_text(dim)))
 
 
 def check_static_values(plan: Plan, values: list[Any], defaulted: Collection[str] = ()) -> bool:
@@ -330,7 +285,8 @@ def check_results(plan: Plan, bindings: Bindings, output: Any) -> None:
         place = result_place(plan.returns_tuple, index)
         _check_value(bindings, result.value, result.placement, value, place, frozenset())
         if result.value.kind == "tree" and value is not None:
-            check_stated_shapes(plan.function, bindings, result.placement, value, place)
+            for path, subtree, placement in placed(result.placement, value):
+                check_stated_shapes(plan.function, bindings, placement, subtree, leaf_place(place, path))
     bindings.check_symbolic()
 
 
@@ -353,10 +309,12 @@ def check_results_per_example(plan: Plan, output: Any) -> None:
             leaves = [(place, value)]
         else:
             leaves = [(leaf_place(place, path), leaf) for path, leaf in _flatten(value, function, place)[0]]
+            if isinstance(result.placement, TreePlacement):  # before vmap reads its out_axes tree
+                fitted_leaves(function, result.placement, value, place)
         layout = result.placement.per_example
         for where, leaf in leaves:
             if isinstance(leaf, bool | int | float | complex):
-                _check_python_scalar(function, where, leaf)
+                check_python_scalar(function, where, leaf)
                 rank = 0  # vmap makes a Python number a 0-d array
             elif is_result_leaf(leaf):
                 rank = len(leaf.shape)
@@ -364,25 +322,6 @@ def check_results_per_example(plan: Plan, output: Any) -> None:
                 raise ShapeError(messages.not_a_result(function, where, leaf, array_like=is_array_like(leaf)))
             if not layout.admits_rank(rank):
                 raise ShapeError(messages.per_example_rank(function, where, leaf, rank, layout))
-
-
-def is_result_leaf(value: Any) -> bool:
-    """What JAX takes as a result: a JAX array or tracer, or a NumPy array or scalar of a numeric dtype
-    or of float0 (the gradient of an integer input, which ``jax.vmap`` returns eagerly as a NumPy array)."""
-    if isinstance(value, jax.Array):
-        return True
-    if isinstance(value, np.ndarray | np.generic):
-        dtype = value.dtype
-        return bool(dtype == jax.dtypes.float0 or jnp.issubdtype(dtype, jnp.number) or jnp.issubdtype(dtype, jnp.bool_))
-    return False
-
-
-def _check_python_scalar(function: str, where: str, value: bool | int | float | complex) -> None:
-    """A Python int must fit the integer dtype JAX gives it (int32 unless x64 is on)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        limits = jnp.iinfo(jax.dtypes.canonicalize_dtype(np.int64))
-        if not limits.min <= value <= limits.max:
-            raise ShapeError(messages.int_result_beyond_dtype(function, where, value, limits.dtype))
 
 
 def _check_value(
@@ -411,26 +350,26 @@ def _check_value(
     if value_type.kind == "tree":
         check_class(function, place, value_type, value, parameter)
 
-    def check_leaf(leaf: Any, where: str, path: str | None = None) -> Any:
+    def check_leaf(leaf: Any, where: str, path: str | None = None, part: Placement = placement) -> Any:
         if convert:
-            expected = functools.partial(messages.expected_array, value_type, placement.batched)
+            expected = functools.partial(messages.expected_array, value_type, part.batched)
             leaf = as_array(leaf, function, where, expected, abstract=abstract)
         elif not is_result_leaf(leaf):
             raise ShapeError(messages.not_a_result(function, where, leaf, array_like=is_array_like(leaf)))
         _check_dtype(function, value_type.array, leaf, where)
         bindings.bind(
-            placement.batched,
+            part.batched,
             leaf,
             where,
             broadcast=broadcast,
-            labels=placement.labels,
-            per_example=placement.per_example,
+            labels=part.labels,
+            per_example=part.per_example,
             parameter=parameter,
             leaf=path,
-            shared_over=shared_over,
+            shared_over=shared_over if part is placement else _shared_in_tree(placement, part, shared_over),
         )
         if value_type.array.alternatives:
-            shape = placement.per_example_shape(tuple(leaf.shape))
+            shape = part.per_example_shape(tuple(leaf.shape))
             if not value_type.array.admits_example(leaf.dtype, shape):
                 raise ShapeError(messages.no_alternative_matches(function, where, leaf, shape, value_type.array))
         return leaf
@@ -441,8 +380,33 @@ def _check_value(
     paths_and_leaves, treedef = _flatten(value, function, place, is_leaf)
     if value_type.structure is not None:
         bindings.unify_structure(value_type.structure, value, place)
-    checked = [check_leaf(leaf, leaf_place(place, path), jax.tree_util.keystr(path)) for path, leaf in paths_and_leaves]
+    if isinstance(placement, TreePlacement):
+        parts = fitted_leaves(function, placement, value, place)
+        checked = [
+            check_leaf(leaf, leaf_place(place, path), jax.tree_util.keystr(path), part)
+            for (path, leaf), part in zip(paths_and_leaves, parts, strict=True)
+        ]
+    else:
+        checked = [
+            check_leaf(leaf, leaf_place(place, path), jax.tree_util.keystr(path)) for path, leaf in paths_and_leaves
+        ]
     return jax.tree_util.tree_unflatten(treedef, checked)
+
+
+def fitted_leaves(function: str, placement: TreePlacement, value: Any, place: str) -> list[Placement]:
+    """The placement of every leaf of ``value`` (flatten order), or a ``ShapeError`` naming the path where
+    the layout tree stops fitting it."""
+    try:
+        subtrees = placement.split(value)
+    except (ValueError, TypeError):
+        path, detail = mismatch(placement.treedef.unflatten(placement.leaves), value) or ("", "another structure")
+        raise ShapeError(messages.layout_tree_mismatch(function, place, placement.batched, path, detail)) from None
+    return [part for subtree, part in zip(subtrees, placement.leaves, strict=True) for _ in jax.tree.leaves(subtree)]
+
+
+def _shared_in_tree(placement: TreePlacement, part: Placement, shared_over: tuple[str, ...]) -> tuple[str, ...]:
+    """The batch names a leaf of a layout tree is not mapped over: those of the call, and of its tree's other leaves."""
+    return (*shared_over, *(name for name in placement.batch_names if name not in part.batch_names))
 
 
 def _flatten(value: Any, function: str, place: str, is_leaf: Any = None) -> tuple[list[Any], Any]:

@@ -42,7 +42,8 @@ import jax.numpy as jnp
 from . import _map_messages as messages
 from ._errors import ShapeError, SpecError
 from ._expressions import same_size
-from ._levels import Level, VmapNest, level_axes
+from ._layout_trees import map_axes
+from ._levels import AxesTree, Level, VmapNest, leaf_entries, level_axes, vmap_axes
 from ._places import Origin, argument_place, leaf_place
 from ._plan import Plan
 
@@ -62,9 +63,10 @@ def check_call(plan: Plan, nest: VmapNest, mapped: list[Any]) -> None:
     chunked = [depth for depth, level in enumerate(nest.levels) if level.chunk is not None]
     first: dict[int, tuple[Any, int, int, int]] = {}  # per chunked level: (size, position, leaf, axis) seen first
     for position, value in enumerate(mapped):
+        entries = leaf_entries(nest.levels, position, value)  # None: every leaf has the level's one axis
         for number, leaf in enumerate(jax.tree.leaves(value)):
             shape = getattr(leaf, "shape", ())
-            axes = level_axes(nest.levels, position, len(shape))
+            axes = level_axes(nest.levels, position, len(shape), None if entries is None else entries[number])
             for depth in chunked:
                 if axes[depth] is None:
                     continue
@@ -98,19 +100,21 @@ def in_slices(function: Callable[..., Any], level: Level, in_axes: tuple[int | N
     mapped over this level). A batch of at most one chunk is one ``vmap``. No axis name is bound:
     a slice is not the batch.
     """
-    front_out = jax.tree.map(lambda axis: 0, out_axes)  # a None (unmapped result) stays None
-    step = jax.vmap(function, in_axes=in_axes, out_axes=front_out)
+    front_out = _each_axis(lambda axis: None if axis is None else 0, out_axes)  # unmapped results stay None
+    step = jax.vmap(function, in_axes=vmap_axes(in_axes), out_axes=vmap_axes(front_out))
     examples = in_axes  # the axis of each argument's examples (of one device's, with shard=)
     if level.devices > 1:  # the batch axis split into (devices, shard): each device maps a slice of its own
-        devices_at = tuple(None if axis is None else axis - 1 if axis < 0 else axis for axis in in_axes)
-        step = jax.vmap(step, in_axes=devices_at, out_axes=front_out, spmd_axis_name=level.spmd_axis_name)
-        examples = tuple(None if axis is None else axis if axis < 0 else axis + 1 for axis in in_axes)
+        devices_at = _each_axis(lambda axis: None if axis is None else axis - 1 if axis < 0 else axis, in_axes)
+        step = jax.vmap(
+            step, in_axes=vmap_axes(devices_at), out_axes=vmap_axes(front_out), spmd_axis_name=level.spmd_axis_name
+        )
+        examples = _each_axis(lambda axis: None if axis is None else axis if axis < 0 else axis + 1, in_axes)
     mapped = [i for i, axis in enumerate(in_axes) if axis is not None]
     along = 1 if level.devices > 1 else 0  # the axis of each device's examples in the step's results
     chunk = cast(int, level.chunk)  # a Budget is settled (``_budget``) before its nest is built
 
     def level_function(*arguments: Any) -> Any:
-        leaves = [(leaf, in_axes[i]) for i in mapped for leaf in jax.tree.leaves(arguments[i])]
+        leaves = [(leaf, axis) for i in mapped for axis, leaf in _axes_and_leaves(in_axes[i], arguments[i])]
         size = leaves[0][0].shape[leaves[0][1]] if leaves else 0
         values = list(arguments)
         if level.devices > 1:
@@ -221,18 +225,32 @@ def _cut(
     """``values`` with every leaf of the mapped ones replaced by ``cut(leaf, its axis)`` (counted from the front)."""
     cut_values = list(values)
     for i in mapped:
-        cut_values[i] = jax.tree.map(lambda leaf, axis=axes[i]: cut(leaf, axis % leaf.ndim), values[i])
+        cut_values[i] = map_axes(
+            lambda axis, leaf: leaf if axis is None else cut(leaf, axis % leaf.ndim), axes[i], values[i]
+        )
     return cut_values
 
 
 def _over_outputs(out_axes: Any, leaf_function: Callable[..., Any], *outputs: Any) -> Any:
-    """``leaf_function(axis, *leaves)`` over the leaves of the level's outputs, ``axis`` from ``out_axes``."""
-    if isinstance(out_axes, tuple):  # one per result of a tuple
-        return tuple(
-            jax.tree.map(lambda *leaves, axis=axis: leaf_function(axis, *leaves), *results)
-            for axis, *results in zip(out_axes, *outputs, strict=True)
-        )
-    return jax.tree.map(lambda *leaves: leaf_function(out_axes, *leaves), *outputs)
+    """``leaf_function(axis, *leaves)`` over the leaves of the level's outputs, ``axis`` from ``out_axes``
+    (one per result of a tuple; a layout tree's per subtree)."""
+    return map_axes(leaf_function, out_axes, *outputs)
+
+
+def _axes_and_leaves(axes: Any, value: Any) -> list[tuple[int, Any]]:
+    """``(axis, leaf)`` for every leaf of ``value`` that ``axes`` maps."""
+    found: list[tuple[int, Any]] = []
+    map_axes(lambda axis, leaf: None if axis is None else found.append((axis, leaf)), axes, value)
+    return found
+
+
+def _each_axis(function: Callable[[Any], Any], axes: Any) -> Any:
+    """``function`` on every axis of ``axes``: one axis, an ``AxesTree``, or a tuple of them."""
+    if isinstance(axes, tuple):
+        return tuple(_each_axis(function, axis) for axis in axes)
+    if isinstance(axes, AxesTree):
+        return AxesTree(axes.treedef, tuple(function(axis) for axis in axes.axes))
+    return function(axes)
 
 
 def _split(leaf: Any, axis: int, parts: int) -> Any:

@@ -36,7 +36,9 @@ class ParameterShape:
     """One parameter: its layouts and the batch dims it is mapped over, or that it is static.
 
     ``batch_axes`` maps each batch dim of the batched layout to its token position there
-    (``{"graph": 0}``); an array parameter with none is shared by every example.
+    (``{"graph": 0}``); an array parameter with none is shared by every example. A layout tree
+    (``layouts={"p": {"w": None, "b": "batch n"}}``) gives ``subtrees``, the batched layout of each
+    subtree by its path (``{"['b']": "batch n", "['w']": "n"}``), and its positions per path.
 
     Example:
         >>> from shapedmap import describe
@@ -61,12 +63,13 @@ class ParameterShape:
     dtype: str | None
     per_example: str | None
     batched: str | None
-    batch_axes: dict[str, int]
+    batch_axes: dict[str, Any]
     pytree: bool
     optional: bool
     default: str | None
     bound: str | None = None  # the partial that binds it ("functools.partial"): shared unless passed again
     split_key: bool = False  # ``SplitKey``: passed as one key, split into ``batched`` (one key per example)
+    subtrees: dict[str, str] = field(default_factory=dict)
 
     @property
     def shared(self) -> bool:
@@ -97,8 +100,9 @@ class OutputShape:
     dtype: str | None
     per_example: str
     batched: str
-    batch_axes: dict[str, int]
+    batch_axes: dict[str, Any]
     pytree: bool
+    subtrees: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

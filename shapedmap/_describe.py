@@ -32,11 +32,14 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+import jax
+
 from ._annotations import hint_text
 from ._contract import BatchDim, Contract, OutputShape, ParameterShape
 from ._face import shapes_section, strip_shapes_section, vmap_arguments
 from ._grammar import Layout
-from ._levels import Budget, Placement
+from ._layout_trees import TreePlacement
+from ._levels import AxesTree, Budget, Placement
 from ._nest import nominal_levels
 from ._plan import Plan, plan_of
 from ._value_types import ValueType
@@ -137,6 +140,7 @@ def contract_of(
             batched=str(result.placement.batched),
             batch_axes=_batch_axes(result.placement),
             pytree=result.value.kind == "tree",
+            subtrees=_subtrees(result.placement),
         )
         for output_name, result in zip(output_names, plan.results, strict=True)
     )
@@ -148,8 +152,8 @@ def contract_of(
                 name=level.batch_name,
                 depth=depth,
                 axis_name=level.axis_name,
-                in_axes=dict(zip(array_names, level.in_axes, strict=True)),
-                out_axes=dict(zip(output_names, level.out_axes, strict=True)),
+                in_axes={name: _axes(axes) for name, axes in zip(array_names, level.in_axes, strict=True)},
+                out_axes={name: _axes(axes) for name, axes in zip(output_names, level.out_axes, strict=True)},
                 size=level.size,
                 variadic=level.index is not None,
                 broadcastable=level.index is not None or level.batch_name in plan.broadcastable_batch,
@@ -208,6 +212,7 @@ def _parameter_shape(argument: Any) -> ParameterShape:
         default=default,
         bound=argument.bound,
         split_key=argument.split,
+        subtrees=_subtrees(placement),
     )
 
 
@@ -217,8 +222,36 @@ def _mesh_axes(fn: Any) -> dict[str, tuple[str, ...]]:
     return dict(getattr(sharding, "axes", None) or {})
 
 
-def _batch_axes(placement: Placement) -> dict[str, int]:
+def _batch_axes(placement: Placement | TreePlacement) -> dict[str, Any]:
+    """Each batch dim's token position; for a layout tree, per subtree path (``{"['b']": 0}``)."""
+    if isinstance(placement, TreePlacement):
+        return {
+            name: {
+                jax.tree_util.keystr(path): axes[name]
+                for path, axes in zip(placement.paths, map(_batch_axes, placement.leaves), strict=True)
+                if name in axes
+            }
+            for name in placement.batch_names
+        }
     return {name: placement.batched.axis_of(index) for index, name in placement.batch}
+
+
+def _subtrees(placement: Placement | TreePlacement) -> dict[str, str]:
+    """A layout tree's batched layout per subtree path; empty for one layout."""
+    if not isinstance(placement, TreePlacement):
+        return {}
+    return {
+        jax.tree_util.keystr(path): str(leaf.batched)
+        for path, leaf in zip(placement.paths, placement.leaves, strict=True)
+    }
+
+
+def _axes(axes: Any) -> Any:
+    """One value's axis at a level; a layout tree's per subtree path (``{"['b']": 0, "['w']": None}``)."""
+    if not isinstance(axes, AxesTree):
+        return axes
+    paths = jax.tree_util.tree_flatten_with_path(axes.tree, is_leaf=lambda node: node is None)[0]
+    return {jax.tree_util.keystr(path): axis for path, axis in paths}
 
 
 def _annotation_text(value: ValueType, layout: Layout) -> str:

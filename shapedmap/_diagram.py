@@ -101,11 +101,8 @@ def contract_svg(contract: Contract) -> str:
         '<title>pairwise: i f, j f -&gt; i j 2*f</title>'
     """
     colours = {dim.name: _PALETTE[index % len(_PALETTE)] for index, dim in enumerate(contract.batch_dims)}
-    inputs = [_parameter_group(parameter, colours) for parameter in contract.parameters]
-    outputs = [
-        _array_group(output.name, output.dtype or "", output.batched, set(output.batch_axes))
-        for output in contract.outputs
-    ]
+    inputs = [group for parameter in contract.parameters for group in _parameter_groups(parameter, colours)]
+    outputs = [group for output in contract.outputs for group in _value_groups(output)]
     legend = _legend_lines(contract)
     title_width = _mono_width(contract.name, 17) + 16 + _mono_width(contract.signature, 12)
     per_example = _per_example_text(contract)
@@ -157,12 +154,18 @@ def contract_svg(contract: Contract) -> str:
 # -- building the groups -------------------------------------------------------------------------
 
 
-def _parameter_group(parameter: Any, colours: dict[str, str]) -> _Group:
+def _parameter_groups(parameter: Any, colours: dict[str, str]) -> list[_Group]:
     if parameter.static:
         text = f"static {parameter.annotation}"
         box = _Box(text, _mono_width(text, 12) + 20, None, "", False)
-        return _Group(parameter.name, "", [box], static=True)
-    return _array_group(parameter.name, parameter.dtype or "", parameter.batched, set(parameter.batch_axes))
+        return [_Group(parameter.name, "", [box], static=True)]
+    return _value_groups(parameter)
+
+
+def _value_groups(value: Any) -> list[_Group]:
+    """One group per array layout: a layout tree draws each subtree's (``params['b']``)."""
+    layouts = {value.name + path: layout for path, layout in value.subtrees.items()} or {value.name: value.batched}
+    return [_array_group(name, value.dtype or "", layout, set(value.batch_axes)) for name, layout in layouts.items()]
 
 
 def _array_group(label: str, dtype: str, layout_text: str, batch_names: set[str]) -> _Group:

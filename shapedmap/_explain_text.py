@@ -23,9 +23,10 @@ from jax.sharding import PartitionSpec
 from ._batched import Batched
 from ._binding import Bindings
 from ._call import result_shapes
-from ._errors import describe_value
+from ._errors import SpecError, describe_value
+from ._face import axes_text
 from ._key_checks import split_shape
-from ._levels import Level, VmapNest
+from ._levels import AxesTree, Level, VmapNest
 from ._messages import describe_tree
 from ._plan import Plan
 from ._transforms import derivative_in
@@ -239,6 +240,12 @@ class SourceWriter:
 
     def slices_lines(self, function: str, stage: Stage, level: Level, name: str) -> list[str]:
         """A chunked level as ``jax.lax.map(..., batch_size=)`` over ``function``, the per-example map."""
+        if any(isinstance(axes, AxesTree) for axes in (*level.in_axes, *level.out_axes)):
+            raise SpecError(
+                f"{self.plan.function}: explain() does not write a chunked level ('{level.batch_name}', chunk="
+                f"{level.chunk}) whose layouts are layout trees (one axis per subtree) as jax.lax.map; the call "
+                "itself runs it. Explain the function without chunk= to see its jax.vmap nest"
+            )
         if self.jnp is None:
             self.jnp = self.names.fresh("jnp")
         mapped = self.mapped_names()
@@ -343,8 +350,7 @@ class SourceWriter:
 
     def vmap_call(self, function: str, stage: Stage, level: Level) -> str:
         out_axes = stage.plan.vmap_out_axes(level)
-        in_axes = level.in_axes[0] if len(level.in_axes) == 1 else tuple(level.in_axes)
-        parts = [function, f"in_axes={in_axes!r}", f"out_axes={out_axes!r}"]
+        parts = [function, f"in_axes={axes_text(level.in_axes)}", f"out_axes={out_axes!r}"]
         if level.axis_name is not None:
             parts.append(f'axis_name="{level.axis_name}"')
         if all(axis is None for axis in level.in_axes):

@@ -26,7 +26,7 @@ import inspect
 import re
 from typing import TYPE_CHECKING, Any
 
-from ._levels import Budget, Level, Placement
+from ._levels import Budget, Level, Placement, vmap_axes
 from ._nest import nominal_levels
 from ._plan import Plan
 from ._signatures import signature_of
@@ -57,8 +57,8 @@ def describe_wrapper(wrapper: Any, plan: Plan, sharding: Sharding | None) -> Non
     wrapper.__doc__ = with_shapes_section(contract_function(wrapper.fn).__doc__, plan, mesh_axes)
     wrapper.signature = plan.signature_text()
     if plan.levels is not None:  # else they depend on the call: see explain(fn, *args)
-        wrapper.in_axes = {level.key: level.in_axes for level in plan.levels}
-        wrapper.out_axes = {level.key: plan.vmap_out_axes(level) for level in plan.levels}
+        wrapper.in_axes = {level.key: vmap_axes(level.in_axes) for level in plan.levels}
+        wrapper.out_axes = {level.key: vmap_axes(plan.vmap_out_axes(level)) for level in plan.levels}
 
 
 def with_shapes_section(doc: str | None, plan: Plan, mesh_axes: dict[str, tuple[str, ...]] | None = None) -> str:
@@ -94,18 +94,18 @@ def shapes_section(plan: Plan, mesh_axes: dict[str, tuple[str, ...]] | None = No
             bound = "not mapped" if argument.bound is None else bound_text(argument.bound)
             lines.append(f"- ``{argument.name}``: static, {bound}")
             continue
-        layout = _literal(placement.batched) + kind_note(argument.value.kind == "tree", argument.value.optional)
+        layout = _literal(placement.batched) + _kind(placement, argument.value.kind == "tree", argument.value.optional)
         if argument.split:
             lines.append(split_key_text(argument.name, placement, argument.value.optional))
         elif argument.bound is not None:
             lines.append(f"- ``{argument.name}``: {layout}, {bound_text(argument.bound)}")
-        elif not placement.batch:
+        elif not placement.batch_names:
             lines.append(f"- ``{argument.name}``: {layout}, shared (not mapped)")
         else:
             lines.append(f"- ``{argument.name}``: {layout} (per example {_literal(placement.per_example)})")
     for index, result in enumerate(plan.results):
         name = f"return[{index}]" if plan.returns_tuple else "return"
-        layout = _literal(result.placement.batched) + kind_note(result.value.kind == "tree", False)
+        layout = _literal(result.placement.batched) + _kind(result.placement, result.value.kind == "tree", False)
         lines.append(f"- {name}: {layout} (per example {_literal(result.placement.per_example)})")
     levels, _ = nominal_levels(plan)
     for depth, level in enumerate(levels):
@@ -155,7 +155,7 @@ def chunk_text(chunk: int | Budget) -> str:
 
 def vmap_arguments(level: Level, mesh_axes: tuple[str, ...] = ()) -> str:
     """``in_axes=(0, None), out_axes=0``: what this level gives ``jax.vmap``."""
-    text = f"in_axes={axes_text(level.in_axes)}, out_axes={axes_text(level.out_axes)}"
+    text = f"in_axes={axes_text(level.in_axes)}, out_axes={axes_text(level.out_axes, inputs=False)}"
     if level.size is not None and all(axis is None for axis in level.in_axes):
         text += f", axis_size={level.size}"
     if mesh_axes:
@@ -164,14 +164,23 @@ def vmap_arguments(level: Level, mesh_axes: tuple[str, ...] = ()) -> str:
     return text
 
 
-def axes_text(axes: tuple[int | None, ...]) -> str:
-    """As ``jax.vmap`` is given them (and ``explain`` writes them): a bare axis for one value."""
-    return repr(axes[0]) if len(axes) == 1 else repr(tuple(axes))
+def axes_text(axes: tuple[Any, ...], *, inputs: bool = True) -> str:
+    """As ``jax.vmap`` is given them (and ``explain`` writes them): a bare axis for one value, but a
+    layout tree's axes in a tuple (``in_axes`` may be a tree only inside one)."""
+    bare = len(axes) == 1 and (not inputs or axes[0] is None or isinstance(axes[0], int))
+    return repr(axes[0]) if bare else repr(tuple(axes))
 
 
 def kind_note(pytree: bool, optional: bool) -> str:
     """`` on every leaf``, `` or None``: what a layout applies to, beyond one array."""
     return (" on every leaf" if pytree else "") + (" or None" if optional else "")
+
+
+def _kind(placement: Any, pytree: bool, optional: bool) -> str:
+    """A layout tree gives each subtree its own layout; another layout applies to every leaf."""
+    if placement.treedef is not None:
+        return " (a layout per subtree)" + (" or None" if optional else "")
+    return kind_note(pytree, optional)
 
 
 def _literal(layout: Any) -> str:

@@ -110,7 +110,7 @@ def check_split_key(function: str, argument: Argument, value: Any) -> None:
 def passes_one_key(argument: Argument, value: Any) -> bool:
     """Is ``value`` one key, passed where the argument's layout maps one key per example?"""
     placement = argument.placement
-    if argument.split or placement is None or not placement.batch or placement.variadic_batch is not None:
+    if argument.split or placement is None or not placement.batch_names or placement.variadic_batch is not None:
         return False
     return is_one_key_type(argument.value.array) and is_one_key(argument.value.array, value)
 

@@ -18,23 +18,27 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 
 from ._grammar import FixedDim, Layout, VariadicDim
 
 __all__ = [
+    "AxesTree",
     "Budget",
     "CallShape",
     "Level",
     "Placement",
     "SplitKey",
     "VmapNest",
+    "collapsed",
     "derive_levels",
+    "leaf_entries",
     "level_axes",
     "level_sizes",
     "variadic_key",
+    "vmap_axes",
 ]
 
 # Slot markers: a token that is not a batch dim, and a variadic token that is not one.
@@ -53,6 +57,13 @@ class Placement:
     batched: Layout
     per_example: Layout
     batch: tuple[tuple[int, str], ...]
+
+    treedef: ClassVar[None] = None  # one layout for the whole value (``_layout_trees.TreePlacement``: one per subtree)
+
+    @property
+    def leaves(self) -> tuple[Placement, ...]:
+        """The placements of the parts of a value: this one, for all of it."""
+        return (self,)
 
     @property
     def batch_names(self) -> tuple[str, ...]:
@@ -177,8 +188,8 @@ class Level:
 
     batch_name: str
     axis_name: str | None
-    in_axes: tuple[int | None, ...]
-    out_axes: tuple[int | None, ...]
+    in_axes: tuple[int | AxesTree | None, ...]
+    out_axes: tuple[int | AxesTree | None, ...]
     size: int | None = None
     index: int | None = None
     spmd_axis_name: str | tuple[str, ...] | None = None
@@ -223,16 +234,39 @@ class VmapNest:
         return any(level.chunk is not None for level in self.levels)
 
 
-def level_axes(levels: tuple[Level, ...], position: int, rank: int) -> tuple[int | None, ...]:
+def level_axes(levels: tuple[Level, ...], position: int, rank: int, entries: Any = None) -> tuple[int | None, ...]:
     """Per level (outermost first), the axis it maps of a leaf of ``rank`` axes of the array argument at
     ``position``, counted in the whole leaf (None where the level does not map it): each level's
-    ``vmap`` removes its axis for the levels inside."""
+    ``vmap`` removes its axis for the levels inside. ``entries``: the leaf's axis at each level, where
+    a layout tree gives its leaves different ones (``leaf_entries``)."""
     remaining = list(range(rank))
     axes: list[int | None] = []
-    for level in levels:
-        axis = level.in_axes[position]
+    for depth, level in enumerate(levels):
+        axis = level.in_axes[position] if entries is None else entries[depth]
         axes.append(remaining.pop(axis) if axis is not None and -len(remaining) <= axis < len(remaining) else None)
     return tuple(axes)
+
+
+def leaf_entries(levels: tuple[Level, ...], position: int, value: Any) -> list[Any] | None:
+    """Per leaf of the array argument at ``position``, its axis at each level; None when every leaf has
+    the level's one axis (no layout tree)."""
+    column = [level.in_axes[position] for level in levels]
+    if not any(isinstance(axis, AxesTree) for axis in column):
+        return None
+    per_level = []
+    for axes in column:
+        if not isinstance(axes, AxesTree):
+            per_level.append([axes] * len(jax.tree_util.tree_leaves(value)))
+            continue
+        subtrees = axes.treedef.flatten_up_to(value)
+        per_level.append(
+            [
+                axis
+                for axis, subtree in zip(axes.axes, subtrees, strict=True)
+                for _ in jax.tree_util.tree_leaves(subtree)
+            ]
+        )
+    return [list(leaf) for leaf in zip(*per_level, strict=True)]
 
 
 def level_sizes(levels: tuple[Level, ...], mapped: list[Any]) -> list[Any]:
@@ -241,12 +275,15 @@ def level_sizes(levels: tuple[Level, ...], mapped: list[Any]) -> list[Any]:
     sizes = [level.size for level in levels]
     for position, value in enumerate(mapped):
         leaves = jax.tree_util.tree_leaves(value)
-        shape = getattr(leaves[0], "shape", None) if leaves else None
-        if shape is None:
-            continue
-        for depth, axis in enumerate(level_axes(levels, position, len(shape))):
-            if axis is not None and sizes[depth] is None:
-                sizes[depth] = shape[axis]
+        entries = leaf_entries(levels, position, value) if leaves else None
+        for number, leaf in enumerate(leaves if entries is not None else leaves[:1]):
+            shape = getattr(leaf, "shape", None)
+            if shape is None:
+                continue
+            axes = level_axes(levels, position, len(shape), None if entries is None else entries[number])
+            for depth, axis in enumerate(axes):
+                if axis is not None and sizes[depth] is None:
+                    sizes[depth] = shape[axis]
     return sizes
 
 
@@ -265,8 +302,13 @@ def derive_levels(
     ``chunks`` the batch names mapped in slices (``chunk=``) and their chunks.
     """
     variadic = next((p.variadic_batch for p in (*arguments, *results) if p.variadic_batch is not None), None)
-    argument_slots, squeeze = [], []
+    argument_slots: list[Any] = []
+    squeeze = []
     for placement, length, dropped in zip(arguments, shape.argument_lengths, shape.squeezed, strict=True):
+        if placement.treedef is not None:  # a layout tree: the slots of each subtree (no '*batch', no '#name')
+            argument_slots.append((placement.treedef, [leaf.slots() for leaf in placement.leaves]))
+            squeeze.append(())
+            continue
         slots = placement.slots(length)
         if placement.variadic_batch is not None:
             # Right-align this argument's batch dims with the broadcast ones.
@@ -274,7 +316,12 @@ def derive_levels(
             slots = tuple(_shift_key(slot, placement.variadic_batch, shift) for slot in slots)
         squeeze.append(tuple(_axis_in(slots, position) for position, slot in enumerate(slots) if slot in dropped))
         argument_slots.append(tuple(slot for slot in slots if slot not in dropped))
-    result_slots = [placement.slots(shape.variadic_length) for placement in results]
+    result_slots = [
+        (placement.treedef, [leaf.slots() for leaf in placement.leaves])
+        if placement.treedef is not None
+        else placement.slots(shape.variadic_length)
+        for placement in results
+    ]
     expanded = _expand_order(order, variadic, shape.variadic_length)
     return VmapNest(_levels(expanded, fixed_sizes, chunks or {}, argument_slots, result_slots), tuple(squeeze))
 
@@ -304,6 +351,47 @@ def _axis_in(slots: tuple[str, ...], position: int) -> int:
     return position
 
 
+def _axes_at_level(slots: Any, key: str, outer: set[str]) -> Any:
+    """The axis of one value at a level; for a layout tree, one per subtree, as ``jax.vmap`` takes them."""
+    if isinstance(slots, tuple) and len(slots) == 2 and isinstance(slots[1], list):
+        treedef, leaves = slots
+        return collapsed(treedef, [_axis_at_level(leaf, key, outer) for leaf in leaves])
+    return _axis_at_level(slots, key, outer)
+
+
+@dataclass(frozen=True)
+class AxesTree:
+    """The axes of a value whose layout tree gives its subtrees different ones: ``tree`` is what
+    ``jax.vmap`` takes (``{'b': 0, 'w': None}``); kept as its structure and axes, so levels hash."""
+
+    treedef: Any
+    axes: tuple[int | None, ...]
+
+    @property
+    def tree(self) -> Any:
+        """The ``in_axes``/``out_axes`` entry ``jax.vmap`` takes."""
+        return self.treedef.unflatten(self.axes)
+
+    def __repr__(self) -> str:
+        return repr(self.tree)
+
+
+def collapsed(treedef: Any, axes: list[int | None]) -> int | AxesTree | None:
+    """One axis for the whole value where every leaf of a layout tree has it, else an ``AxesTree``."""
+    if all(axis == axes[0] for axis in axes):
+        return axes[0] if axes else None
+    return AxesTree(treedef, tuple(axes))
+
+
+def vmap_axes(axes: Any) -> Any:
+    """``in_axes``/``out_axes`` as ``jax.vmap`` takes them: each ``AxesTree`` as its tree."""
+    if isinstance(axes, AxesTree):
+        return axes.tree
+    if isinstance(axes, tuple) and any(isinstance(axis, AxesTree) for axis in axes):
+        return tuple(vmap_axes(axis) for axis in axes)
+    return axes
+
+
 def _axis_at_level(slots: tuple[str, ...], key: str, outer: set[str]) -> int | None:
     remaining = tuple(slot for slot in slots if slot not in outer)
     if key not in remaining:
@@ -315,8 +403,8 @@ def _levels(
     order: tuple[tuple[str, str, int | None], ...],
     fixed_sizes: Mapping[str, int],
     chunks: Mapping[str, int | Budget],
-    argument_slots: list[tuple[str, ...]],
-    result_slots: list[tuple[str, ...]],
+    argument_slots: list[Any],
+    result_slots: list[Any],
 ) -> tuple[Level, ...]:
     levels = []
     keys = [key for key, _, _ in order]
@@ -327,8 +415,8 @@ def _levels(
             Level(
                 # The dims of '*batch' are unnamed; a chunked name is unbound (a slice is not the batch).
                 axis_name=batch_name if index is None and chunk is None else None,
-                in_axes=tuple(_axis_at_level(slots, key, outer) for slots in argument_slots),
-                out_axes=tuple(_axis_at_level(slots, key, outer) for slots in result_slots),
+                in_axes=tuple(_axes_at_level(slots, key, outer) for slots in argument_slots),
+                out_axes=tuple(_axes_at_level(slots, key, outer) for slots in result_slots),
                 size=fixed_sizes.get(key),
                 batch_name=batch_name,
                 index=index,

@@ -19,8 +19,8 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._levels import level_sizes
-from ._places import Origin, origin_text, result_place
+from ._levels import AxesTree, level_sizes
+from ._places import Origin, leaf_place, origin_text, result_place
 
 if TYPE_CHECKING:
     from ._levels import Level
@@ -187,7 +187,17 @@ def varying_unmapped_result(plan: Plan, level: Level) -> str:
         advice += f" and reduce over it outside the batched function (chunk= leaves '{name}' unbound, so no psum)"
     elif level.index is None:  # only a named dim can be reduced by name
         advice += f", or reduce over it inside (e.g. jax.lax.psum(x, '{name}'))"
-    unmapped = [result_place(plan.returns_tuple, i) for i, axis in enumerate(level.out_axes) if axis is None]
+    unmapped = []
+    for i, axes in enumerate(level.out_axes):
+        if isinstance(axes, AxesTree):  # a layout tree: the subtrees it leaves unmapped
+            paths = getattr(plan.results[i].placement, "paths", ())
+            unmapped += [
+                leaf_place(result_place(plan.returns_tuple, i), p)
+                for p, a in zip(paths, axes.axes, strict=True)
+                if a is None
+            ]
+        elif axes is None:
+            unmapped.append(result_place(plan.returns_tuple, i))
     lack = "its layout has" if len(unmapped) == 1 else "their layouts have"
     return (
         f"{plan.function}: {' or '.join(unmapped)} varies over the batch dim '{name}', but {lack} no '{name}'. {advice}"

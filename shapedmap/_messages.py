@@ -124,6 +124,16 @@ def not_a_pytree(function: str, place: str, value: Any, error: Exception) -> str
     )
 
 
+def layout_tree_mismatch(function: str, place: str, layout: str, path: str, detail: str) -> str:
+    """A value whose PyTree its layout tree is not a prefix of (as ``jax.vmap`` reads ``in_axes``)."""
+    at = f"at {path}" if path else "at its top"
+    return (
+        f"{function}: {place} does not fit its layout tree {layout} {at}: the layout tree has {detail}. Make "
+        "the layout tree a prefix of the value's PyTree (the same containers, keys and classes down to each "
+        "layout, as jax.vmap reads in_axes), or give that part of the value one layout string"
+    )
+
+
 def static_mismatch(function: str, name: str, hint: Any, value: Any) -> str:
     """A non-array argument its annotation does not admit."""
     return f"{function}: {argument_place(name)} is annotated {hint_text(hint)}, got {describe_value(value)}"

@@ -82,6 +82,10 @@ def _levels_of_call(
         lengths, squeezed = [], []
         for index, shapes in zip(plan.array_arguments, leaf_shapes, strict=True):
             argument = plan.arguments[index]
+            if argument.placement.treedef is not None:  # a layout tree: no '*batch', nothing broadcast
+                lengths.append(0)
+                squeezed.append(frozenset())
+                continue
             per_leaf = {_squeezed_batch_dims(argument.placement, shape, variadic_shape, sizes) for shape in shapes}
             if len(per_leaf) > 1:
                 raise ShapeError(messages.leaves_disagree(plan.function, argument.name, shapes))

@@ -33,6 +33,7 @@ from ._checks import check_arguments, check_results, check_static_values, conver
 from ._config import config
 from ._errors import SpecError
 from ._key_checks import split_keys
+from ._layout_trees import map_placed
 from ._levels import VmapNest
 from ._nest import nest_for
 from ._plan import Plan
@@ -156,8 +157,9 @@ def partition_specs(described: Batched, *args: Any, **kwargs: Any) -> dict[str, 
     specs: dict[str, Any] = {}
     for index in plan.array_arguments:
         argument = plan.arguments[index]
-        specs[argument.name] = jax.tree.map(
-            lambda leaf, placement=argument.placement: sharding.partition_spec(placement, tuple(leaf.shape), bindings),
+        specs[argument.name] = map_placed(
+            lambda placement, leaf: sharding.partition_spec(placement, tuple(leaf.shape), bindings),
+            argument.placement,
             values[index],
         )
     shapes = result_shapes(plan, nest_for(plan, values, bindings), described.fn, values)

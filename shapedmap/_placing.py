@@ -25,10 +25,13 @@ import dataclasses
 from collections import Counter
 from typing import Any
 
+import jax
+
 from ._annotations import hint_text
 from ._errors import SpecError, describe_value
 from ._grammar import Layout, Spec, VariadicDim, dim_name, dim_text, is_batch_token, parse_layout, parse_spec
 from ._keys import checked_split_keys
+from ._layout_trees import TreePlacement, is_layout_leaf, tree_of
 from ._levels import Budget, Placement
 from ._plan import Plan
 from ._value_types import ANY_SHAPE, ArrayType, FunctionTypes, ValueType
@@ -41,6 +44,7 @@ __all__ = [
     "parse_spec_for",
     "per_example_of",
     "place",
+    "place_tree",
     "prepend",
     "result_layouts",
     "with_given_layouts",
@@ -143,7 +147,9 @@ def with_given_layouts(types: FunctionTypes, layouts: dict[str, Any], batch: Any
         if p.name in layouts and p.value.kind == "static" and p.value.array is not None:
             p = dataclasses.replace(p, value=dataclasses.replace(p.value, kind="array"))
         elif p.name in layouts and p.value.kind == "static" and p.value.takes_layout:
-            layout = per_example_of(layouts[p.name], batch, f"parameter '{p.name}'", fail)
+            given = layouts[p.name]
+            # A layout tree: each leaf's per-example layout is its own (``place_tree``).
+            layout = ANY_SHAPE if tree_of(given) else per_example_of(given, batch, f"parameter '{p.name}'", fail)
             p = dataclasses.replace(p, value=ValueType("tree", ArrayType(layout), hint=p.value.hint))
         parameters.append(p)
     return dataclasses.replace(types, parameters=tuple(parameters))
@@ -163,15 +169,17 @@ def per_example_of(layout: Any, batch: frozenset[str] | None, where: str, fail: 
     return Layout(tuple(dim for dim in layout.dims if dim_name(dim) not in batch))
 
 
-def result_layouts(types: FunctionTypes, parsed: Spec, out: Any, fail: Any) -> list[Layout | None] | None:
-    """The results' batched layouts ``out=`` or the full signature gives (None: unmapped), or None."""
+def result_layouts(types: FunctionTypes, parsed: Spec, out: Any, fail: Any) -> list[Any] | None:
+    """The results' batched layouts ``out=`` or the full signature gives (None: unmapped; a layout tree
+    stays a tree), or None."""
     count = len(types.outputs)
     if out is not None:
-        texts = (out,) if isinstance(out, str) else tuple(out) if isinstance(out, tuple | list) else None
-        if texts is None:
-            raise fail(f"out= must be a layout string or a tuple of them, got {type(out).__name__}")
+        texts = _out_layouts(out, types.returns_tuple, fail)
         # None: the per-example layout itself, a result that no batch dim maps (out_axes=None)
-        layouts = [None if text is None else parse_layout_for(text, "the return value", fail) for text in texts]
+        layouts = [
+            text if text is None or tree_of(text) else parse_layout_for(text, "the return value", fail)
+            for text in texts
+        ]
     elif parsed.outputs is not None:
         layouts = list(parsed.outputs)
     else:
@@ -185,6 +193,22 @@ def result_layouts(types: FunctionTypes, parsed: Spec, out: Any, fail: Any) -> l
     return layouts
 
 
+def _out_layouts(out: Any, returns_tuple: bool, fail: Any) -> tuple[Any, ...]:
+    """``out=`` as one layout per result: a string, None or a layout tree each (a tuple of them for a
+    tuple result). One result's layout may be a tree; ``("b n",)`` is still that one layout."""
+    if isinstance(out, str):
+        return (out,)
+    if returns_tuple:
+        if not isinstance(out, tuple | list):
+            raise fail(f"out= must be a tuple of layouts, one per result, got {type(out).__name__}")
+        return tuple(out)
+    if isinstance(out, tuple | list) and len(out) == 1 and not tree_of(out[0]):
+        return tuple(out)
+    if out is not None and not tree_of(out):
+        raise fail(f"out= must be a layout string, a tuple of them or a layout tree, got {type(out).__name__}")
+    return (out,)
+
+
 def batch_names(parsed: Spec, results: list[Layout | None] | None, types: FunctionTypes) -> frozenset[str] | None:
     """The batch names an unannotated value's layout is read with: the short spec's; else the names of the
     results' layouts (of an annotated result, those its annotation lacks) that no annotated parameter has
@@ -195,12 +219,31 @@ def batch_names(parsed: Spec, results: list[Layout | None] | None, types: Functi
         return None
     names: set[str] = set()
     for layout, value in zip(results, types.outputs, strict=True):
-        if layout is not None:
-            names |= layout.names() - (frozenset() if value.takes_layout else value.array.layout.names())
+        own = frozenset() if value.takes_layout else value.array.layout.names()
+        for leaf in _layout_leaves(layout):
+            names |= leaf.names() - own
     for parameter in types.parameters:
         if parameter.value.array is not None:
             names -= parameter.value.array.layout.names()
     return frozenset(names)
+
+
+def _layout_leaves(layout: Any) -> list[Layout]:
+    """The layouts in one result's layout: itself, or a layout tree's string leaves, parsed."""
+    if layout is None:
+        return []
+    if not tree_of(layout):
+        return [layout]
+    leaves = jax.tree_util.tree_leaves(layout, is_leaf=is_layout_leaf)
+    return [parse_layout(leaf) for leaf in leaves if isinstance(leaf, str) and _parses(leaf)]
+
+
+def _parses(text: str) -> bool:
+    try:
+        parse_layout(text)
+    except SpecError:
+        return False  # refused, with its place, when the tree is placed
+    return True
 
 
 def prepend(batch: tuple[Any, ...], per_example: Layout, where: str, fail: Any) -> Layout:
@@ -261,3 +304,75 @@ def _core_mismatch(batched: Layout, core: Layout, per_example: Layout, where: st
         f"{head} without its batch dims is {str(core)!r}, but the per-example annotation is "
         f"{str(per_example)!r}; a batched layout is the per-example layout with batch dims inserted"
     )
+
+
+def place_tree(
+    layout: Any, value: ValueType, where: str, fail: Any, batch: frozenset[str] | None = None
+) -> TreePlacement:
+    """A layout tree (``{"w": None, "b": "batch n"}``, a prefix of the value as ``jax.vmap`` reads
+    ``in_axes``): each leaf placed as a layout of its own against the annotation's per-example layout;
+    an unannotated value's leaf against its own layout less the batch names ``batch``."""
+    shown = _tree_text(layout)
+    if value.kind == "array" or value.one_array_each:
+        what = "*args/**kwargs entry" if value.one_array_each else "array"
+        raise fail(
+            f"the layout of {where} is a tree ({shown}), but {where} is one {what} (annotated "
+            f"{str(value.array.layout)!r}), not a PyTree: give it one layout string" + _tuple_hint(where)
+        )
+    _check_tree_class(layout, value, where, shown, fail)
+    paths_and_leaves = jax.tree_util.tree_flatten_with_path(layout, is_leaf=is_layout_leaf)[0]
+    if not paths_and_leaves:
+        raise fail(f"the layout tree {shown} of {where} has no layouts in it: give a layout string or None")
+    per_example = value.array.layout
+    placements = []
+    for path, leaf in paths_and_leaves:
+        at = f"{where} at {jax.tree_util.keystr(path)}"
+        if not is_layout_leaf(leaf):
+            example = " ".join(("batch", *([str(per_example)] if per_example.dims else [])))
+            raise fail(
+                f"the layout tree of {where} has {leaf!r} at {jax.tree_util.keystr(path)}: its leaves must be "
+                f"layout strings or None (shared), e.g. {example!r} where jax.vmap would say 0"
+            )
+        own = per_example_of(leaf, batch, at, fail) if value.takes_layout else per_example
+        placement = place(own if leaf is None else parse_layout_for(leaf, at, fail), own, at, fail)
+        if placement.variadic_batch is not None or placement.broadcastable_batch:
+            raise fail(
+                f"the layout {leaf!r} of {at} broadcasts ('*name' or '#name'), which a layout tree cannot: "
+                "give the whole value one layout"
+            )
+        placements.append(placement)
+    return TreePlacement.of(layout, placements)
+
+
+def _tree_text(layout: Any) -> str:
+    try:
+        return repr(layout)
+    except Exception:
+        return type(layout).__name__
+
+
+def _tuple_hint(where: str) -> str:
+    return " (annotate tuple[...] for several results)" if where == "the return value" else ""
+
+
+def _check_tree_class(layout: Any, value: ValueType, where: str, shown: str, fail: Any) -> None:
+    """A layout tree whose top is not the class the annotation asks for can never fit (``jax.vmap`` needs
+    the same node types): a dict written for a ``NamedTuple``, or another class."""
+    instances = value.instances
+    if instances is None:
+        return
+    cls = instances[0]
+    if isinstance(layout, cls):
+        return
+    builtin = type(layout) in (dict, list, tuple)
+    fields = getattr(cls, "_fields", None)
+    if fields is None and dataclasses.is_dataclass(cls):
+        fields = tuple(field.name for field in dataclasses.fields(cls))
+    keys = tuple(layout) if isinstance(layout, dict) else None
+    if (builtin and keys is not None and fields is not None and set(keys) == set(fields)) or not builtin:
+        example = ", ".join(f"{name}=..." for name in fields or ())
+        raise fail(
+            f"the layout tree of {where} is {'a dict' if keys is not None else 'a ' + type(layout).__name__} "
+            f"({shown}), but {where} is annotated {cls.__name__}: a layout tree must have the argument's node types, "
+            f"as jax.vmap's in_axes: write {cls.__name__}({example}) with a layout string or None in each field"
+        )

@@ -29,6 +29,7 @@ from ._errors import describe_value
 from ._grammar import (
     SymbolicDim,
 )
+from ._layout_trees import TreePlacement
 from ._levels import Budget, CallShape, Level, Placement, VmapNest, derive_levels
 from ._places import argument_place, bound_place
 from ._value_types import FunctionTypes, ValueType
@@ -66,7 +67,7 @@ class Argument:
     kind: inspect._ParameterKind
     default: Any
     value: ValueType
-    placement: Placement | None
+    placement: Placement | TreePlacement | None
     bound: str | None = None
     split: bool = False
 
@@ -161,7 +162,7 @@ class Result:
     """One result (one tuple element, or the whole return value)."""
 
     value: ValueType
-    placement: Placement
+    placement: Placement | TreePlacement
 
 
 @dataclass(frozen=True, eq=False)
@@ -275,8 +276,9 @@ class Plan:
         return frozenset(name for name in self.order if name not in mapped and name not in self.fixed_sizes)
 
     def placements(self) -> list[Placement]:
-        """Placements of the array arguments, then of the results."""
-        return [self.arguments[i].placement for i in self.array_arguments] + [r.placement for r in self.results]
+        """Placements of the array arguments, then of the results (each subtree's, for a layout tree)."""
+        values = [self.arguments[i].placement for i in self.array_arguments] + [r.placement for r in self.results]
+        return [leaf for placement in values for leaf in placement.leaves]
 
     def signature_text(self) -> str:
         """The batched signature: ``"graph node node, graph node feat -> graph node feat"``."""

@@ -36,6 +36,7 @@ from ._grammar import (
     VariadicDim,
 )
 from ._keys import with_split_keys
+from ._layout_trees import tree_of
 from ._levels import Budget, CallShape, SplitKey
 from ._places import result_place
 from ._placing import (
@@ -46,6 +47,7 @@ from ._placing import (
     parse_spec_for,
     per_example_of,
     place,
+    place_tree,
     prepend,
     result_layouts,
     with_given_layouts,
@@ -98,6 +100,12 @@ def make_plan(
         per_example = parameter.value.array.layout
         from_signature = next(signature_layouts, None)
         where = f"parameter '{parameter.name}'"
+        if parameter.name in layouts and tree_of(layouts[parameter.name]):
+            tree = place_tree(layouts[parameter.name], parameter.value, where, fail, batch)
+            if bound is not None:  # the partial's value, as jax.vmap closes over it: shared
+                tree = place(per_example, per_example, where, fail)
+            arguments.append(Argument(parameter.name, parameter.kind, parameter.default, parameter.value, tree, bound))
+            continue
         if isinstance(layouts.get(parameter.name), SplitKey):
             batched_layout = per_example  # one key: over every batch name once they are known
         elif parameter.name in layouts and layouts[parameter.name] is None:
@@ -169,6 +177,9 @@ def _place_results(
     for index, value in enumerate(types.outputs):
         where = result_place(types.returns_tuple, index)
         given = None if layouts is None else layouts[index]
+        if given is not None and tree_of(given):
+            results.append(Result(value, place_tree(given, value, where, fail, batch)))
+            continue
         if given is not None and value.takes_layout:
             # Unannotated (or Any): its per-example layout is its layout less the batch names.
             value = dataclasses.replace(value, array=ArrayType(per_example_of(given, batch, where, fail)))
@@ -190,8 +201,8 @@ def _order_and_sizes(
     """Batch names outermost first (by the outputs, then the inputs), and their fixed sizes.
 
     ``lead``: what an error of an output batch dim no input sizes says first (the unannotated parameters)."""
-    argument_placements = [a.placement for a in arguments if a.placement is not None]
-    placements = [r.placement for r in results] + argument_placements
+    argument_placements = [leaf for a in arguments if a.placement is not None for leaf in a.placement.leaves]
+    placements = [leaf for r in results for leaf in r.placement.leaves] + argument_placements
     order = _ordered_names(placements)
     fixed_sizes: dict[str, int] = {}
     for placement in placements:
@@ -205,14 +216,14 @@ def _order_and_sizes(
     # Only a plain name binds one size an output batch dim can take: not a core dim's label
     # ('n=3' documents a fixed size), nor a variadic ('*rest' binds several), nor a '?n' per leaf.
     bound_anywhere, variadic_anywhere, mentioned = set(), set(), set()
-    for placement in placements[len(results) :]:
+    for placement in argument_placements:
         bound_anywhere |= {d.name for d in placement.batched.dims if isinstance(d, NamedDim) and not d.treepath}
         bound_anywhere |= placement.labels
         variadic_anywhere |= {d.name for d in placement.batched.dims if isinstance(d, VariadicDim)}
         mentioned |= placement.batched.names()
-    for result in results:
-        for batch_name in result.placement.batch_names:
-            binding = variadic_anywhere if batch_name == result.placement.variadic_batch else bound_anywhere
+    for result in (leaf for r in results for leaf in r.placement.leaves):
+        for batch_name in result.batch_names:
+            binding = variadic_anywhere if batch_name == result.variadic_batch else bound_anywhere
             if batch_name not in binding and batch_name not in fixed_sizes:
                 where = (
                     "gets no size from the input layouts (there it is only a variadic or a fixed size's label)"
@@ -236,10 +247,11 @@ def _check_symbolic(arguments: list[Argument], results: list[Result], returns_tu
     parameter_names = {argument.name for argument in arguments}
     bound: set[str] = set()
     for argument in arguments:
-        if argument.placement is not None:
-            bound |= {dim.name for dim in argument.placement.batched.dims if isinstance(dim, NamedDim)}
+        for leaf in () if argument.placement is None else argument.placement.leaves:
+            bound |= {dim.name for dim in leaf.batched.dims if isinstance(dim, NamedDim)}
     for result in results:
-        bound |= {dim.name for dim in result.placement.batched.dims if isinstance(dim, NamedDim)}
+        for leaf in result.placement.leaves:
+            bound |= {dim.name for dim in leaf.batched.dims if isinstance(dim, NamedDim)}
     seen_in_order: set[str] = set()
     for argument in arguments:
         if argument.placement is None:
@@ -263,7 +275,7 @@ def _check_symbolic(arguments: list[Argument], results: list[Result], returns_tu
         dim.name for result in results for dim in result.placement.per_example.dims if isinstance(dim, NamedDim)
     }
     for index, result in enumerate(results):
-        for dim in result.placement.batched.dims:
+        for dim in (dim for leaf in result.placement.leaves for dim in leaf.batched.dims):
             if isinstance(dim, SymbolicDim):
                 _check_expression(dim, result_place(returns_tuple, index), bound, parameter_names, fail)
                 batch_only = dim.names() - per_example

@@ -55,6 +55,7 @@ from jax.sharding import AbstractMesh, AxisType, Mesh, NamedSharding, PartitionS
 from . import _map_messages as messages
 from ._binding import Bindings
 from ._errors import ShapeError, SpecError, describe_value
+from ._layout_trees import TreePlacement, map_placed, placed
 from ._levels import Budget, Placement, VmapNest
 from ._plan import Plan
 
@@ -132,20 +133,24 @@ class Sharding:
             return
         for index in plan.array_arguments:
             argument = plan.arguments[index]
-            for leaf in jax.tree.leaves(values[index]):
-                spec = self.partition_spec(argument.placement, tuple(leaf.shape), bindings)
-                if not any(spec) or isinstance(leaf, jax.core.Tracer) or not leaf.is_fully_addressable:
-                    continue
-                split = [f"'{name}' over {' x '.join(map(repr, self.axes[name]))}"
-                         for _, name in argument.placement.batch if name in self.axes]  # fmt: skip
-                processes = len({device.process_index for device in mesh.devices.flat})
-                raise ShapeError(
-                    f"{self.function}: argument '{argument.name}' is an array of this process alone "
-                    f"({describe_value(leaf)}), but the mesh spans {processes} processes and shard= splits its "
-                    f"batch dim {', '.join(split)}: pass one global jax.Array, e.g. "
-                    f"jax.make_array_from_process_local_data(NamedSharding(mesh, P({', '.join(map(repr, spec))})), "
-                    "rows) from each process's rows"
-                )
+            for _, subtree, placement in placed(argument.placement, values[index]):
+                for leaf in jax.tree.leaves(subtree):
+                    self._check_global_leaf(argument.name, placement, leaf, mesh, bindings)
+
+    def _check_global_leaf(self, name: str, placement: Placement, leaf: Any, mesh: Mesh, bindings: Bindings) -> None:
+        spec = self.partition_spec(placement, tuple(leaf.shape), bindings)
+        if not any(spec) or isinstance(leaf, jax.core.Tracer) or not leaf.is_fully_addressable:
+            return
+        split = [f"'{batch}' over {' x '.join(map(repr, self.axes[batch]))}"
+                 for _, batch in placement.batch if batch in self.axes]  # fmt: skip
+        processes = len({device.process_index for device in mesh.devices.flat})
+        raise ShapeError(
+            f"{self.function}: argument '{name}' is an array of this process alone "
+            f"({describe_value(leaf)}), but the mesh spans {processes} processes and shard= splits its "
+            f"batch dim {', '.join(split)}: pass one global jax.Array, e.g. "
+            f"jax.make_array_from_process_local_data(NamedSharding(mesh, P({', '.join(map(repr, spec))})), "
+            "rows) from each process's rows"
+        )
 
     def check_divisible(self, mesh: Mesh, bindings: Bindings) -> None:
         """Every sharded batch size must be a multiple of its mesh axes' size (before JAX says so)."""
@@ -177,8 +182,10 @@ class Sharding:
         """The ``PartitionSpec`` of every result leaf, from the results (or their shapes)."""
         outputs = output if plan.returns_tuple else (output,)
         specs = tuple(
-            jax.tree.map(lambda leaf, r=result: self.partition_spec(r.placement, tuple(leaf.shape), bindings), value)
-            for result, value in zip(plan.results, outputs, strict=True)
+            map_placed(
+                lambda placement, leaf: self.partition_spec(placement, tuple(leaf.shape), bindings), r.placement, value
+            )
+            for r, value in zip(plan.results, outputs, strict=True)
         )
         return specs if plan.returns_tuple else specs[0]
 
@@ -190,6 +197,8 @@ class Sharding:
         """
         specs = []
         for result in plan.results:
+            if isinstance(result.placement, TreePlacement):
+                return None  # a spec per subtree: read off the traced shapes
             layout = result.placement.batched
             sharded = [index for index, name in result.placement.batch if name in self.axes]
             width = 1
@@ -231,11 +240,11 @@ class Sharding:
         explicit = self.explicit(mesh)
         values = list(values)
         for index in plan.array_arguments:
-            placement = plan.arguments[index].placement
-            values[index] = jax.tree.map(
-                lambda leaf, placement=placement: self.place(
+            values[index] = map_placed(
+                lambda placement, leaf: self.place(
                     leaf, mesh, self.partition_spec(placement, tuple(leaf.shape), bindings), explicit
                 ),
+                plan.arguments[index].placement,
                 values[index],
             )
         with self.context(mesh, explicit):

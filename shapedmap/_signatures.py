@@ -15,7 +15,9 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import inspect
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -37,7 +39,8 @@ def signature_of(plan: Plan, *, batched: bool) -> tuple[dict[str, Any], inspect.
     for argument, parameter in zip(plan.arguments, plan.types.signature.parameters.values(), strict=True):
         if argument.placement is not None:
             # A split key is passed as one key (``SplitKey``): its per-example annotation.
-            layout = argument.placement.batched if batched and not argument.split else argument.placement.per_example
+            split = argument.split
+            layout = _batched_layouts(argument.placement) if batched and not split else argument.placement.per_example
             annotation = _annotation(argument.value, layout, each_entry=argument.variadic)
         elif argument.value.hint is not None:
             annotation = argument.value.hint
@@ -49,7 +52,7 @@ def signature_of(plan: Plan, *, batched: bool) -> tuple[dict[str, Any], inspect.
         parameters.append(parameter)
     results = []
     for result in plan.results:
-        layout = result.placement.batched if batched else result.placement.per_example
+        layout = _batched_layouts(result.placement) if batched else result.placement.per_example
         results.append(_annotation(result.value, layout))
     returned = tuple[tuple(results)] if plan.returns_tuple else results[0]
     annotations["return"] = returned
@@ -87,9 +90,20 @@ def checked_per_example(fn: Callable[..., Any], plan: Plan) -> Callable[..., Any
     return jaxtyped(typechecker=beartype)(per_example)
 
 
-def _annotation(value: ValueType, layout: Layout, *, each_entry: bool = False) -> Any:
-    """The annotation of a value with ``layout``: ``*args`` annotations stand for each entry."""
-    annotation = value.array.with_layout(layout)
+def _batched_layouts(placement: Any) -> Layout | tuple[Layout, ...]:
+    """The batched layout, or for a layout tree each distinct one of its leaves' (a leaf is one of them)."""
+    if len(placement.leaves) == 1:
+        return placement.leaves[0].batched
+    return tuple(dict.fromkeys(leaf.batched for leaf in placement.leaves))
+
+
+def _annotation(value: ValueType, layout: Layout | tuple[Layout, ...], *, each_entry: bool = False) -> Any:
+    """The annotation of a value with ``layout``: ``*args`` annotations stand for each entry; a layout
+    tree's leaves each have one of several layouts (``PyTree[Float[Array, 'b n'] | Float[Array, 'n']]``)."""
+    if isinstance(layout, tuple):
+        annotation = functools.reduce(operator.or_, (value.array.with_layout(one) for one in layout))
+    else:
+        annotation = value.array.with_layout(layout)
     if value.kind == "tree" and not each_entry:
         annotation = PyTree[annotation] if value.structure is None else PyTree[annotation, value.structure]
     if value.optional:

@@ -270,7 +270,7 @@ def test_spec_errors_are_value_errors():
         ((mp, "graph, time"), {}, "mp: invalid spec 'graph, time'"),
         ((mp, "gr-aph"), {}, "mp: invalid spec 'gr-aph'"),
         ((mp, "graph"), {"layouts": ["a"]}, "mp: layouts= must be a dict"),
-        ((mp, "graph"), {"out": 3}, "mp: out= must be a layout string or a tuple of them, got int"),
+        ((mp, "graph"), {"out": 3}, "mp: out= must be a layout string, a tuple of them or a layout tree, got int"),
         ((mp, "graph"), {"layouts": {"a": "graph node nod"}}, "lacks the per-example dim(s) 'node'"),
     ],
 )

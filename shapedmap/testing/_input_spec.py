@@ -105,7 +105,7 @@ class InputSpec:
         for argument in plan.arguments:
             if argument.placement is None:
                 continue
-            for dim in argument.placement.batched.dims:
+            for dim in (dim for leaf in argument.placement.leaves for dim in leaf.batched.dims):
                 if isinstance(dim, NamedDim) and not dim.treepath:
                     names.setdefault(dim.name)
                 elif isinstance(dim, VariadicDim) and dim.name not in (None, plan.variadic_batch) and not dim.treepath:

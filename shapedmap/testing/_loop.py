@@ -28,6 +28,7 @@ from .._checks import check_arguments, check_results
 from .._errors import ShapeError, describe_value
 from .._grammar import NamedDim
 from .._key_checks import split_keys
+from .._layout_trees import map_placed, placed
 from .._levels import Placement
 from .._places import leaf_place, result_place
 from .._plan import Plan, plan_of
@@ -304,8 +305,8 @@ class _Checker:
             for argument in self.plan.arguments:
                 value = bound.arguments.get(argument.name)
                 if argument.placement is not None and value is not None:
-                    take = functools.partial(_take, argument.placement, batch_index=batch_index, broadcast=True)
-                    updates[argument.name] = jax.tree_util.tree_map(take, value)
+                    take = functools.partial(_take, batch_index=batch_index, broadcast=True)
+                    updates[argument.name] = map_placed(take, argument.placement, value)
             rebound = inspect.BoundArguments(self.signature, {**bound.arguments, **updates})
             try:
                 output = self.fn.fn(*rebound.args, **rebound.kwargs)
@@ -335,8 +336,8 @@ class _Checker:
             for position, (result, batched_value, loop_value) in enumerate(
                 zip(self.plan.results, results, per_example, strict=True)
             ):
-                take = functools.partial(_take, result.placement, batch_index=batch_index)
-                got = jax.tree_util.tree_map(take, batched_value)
+                take = functools.partial(_take, batch_index=batch_index)
+                got = map_placed(take, result.placement, batched_value)
                 problem = self.difference(got, loop_value, result_place(self.plan.returns_tuple, position))
                 if problem is not None:
                     how = "under jax.jit" if mode == "jit" else "eagerly"
@@ -398,6 +399,13 @@ def _take(placement: Placement, leaf: Any, batch_index: dict[str, Any], *, broad
     return leaf[tuple(index)]
 
 
+def _placed_leaves(placement: Any, value: Any) -> list[tuple[Placement, Any]]:
+    """Every leaf of ``value`` with its placement (a layout tree gives each subtree its own)."""
+    return [
+        (part, leaf) for _, subtree, part in placed(placement, value) for leaf in jax.tree_util.tree_leaves(subtree)
+    ]
+
+
 def _index_space(plan: Plan, bound: inspect.BoundArguments) -> list[tuple[str, list[Any]]]:
     """For each batch name (outermost first): its indices, from the arguments' shapes."""
     sizes: dict[str, int] = {}
@@ -407,13 +415,13 @@ def _index_space(plan: Plan, bound: inspect.BoundArguments) -> list[tuple[str, l
         value = bound.arguments.get(argument.name)
         if argument.placement is None or value is None:
             continue
-        for leaf in jax.tree_util.tree_leaves(value):
-            for name, _, dims in _batch_axes(argument.placement, leaf.shape):
+        for placement, leaf in _placed_leaves(argument.placement, value):
+            for name, _, dims in _batch_axes(placement, leaf.shape):
                 if name == plan.variadic_batch:
                     shapes.append(dims)
                 elif dims[0] != 1 or name not in sizes:
                     sizes[name] = dims[0]
-            layout = argument.placement.batched
+            layout = placement.batched
             for dim, size in zip(layout.dims, layout.split(tuple(leaf.shape)), strict=True):
                 if isinstance(dim, NamedDim) and not (dim.broadcastable and size == 1):
                     core_sizes.setdefault(dim.name, size)

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._grammar import AnonymousDim, FixedDim, NamedDim, SymbolicDim
+from .._layout_trees import TreePlacement
 from .._levels import Placement
 from .._plan import Argument
 from ._input_spec import KEY, InputSpec, ParameterSpec
@@ -184,26 +185,32 @@ def _draw_argument(
     draw: st.DrawFn, spec: InputSpec, parameter: ParameterSpec, context: _Context, batch_shape: tuple[int, ...]
 ) -> Any:
     argument = parameter.argument
-    placement = parameter.placement
     if argument.split:  # SplitKey: one key, which the call splits into one per example
         return _draw_one_key(draw, argument)
     dtype = draw(st.sampled_from(parameter.dtypes))
-    # Per argument: which broadcastable ('#') tokens are size 1 this time.
-    ones = {
-        index
-        for index, dim in enumerate(placement.batched.dims)
-        if getattr(dim, "broadcastable", False) and draw(st.booleans())
-    }
-    symbolic = {
-        index: _evaluate(dim, context, spec)
-        for index, dim in enumerate(placement.batched.dims)
-        if isinstance(dim, SymbolicDim)
-    }
 
-    def leaf() -> Any:
-        shape = _leaf_shape(draw, spec, placement, context, batch_shape, ones, symbolic)
-        return _draw_array(draw, dtype, shape, parameter.elements)
+    def leaf_of(placement: Placement) -> Callable[[], Any]:
+        # Per argument: which broadcastable ('#') tokens are size 1 this time.
+        ones = {
+            index
+            for index, dim in enumerate(placement.batched.dims)
+            if getattr(dim, "broadcastable", False) and draw(st.booleans())
+        }
+        symbolic = {
+            index: _evaluate(dim, context, spec)
+            for index, dim in enumerate(placement.batched.dims)
+            if isinstance(dim, SymbolicDim)
+        }
 
+        def leaf() -> Any:
+            shape = _leaf_shape(draw, spec, placement, context, batch_shape, ones, symbolic)
+            return _draw_array(draw, dtype, shape, parameter.elements)
+
+        return leaf
+
+    if isinstance(parameter.placement, TreePlacement):  # the layout tree's structure, one array per layout
+        return parameter.placement.treedef.unflatten([leaf_of(part)() for part in parameter.placement.leaves])
+    leaf = leaf_of(parameter.placement)
     if argument.value.kind == "array":
         return leaf()
     return fill(structure_for(draw, argument, context.structures), leaf)

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.sharding import AxisType
-from jaxtyping import Array, Float
+from jaxtyping import Array, Float, PyTree
 
 from shapedmap import SpecError, batched
 
@@ -145,3 +145,24 @@ def test_a_mesh_axis_named_as_the_chunked_batch_dim_is_no_outer_axis(kind, jit):
     mesh = jax.make_mesh((8,), ("graph",), axis_types=(AXIS_TYPES[kind],))
     chunked = batched(nearest, "graph", shard={"graph": "graph"}, mesh=mesh, chunk={"graph": 4})
     np.testing.assert_allclose(call(chunked, X, jit=jit, mesh=mesh), LOOP, rtol=1e-5, atol=1e-5)
+
+
+def _scaled(p: PyTree[Float[Array, "n"]]) -> PyTree[Float[Array, "n"]]:
+    return {"a": p["a"] * p["w"], "b": p["b"] + p["w"]}
+
+
+@pytest.mark.parametrize("kind", ["auto", "explicit"])
+@pytest.mark.parametrize("size", [32, 40], ids=["divides", "remainder"])
+def test_a_layout_tree_sharded_and_chunked_slices_each_leaf_on_its_own_axis(kind, size):
+    """docs/layouts.md, "Layout trees": each device slices each leaf of its shard on that leaf's own axis."""
+    mesh = mesh_1d(kind)
+    layouts = {"p": {"a": "batch n", "b": "n batch", "w": None}}
+    out = {"a": "n batch", "b": "batch n"}
+    fn = batched(_scaled, "batch", layouts=layouts, out=out, chunk={"batch": 2}, shard={"batch": "data"}, mesh=mesh)
+    p = {"a": jnp.arange(3.0 * size).reshape(size, 3), "b": jnp.ones((3, size)), "w": jnp.arange(3.0)}
+    expected = jax.vmap(_scaled, in_axes=({"a": 0, "b": 1, "w": None},), out_axes={"a": 1, "b": 0})(p)
+    for jit in (False, True):
+        got = call(fn, p, jit=jit, mesh=mesh)
+        assert jax.tree.structure(got) == jax.tree.structure(expected)
+        for leaf, want in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
+            np.testing.assert_allclose(leaf, want, rtol=1e-6)

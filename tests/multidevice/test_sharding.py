@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
-from jaxtyping import Array, Float
+from jaxtyping import Array, Float, PyTree
 
 from shapedmap import ShapeError, SpecError, batched
 
@@ -267,3 +267,25 @@ def test_explain_text_runs_like_the_sharded_call(kind):
         ours = jax.jit(centred)(placed)
     np.testing.assert_allclose(written_out, ours, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(ours, F - F.mean(axis=0), rtol=1e-5, atol=1e-5)
+
+
+def _affine(params: PyTree[Float[Array, "n"]], x: Float[Array, "n"]) -> Float[Array, "n"]:
+    return params["w"] * x + params["b"]
+
+
+@pytest.mark.parametrize("kind", ["auto", "explicit"])
+def test_a_layout_tree_places_each_subtree_with_its_own_spec(kind):
+    """docs/layouts.md, "Layout trees": with shard=, each leaf is placed with its own partition spec."""
+    mesh = mesh_1d(kind)
+    layouts = {"params": {"w": None, "b": "n batch"}}
+    sharded = batched(_affine, "batch", layouts=layouts, shard={"batch": "data"}, mesh=mesh)
+    params = {"w": jnp.arange(3.0), "b": jax.random.normal(jax.random.key(6), (3, 16))}
+    x = jax.random.normal(jax.random.key(7), (16, 3))
+    expected = jax.vmap(_affine, in_axes=({"w": None, "b": 1}, 0))(params, x)
+    for jit in (False, True):
+        out = call(sharded, params, x, jit=jit, mesh=mesh)
+        np.testing.assert_allclose(out, expected, rtol=1e-6)
+        assert out.sharding.spec[0] == "data"
+    specs = sharded.partition_specs(params, x)
+    assert specs["params"] == {"w": P(None), "b": P(None, "data")}
+    assert specs["x"] == P("data", None)
