@@ -30,7 +30,7 @@ from typing import Any
 
 import jax
 
-from ._grammar import Layout
+from ._grammar import Layout, parse_layout
 from ._levels import AxesTree, Placement
 
 __all__ = [
@@ -87,8 +87,10 @@ class TreePlacement:
 
     @property
     def per_example(self) -> Any:
-        """The per-example layout, the same for every leaf (the annotation's)."""
-        return self.leaves[0].per_example
+        """The per-example layout: the annotation's, the same for every leaf; for an unannotated value
+        whose leaves' layouts differ per example, ``...`` (each leaf is checked against its own)."""
+        layouts = {leaf.per_example for leaf in self.leaves}
+        return self.leaves[0].per_example if len(layouts) == 1 else parse_layout("...")
 
     @property
     def variadic_batch(self) -> None:

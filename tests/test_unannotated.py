@@ -403,3 +403,41 @@ def test_an_any_annotated_result_takes_out():
         ShapeError, match=r"^stats: dimension 'three' of layout 'b three=3' must have size 3, but the return value"
     ):
         wrong(x)
+
+
+# -- unannotated values with layout trees (a layout per subtree, as jax.vmap reads in_axes) --------------
+
+
+def _affine(params, x):
+    return params["w"] @ x + params["b"]
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+def test_an_unannotated_parameter_takes_a_layout_tree(jit):
+    """The issue's per-leaf form on an unannotated function: each leaf's per-example layout is its
+    own layout less the batch names; equal to jax.vmap with the in_axes tree."""
+    batched_affine = batched(_affine, "batch", layouts={"params": {"w": None, "b": "batch n"}, "x": "batch m"})
+    params = {"w": jnp.arange(12.0).reshape(3, 4), "b": jnp.arange(15.0).reshape(5, 3)}
+    x = jnp.arange(20.0).reshape(5, 4)
+    expected = jax.vmap(_affine, in_axes=({"w": None, "b": 0}, 0))(params, x)
+    call = jax.jit(batched_affine) if jit else batched_affine
+    assert batched_affine.in_axes == {"batch": ({"b": 0, "w": None}, 0)}
+    np.testing.assert_array_equal(call(params, x), expected)
+    with pytest.raises(ShapeError) as error:
+        call({"w": params["w"], "b": jnp.ones((6, 3))}, x)
+    assert "dimension 'batch' has size 6 in argument 'params' at ['b']" in str(error.value)
+    assert "but size 5 in argument 'x'" in str(error.value)
+
+
+def test_an_unannotated_result_takes_an_out_tree():
+    def halve(p):
+        return {"a": p["a"] / 2, "b": p["b"].sum()}
+
+    batched_halve = batched(
+        halve, "batch", layouts={"p": {"a": "batch n", "b": "n batch"}}, out={"a": "n batch", "b": "batch"}
+    )
+    p = {"a": jnp.arange(15.0).reshape(5, 3), "b": jnp.arange(15.0).reshape(3, 5)}
+    expected = jax.vmap(halve, in_axes=({"a": 0, "b": 1},), out_axes={"a": 1, "b": 0})(p)
+    got = batched_halve(p)
+    assert jax.tree.structure(got) == jax.tree.structure(expected)
+    jax.tree.map(np.testing.assert_array_equal, got, expected)
