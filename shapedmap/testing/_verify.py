@@ -117,18 +117,19 @@ class VerifyReport:
         return f"{_relative(self.file)}:{self.line}" if self.file else "?"
 
     def __str__(self) -> str:
+        return f"{self.function} ({self.location}): {self.summary()}"
+
+    def summary(self) -> str:
+        """The outcome and, for a contract that does not hold, each finding on its own lines."""
         given = f" with constraints {', '.join(self.constraints)}" if self.constraints else ""
         if self.outcome == HOLDS:
             count = f"{len(self.traces)} trace{'s' * (len(self.traces) != 1)}"
-            return (
-                f"{self.function} ({self.location}): holds for every size >= 1{given} "
-                f"({count}: {'; '.join(self.traces)})"
-            )
+            return f"holds for every size >= 1{given} ({count}: {'; '.join(self.traces)})"
         needs = sorted(
             {finding.needs for finding in self.findings if finding.outcome == self.outcome and finding.needs}
         )
         headline = self.outcome + (f" {' and '.join(needs)}" if self.outcome == HOLDS_ONLY_IF and needs else "")
-        lines = [f"{self.function} ({self.location}): {headline}{given}"]
+        lines = [f"{headline}{given}"]
         for finding in self.findings:
             lines.append(f"  [{finding.outcome}; trace: {finding.case}] " + finding.message.replace("\n", "\n    "))
         return "\n".join(lines)
