@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import AbstractArray, PyTree
 
-from .._grammar import AnonymousDim, FixedDim, NamedDim, SymbolicDim, VariadicDim
+from .._grammar import AnonymousDim, FixedDim, Layout, NamedDim, SymbolicDim, VariadicDim, parse_layout
 from .._plan import Argument, Plan
 
 __all__ = ["Built", "Case", "NeedsValue", "arguments", "dim_names", "dtype_choices"]
@@ -75,6 +75,7 @@ class Built:
     values: list[Any]
     chosen_trees: tuple[str, ...]  # PyTree parameters whose structure the annotation left open
     symbols: dict[str, Any] = field(default_factory=dict)  # by name: a symbol, or the size a case gave
+    names: tuple[str, ...] = ()  # the user's dim names (not the ones made for '*', '_', '?' dims)
 
 
 def dim_names(plan: Plan) -> tuple[str, ...]:
@@ -88,14 +89,8 @@ def dim_names(plan: Plan) -> tuple[str, ...]:
     """
     found: dict[str, None] = {}
     for argument in plan.arguments:
-        if argument.placement is None:
-            continue
-        for dim in argument.placement.batched.dims:
-            if isinstance(dim, NamedDim) and not dim.treepath:
-                found.setdefault(dim.name)
-            elif isinstance(dim, SymbolicDim):
-                for name in sorted(dim.names()):
-                    found.setdefault(name)
+        if argument.placement is not None:
+            found.update(dict.fromkeys(dim_names_of(argument.placement.batched)))
     return tuple(found)
 
 
@@ -131,34 +126,32 @@ def _key_dtype() -> Any:
 
 
 def arguments(plan: Plan, case: Case, given: dict[str, Any], constraints: tuple[str, ...] = ()) -> Built:
-    """One value per parameter for ``case``: symbolic arrays, given values and static defaults."""
+    """One value per parameter for ``case``: symbolic arrays, given values and static defaults.
+
+    A value given for an array parameter gives its PyTree structure: each leaf becomes a symbolic
+    array of the parameter's layout, with the leaf's dtype (and, for a ``...`` or ``*name`` dim, its rank).
+    """
     builder = _Builder(plan, case, given)
-    shapes = {
-        argument.name: builder.shapes_of(argument)
+    leaves = {
+        argument.name: builder.leaves_of(argument)
         for argument in plan.arguments
-        if argument.placement is not None and argument.name not in given and argument.name not in case.absent
+        if argument.placement is not None and argument.name not in case.absent
     }
     symbols = builder.symbols(tuple(constraints) + case.constraints)
     values: list[Any] = []
     for argument in plan.arguments:
-        if argument.name in given:
-            values.append(jax.tree.map(_abstract, given[argument.name]) if argument.placement else given[argument.name])
-        elif argument.placement is None:
-            values.append(_static(argument))
+        if argument.placement is None:
+            values.append(given[argument.name] if argument.name in given else _static(argument))
         elif argument.name in case.absent:
             values.append(None)
         else:
-            dtype = _dtype(argument, case)
-            leaves = [jax.ShapeDtypeStruct(builder.resolve(shape, symbols), dtype) for shape in shapes[argument.name]]
-            values.append(builder.rebuild(argument, leaves))
-    return Built(values, tuple(builder.chosen), symbols)
-
-
-def _abstract(leaf: Any) -> Any:
-    """A given array as its shape and dtype (nothing is computed); other leaves as they are."""
-    if hasattr(leaf, "shape") and hasattr(leaf, "dtype"):
-        return jax.ShapeDtypeStruct(tuple(leaf.shape), leaf.dtype)
-    return leaf
+            default = _dtype(argument, case)
+            arrays = [
+                jax.ShapeDtypeStruct(builder.resolve(tokens, symbols), dtype or default)
+                for tokens, dtype in leaves[argument.name]
+            ]
+            values.append(jax.tree.unflatten(builder.treedefs[argument.name], arrays))
+    return Built(values, tuple(builder.chosen), symbols, tuple(builder.user_names))
 
 
 def _static(argument: Argument) -> Any:
@@ -181,7 +174,21 @@ def _dtype(argument: Argument, case: Case) -> Any:
     return _key_dtype() if name == KEY else jnp.dtype(name)
 
 
-_LEAF = object()
+@dataclass(frozen=True)
+class _Leaf:
+    """Where an array goes in a structure: with the layout its own annotation gives (a tuple's
+    ``Float[Array, "n"]``), the dtype and rank of a given leaf, or nothing more."""
+
+    layout: Layout | None = None
+    dtype: Any = None
+    rank: int | None = None
+
+
+_LEAF = _Leaf()
+
+
+def _is_leaf(value: Any) -> bool:
+    return isinstance(value, _Leaf)
 
 
 class _Builder:
@@ -189,17 +196,18 @@ class _Builder:
 
     def __init__(self, plan: Plan, case: Case, given: dict[str, Any]) -> None:
         self.plan, self.case, self.given = plan, case, given
-        self.names: dict[str, None] = dict.fromkeys(dim_names(plan))
+        self.user_names: dict[str, None] = dict.fromkeys(dim_names(plan))
+        self.names: dict[str, None] = dict(self.user_names)
         self.unified = dict(case.unified)
         self.chosen: list[str] = []
         self.structures: dict[str, Any] = {}
+        self.treedefs: dict[str, Any] = {}
         self.statics = {
             argument.name: given.get(argument.name, argument.default)
             for argument in plan.arguments
             if argument.placement is None
         }
         self.fresh = 0
-        self.skeletons: dict[str, Any] = {}
 
     def _name(self, stem: str) -> str:
         self.fresh += 1
@@ -207,15 +215,16 @@ class _Builder:
         self.names.setdefault(name)
         return name
 
-    def shapes_of(self, argument: Argument) -> list[list[Any]]:
-        """One token shape per leaf of the argument's skeleton."""
+    def leaves_of(self, argument: Argument) -> list[tuple[list[Any], Any]]:
+        """Token shape and dtype (None: the case's) of each leaf of the argument; its treedef kept."""
         skeleton = self._skeleton_of(argument)
-        self.skeletons[argument.name] = skeleton
-        count = len(jax.tree.leaves(skeleton, is_leaf=lambda leaf: leaf is _LEAF))
-        return [self._leaf_tokens(argument) for _ in range(count)]
+        leaves, self.treedefs[argument.name] = jax.tree.flatten(skeleton, is_leaf=_is_leaf)
+        return [(self._leaf_tokens(argument, leaf), leaf.dtype) for leaf in leaves]
 
     def _skeleton_of(self, argument: Argument) -> Any:
         value = argument.value
+        if argument.name in self.given:
+            return jax.tree.map(_given_leaf, self.given[argument.name])
         if argument.kind is inspect.Parameter.VAR_POSITIONAL:
             return (_LEAF,)
         if argument.kind is inspect.Parameter.VAR_KEYWORD:
@@ -231,19 +240,24 @@ class _Builder:
             self.structures[value.structure] = skeleton
         return skeleton
 
-    def rebuild(self, argument: Argument, leaves: list[Any]) -> Any:
-        skeleton = self.skeletons[argument.name]
-        _, treedef = jax.tree.flatten(skeleton, is_leaf=lambda leaf: leaf is _LEAF)
-        return jax.tree.unflatten(treedef, leaves)
-
-    def _leaf_tokens(self, argument: Argument) -> list[Any]:
+    def _leaf_tokens(self, argument: Argument, leaf: _Leaf) -> list[Any]:
         placement = argument.placement
-        case = self.case
+        dims = list(placement.batched.dims)
+        if leaf.layout is not None and placement.per_example.dims == (VariadicDim(None),):
+            # 'b ...' over a tuple of annotated arrays: each leaf has its own annotation's dims.
+            at = next(index for index, dim in enumerate(dims) if dim == VariadicDim(None))
+            dims[at : at + 1] = leaf.layout.dims
+            for name in dim_names_of(leaf.layout):
+                self.user_names.setdefault(name)
+                self.names.setdefault(name)
+        rank = self.case.rank
+        if leaf.rank is not None and any(isinstance(dim, VariadicDim) for dim in dims):
+            rank = max(0, leaf.rank - (len(dims) - 1))
         per_leaf: dict[str, str] = {}
         tokens: list[Any] = []
-        for index, dim in enumerate(placement.batched.dims):
-            if (argument.name, index) in case.ones:
-                tokens.extend([1] * (case.rank if isinstance(dim, VariadicDim) else 1))
+        for index, dim in enumerate(dims):
+            if (argument.name, index) in self.case.ones:
+                tokens.extend([1] * (rank if isinstance(dim, VariadicDim) else 1))
             elif isinstance(dim, NamedDim) and dim.treepath:
                 tokens.append(per_leaf.setdefault(dim.name, self._name(dim.name)))
             elif isinstance(dim, NamedDim):
@@ -257,12 +271,12 @@ class _Builder:
             elif dim.name is not None and dim.name == placement.variadic_batch:
                 tokens.extend(self._batch_tokens(argument.name, dim.name))
             elif dim.name is not None and not dim.treepath:
-                components = [f"{dim.name}_{i}" for i in range(case.rank)]  # one shape per name
+                components = [f"{dim.name}_{i}" for i in range(rank)]  # one shape per name
                 self.names.update(dict.fromkeys(components))
                 tokens.extend(components)
             else:
                 stem = dim.name or "ellipsis"
-                tokens.extend(self._name(stem) for _ in range(case.rank))
+                tokens.extend(self._name(stem) for _ in range(rank))
         return tokens
 
     def _batch_tokens(self, parameter: str, name: str) -> list[Any]:
@@ -298,6 +312,23 @@ class _Builder:
         return tuple(shape)
 
 
+def _given_leaf(leaf: Any) -> _Leaf:
+    """A leaf of a given structure: its dtype and rank, where it has them."""
+    shape, dtype = getattr(leaf, "shape", None), getattr(leaf, "dtype", None)
+    return _Leaf(None, dtype, len(shape) if isinstance(shape, tuple) else None)
+
+
+def dim_names_of(layout: Layout) -> tuple[str, ...]:
+    """The names of a layout's named dims and expressions, in order."""
+    found: dict[str, None] = {}
+    for dim in layout.dims:
+        if isinstance(dim, NamedDim) and not dim.treepath:
+            found.setdefault(dim.name)
+        elif isinstance(dim, SymbolicDim):
+            found.update(dict.fromkeys(sorted(dim.names())))
+    return tuple(found)
+
+
 def _symbol_text(name: str) -> str:
     """The symbol for a dim name: the name itself where JAX reads it back as one."""
     if name.isidentifier() and name.isascii() and not keyword.iskeyword(name) and name not in _RESERVED:
@@ -320,7 +351,10 @@ def _skeleton(hint: Any, parameter: str) -> tuple[Any, bool]:
     if hint is None or hint is jax.Array or hint is np.ndarray:
         return _LEAF, False
     if isinstance(hint, type) and issubclass(hint, AbstractArray):
-        return _LEAF, False
+        try:
+            return _Leaf(parse_layout(hint.dim_str)), False
+        except Exception:  # a dim string shapedmap's planner would have refused already
+            return _LEAF, False
     if isinstance(hint, type) and issubclass(hint, PyTree):
         return _LEAF, True
     if origin is tuple:

@@ -46,7 +46,7 @@ from .._grammar import FixedDim, VariadicDim
 from .._levels import Budget, VmapNest
 from .._nest import nest_for
 from .._plan import Plan
-from ._symbolic import Case, NeedsValue, arguments, dim_names, dtype_choices
+from ._symbolic import Case, NeedsValue, arguments, dtype_choices
 
 __all__ = ["Finding", "NeedsValue", "VerifyError", "VerifyReport", "verify"]
 
@@ -173,10 +173,11 @@ def verify(
 
     Args:
         fn: a function made by ``shapedmap.batched`` (or a bound batched method).
-        given: values by parameter name, for static parameters without default (or other values
-            than their defaults: a static value can change the shapes), an instance as ``self``,
-            or PyTrees whose structure the annotation leaves open (``PyTree``, ``dict``); arrays
-            given keep their sizes (a ``jax.ShapeDtypeStruct`` is enough).
+        given: values by parameter name: for static parameters without default (or other values
+            than their defaults: a static value can change the shapes), an instance as ``self``;
+            for an array parameter, its PyTree structure (where the annotation leaves it open:
+            ``PyTree``, ``dict``): each leaf (an array, a ``jax.ShapeDtypeStruct``, a number) is
+            traced as a symbolic array of the parameter's layout, with the leaf's dtype.
         constraints: ``jax.export`` constraints on the dim names the body needs (``"t >= k"``);
             the report shows them: the contract is proved under them only.
         ranks: the ranks of ``*name`` dims traced.
@@ -267,6 +268,7 @@ class _Trace:
     output: Any = None
     symbols: dict[str, Any] = dataclasses.field(default_factory=dict)
     chosen: tuple[str, ...] = ()  # PyTree parameters whose structure verify chose
+    names: tuple[str, ...] = ()  # the user's dim names in this trace
 
 
 class _Verifier:
@@ -297,7 +299,7 @@ class _Verifier:
         except Exception as error:  # a size JAX refuses to make (an expression it cannot take as a dim)
             state.error = error
             return state
-        state.symbols, state.chosen = built.symbols, built.chosen_trees
+        state.symbols, state.chosen, state.names = built.symbols, built.chosen_trees, built.names
         values = built.values
         statics_given = [a.name for a in plan.arguments if a.placement is None and a.name not in self.given]
 
@@ -343,8 +345,8 @@ class _Verifier:
             retried = dataclasses.replace(case, constraints=(*case.constraints, value))
         return self.trace(retried).error is None
 
-    def _equalities(self, case: Case) -> list[tuple[str, Any]]:
-        names = [name for name in dim_names(self.plan) if name not in dict(case.unified)]
+    def _equalities(self, case: Case, state: _Trace) -> list[tuple[str, Any]]:
+        names = [name for name in state.names if name not in dict(case.unified)]
         fixed = sorted(
             {
                 dim.size
@@ -357,8 +359,8 @@ class _Verifier:
         pairs = [("unify", (second, first)) for first, second in itertools.combinations(names, 2)]
         return pairs + [("unify", (name, size)) for name in names for size in fixed]
 
-    def _inequalities(self, case: Case, output: Any) -> list[tuple[str, Any]]:
-        names = [name for name in dim_names(self.plan) if name not in dict(case.unified)]
+    def _inequalities(self, case: Case, state: _Trace, output: Any) -> list[tuple[str, Any]]:
+        names = [name for name in state.names if name not in dict(case.unified)]
         found: dict[str, None] = {}
         for leaf in jax.tree.leaves(output):
             for size in getattr(leaf, "shape", ()):
@@ -375,7 +377,8 @@ class _Verifier:
         said = f"{type(error).__name__}: {_first_line(error)}"
         if isinstance(error, _DATA_DEPENDENT):
             return Finding(UNDECIDED, case.label, f"{at} makes a shape depend on values ({said})", where)
-        for candidate in [*self._equalities(case), *self._inequalities(case, None)]:
+        # An order (t >= k) before an equality, which implies it: the weakest condition is named.
+        for candidate in [*self._inequalities(case, state, None), *self._equalities(case, state)]:
             if self._holds_with(case, candidate):
                 needs = _needs_text(candidate)
                 return Finding(HOLDS_ONLY_IF, case.label, f"{at} needs {needs} ({said})", where, needs)
@@ -419,14 +422,14 @@ class _Verifier:
         error, output = state.error, state.output
         returned = _returned(self.plan, output)
         message = (returned + "\n" if returned else "") + str(error)
-        for candidate in self._inequalities(case, output)[: len(_min_max_sizes(output)) * 2]:
+        for candidate in self._inequalities(case, state, output)[: len(_min_max_sizes(output)) * 2]:
             if self._holds_with(case, candidate):
                 needs = _needs_text(candidate)
                 hint = f"holds only under {needs}: give it, verify(..., constraints=({needs!r},)), and export with it"
                 return Finding(
                     UNDECIDED, case.label, f"JAX cannot prove it for every size; it {hint}\n{message}", None, needs
                 )
-        for candidate in self._equalities(case):
+        for candidate in self._equalities(case, state):
             if self._holds_with(case, candidate):
                 needs = _needs_text(candidate)
                 return Finding(WRONG, case.label, f"{message}\n(it would hold only where {needs})", None, needs)
