@@ -29,9 +29,6 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import itertools
-import linecache
-import os
-import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -40,119 +37,36 @@ import jax
 
 from .._call import run
 from .._checks import check_arguments, check_results, check_results_per_example, check_static_values
-from .._errors import ShapeError, short_dtype
+from .._errors import ShapeError
 from .._expressions import _INCONCLUSIVE, _min_max_arguments
 from .._grammar import FixedDim, VariadicDim
 from .._levels import Budget, VmapNest
 from .._nest import nest_for
 from .._plan import Plan
+from ._report import (
+    HOLDS,
+    HOLDS_ONLY_IF,
+    SEVERITY,
+    UNDECIDED,
+    WRONG,
+    Finding,
+    VerifyError,
+    VerifyReport,
+    first_line,
+    returned_text,
+    source_of,
+    user_line,
+)
 from ._symbolic import Case, NeedsValue, arguments, dtype_choices
 
 __all__ = ["Finding", "NeedsValue", "VerifyError", "VerifyReport", "verify"]
 
-HOLDS, HOLDS_ONLY_IF, WRONG, UNDECIDED = "holds", "holds only if", "wrong", "undecided"
-_SEVERITY = {HOLDS: 0, UNDECIDED: 1, HOLDS_ONLY_IF: 2, WRONG: 3}
 _DATA_DEPENDENT = tuple(
     getattr(jax.errors, name)
     for name in ("ConcretizationTypeError", "NonConcreteBooleanIndexError", "TracerArrayConversionError")
     if hasattr(jax.errors, name)
 )
-_LIBRARIES = frozenset(
-    [
-        "jax",
-        "jaxlib",
-        "jaxtyping",
-        "beartype",
-        "numpy",
-        "shapedmap",
-        "equinox",
-        "flax",
-        "optax",
-        "typing",
-        "functools",
-        "contextlib",
-        "ml_dtypes",
-    ]
-)
 _PRIMES = (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97)
-NOT_COVERED = (
-    "size 0",
-    "values (NaN, an index out of range, what the body computes)",
-    "a plain dim at size 1 where the body treats 1 apart (jnp.squeeze without an axis)",
-    "'*name' dims beyond the ranks traced",
-)
-
-
-@dataclass(frozen=True)
-class Finding:
-    """What one trace found, when it is not ``holds``."""
-
-    outcome: str  # "holds only if", "wrong" or "undecided"
-    case: str  # the trace: "every dim its own size", "'#n' of 'y' is 1", ...
-    message: str
-    where: str | None = None  # file:line of the user's code
-    needs: str | None = None  # the equality or constraint under which it holds: "n == m", "n >= 3"
-
-    def as_dict(self) -> dict[str, Any]:
-        """The finding as JSON-ready data."""
-        return dataclasses.asdict(self)
-
-
-@dataclass(frozen=True)
-class VerifyReport:
-    """What ``verify`` found for one batched function; ``outcome`` is ``"holds"`` or the worst finding."""
-
-    function: str
-    file: str | None
-    line: int | None
-    outcome: str
-    findings: tuple[Finding, ...]
-    traces: tuple[str, ...]
-    constraints: tuple[str, ...] = ()
-    not_covered: tuple[str, ...] = NOT_COVERED
-
-    @property
-    def location(self) -> str:
-        """``file:line`` of the per-example function (``?`` where Python does not know it)."""
-        return f"{_relative(self.file)}:{self.line}" if self.file else "?"
-
-    def __str__(self) -> str:
-        return f"{self.function} ({self.location}): {self.summary()}"
-
-    def summary(self) -> str:
-        """The outcome and, for a contract that does not hold, each finding on its own lines."""
-        given = f" with constraints {', '.join(self.constraints)}" if self.constraints else ""
-        if self.outcome == HOLDS:
-            count = f"{len(self.traces)} trace{'s' * (len(self.traces) != 1)}"
-            return f"holds for every size >= 1{given} ({count}: {'; '.join(self.traces)})"
-        needs = sorted(
-            {finding.needs for finding in self.findings if finding.outcome == self.outcome and finding.needs}
-        )
-        headline = self.outcome + (f" {' and '.join(needs)}" if self.outcome == HOLDS_ONLY_IF and needs else "")
-        lines = [f"{headline}{given}"]
-        for finding in self.findings:
-            lines.append(f"  [{finding.outcome}; trace: {finding.case}] " + finding.message.replace("\n", "\n    "))
-        return "\n".join(lines)
-
-    def as_dict(self) -> dict[str, Any]:
-        """The report as JSON-ready data (the CLI's ``--json`` entries)."""
-        return {
-            "function": self.function,
-            "file": self.file,
-            "line": self.line,
-            "outcome": self.outcome,
-            "findings": [finding.as_dict() for finding in self.findings],
-            "traces": list(self.traces),
-            "constraints": list(self.constraints),
-        }
-
-
-class VerifyError(ShapeError):
-    """A contract that does not hold for every size (holds only if, wrong, undecided); ``report`` has the facts."""
-
-    def __init__(self, report: VerifyReport) -> None:
-        super().__init__(str(report))
-        self.report = report
 
 
 def verify(
@@ -202,7 +116,7 @@ def verify(
         >>> verify(add)  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        shapedmap.testing._verify.VerifyError: add (...): holds only if n == m
+        shapedmap.testing._report.VerifyError: add (...): holds only if n == m
           [holds only if; trace: every dim its own size] `return x + y` at ...:3 needs n == m (TypeError: ...)
     """
     described = getattr(fn, "__shapedmap__", None)
@@ -222,8 +136,8 @@ def verify(
         finding = verifier.check(case)
         if finding is not None and finding not in findings:
             findings.append(finding)
-    file, line = _source(described.fn)
-    outcome = max((finding.outcome for finding in findings), key=_SEVERITY.__getitem__, default=HOLDS)
+    file, line = source_of(described.fn)
+    outcome = max((finding.outcome for finding in findings), key=SEVERITY.__getitem__, default=HOLDS)
     report = VerifyReport(
         plan.function, file, line, outcome, tuple(findings), tuple(case.label for case in cases), tuple(constraints)
     )
@@ -330,7 +244,7 @@ class _Verifier:
         if state.phase == "arguments":
             if isinstance(error, ShapeError) and self.given:
                 raise ValueError(f"verify({self.plan.function}): the given values do not fit: {error}") from error
-            return Finding(UNDECIDED, case.label, f"verify cannot make these arguments: {_first_line(error)}")
+            return Finding(UNDECIDED, case.label, f"verify cannot make these arguments: {first_line(error)}")
         if state.phase == "results":
             return self._wrong_result(case, state)
         return self._body_failed(case, state)
@@ -372,9 +286,9 @@ class _Verifier:
 
     def _body_failed(self, case: Case, state: _Trace) -> Finding:
         error = state.error
-        where, code = _user_line(error)
+        where, code = user_line(error)
         at = f"`{code}` at {where}" if code else f"the body (at {where})" if where else "the body"
-        said = f"{type(error).__name__}: {_first_line(error)}"
+        said = f"{type(error).__name__}: {first_line(error)}"
         if isinstance(error, _DATA_DEPENDENT):
             return Finding(UNDECIDED, case.label, f"{at} makes a shape depend on values ({said})", where)
         # An order (t >= k) before an equality, which implies it: the weakest condition is named.
@@ -420,7 +334,7 @@ class _Verifier:
 
     def _wrong_result(self, case: Case, state: _Trace) -> Finding:
         error, output = state.error, state.output
-        returned = _returned(self.plan, output)
+        returned = returned_text(self.plan, output)
         message = (returned + "\n" if returned else "") + str(error)
         for candidate in self._inequalities(case, state, output)[: len(_min_max_sizes(output)) * 2]:
             if self._holds_with(case, candidate):
@@ -453,27 +367,6 @@ def _needs_text(candidate: tuple[str, Any]) -> str:
     return value
 
 
-def _returned(plan: Plan, output: Any) -> str:
-    """``returns (m, n); annotated (n, m)`` per example, for results that are one array each."""
-    if output is None:
-        return ""
-    outputs = output if plan.returns_tuple and isinstance(output, tuple) else (output,)
-    parts = []
-    for result, value in zip(plan.results, outputs, strict=False):
-        shape = getattr(value, "shape", None)
-        if result.value.kind != "array" or shape is None or not result.placement.batched.admits_rank(len(shape)):
-            continue
-        per_example = result.placement.per_example_shape(tuple(shape))
-        dtype = short_dtype(value.dtype)
-        got = f"{dtype}({', '.join(map(str, per_example))})"
-        annotated = f"({', '.join(str(result.placement.per_example).split())})"
-        array = result.value.array
-        if array is not None and array.dtypes is not None and not array.admits_dtype(value.dtype):
-            annotated = f"{array.dtype_description()}{annotated}"
-        parts.append(f"returns {got} per example; annotated {annotated}")
-    return "; ".join(parts)
-
-
 def _without_budget(nest: VmapNest) -> VmapNest:
     """A ``Budget`` is settled by compiling: verify traces the whole batch (chunks change no shape)."""
     if not any(isinstance(level.chunk, Budget) for level in nest.levels):
@@ -482,40 +375,3 @@ def _without_budget(nest: VmapNest) -> VmapNest:
         dataclasses.replace(level, chunk=None) if isinstance(level.chunk, Budget) else level for level in nest.levels
     )
     return VmapNest(levels, nest.squeeze)
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
-
-
-def _user_line(error: BaseException | None) -> tuple[str | None, str | None]:
-    """``file:line`` and the source text of the last frame of the user's code in the traceback."""
-    found = None
-    for frame, line in traceback.walk_tb(error.__traceback__ if error is not None else None):
-        module = str(frame.f_globals.get("__name__", ""))
-        root = module.split(".")[0]
-        if module == "shapedmap.examples" or root not in _LIBRARIES or frame.f_code.co_filename.startswith("<doctest"):
-            found = (frame.f_code.co_filename, line)
-    if found is None:
-        return None, None
-    filename, line = found
-    return f"{_relative(filename)}:{line}", linecache.getline(filename, line).strip() or None
-
-
-def _source(fn: Callable[..., Any]) -> tuple[str | None, int | None]:
-    target = inspect.unwrap(fn)
-    try:
-        return inspect.getsourcefile(target), inspect.getsourcelines(target)[1]
-    except (OSError, TypeError):
-        return None, None
-
-
-def _relative(path: str | None) -> str:
-    if not path:
-        return "?"
-    try:
-        relative = os.path.relpath(path)
-    except ValueError:
-        return path
-    return path if relative.startswith("..") else relative
