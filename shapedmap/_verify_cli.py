@@ -65,7 +65,7 @@ class Result:
         where = f"{_relative(self.file)}:{self.line}" if self.file else f"{self.module}"
         first, *rest = self.message.splitlines() or [""]
         lines = [f"{where}: {self.module}.{self.name}: {first}"]
-        lines += [f"    {line}" for line in rest]
+        lines += [f"  {line}" for line in rest]  # the findings, indented by the report already
         return "\n".join(lines)
 
 
