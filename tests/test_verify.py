@@ -8,8 +8,12 @@ assignments of distinct sizes; a function whose shapes are wrong at some size is
 them, for these operations).
 """
 
+import contextlib
 import inspect
+import io
 import json
+import re
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -400,3 +404,36 @@ def test_verify_agrees_with_jax_vmap_at_distinct_sizes(operation, y_layout):
         holds = False
         assert error.report.outcome in ("holds only if", "wrong", "undecided")
     assert holds == oracle_holds(body, y_layout, result_layout)
+
+
+def layouts_page_functions():
+    """Every batched function the layouts page's code defines, block after block (as the site runs them)."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "layouts.md").read_text()
+    namespace, found = {"__name__": "docs.layouts"}, {}
+    for match in re.finditer(r"^```python exec(?P<flags>[^\n]*)\n(?P<code>.*?)^```[ \t]*$", text, re.M | re.S):
+        with contextlib.suppress(Exception), contextlib.redirect_stdout(io.StringIO()):
+            exec(compile(match.group("code"), "<docs/layouts.md>", "exec", dont_inherit=True), namespace)
+        for name, value in namespace.items():
+            if callable(value) and getattr(value, "__shapedmap__", None) is not None:
+                found.setdefault(id(value), (f"{len(found)}-{name}", value))
+    return dict(found.values())
+
+
+LAYOUTS_PAGE = layouts_page_functions()
+
+
+@pytest.mark.parametrize("name", sorted(LAYOUTS_PAGE), ids=str)
+def test_every_function_of_the_layouts_page_holds(name):
+    assert verify(LAYOUTS_PAGE[name]).outcome == "holds"
+
+
+def test_an_instance_given_is_not_kept_alive_by_the_function():
+    import gc
+    import weakref
+
+    model = Model(2.0)
+    alive = weakref.ref(model)
+    assert verify(Model.apply, given={"self": model}).outcome == "holds"
+    del model
+    gc.collect()
+    assert alive() is None  # docs/architecture.md, Guarantees: memory

@@ -132,10 +132,13 @@ def verify(
     verifier = _Verifier(plan, described.fn, values, tuple(constraints))
     cases = _cases(plan, values, tuple(ranks))
     findings: list[Finding] = []
-    for case in cases:
-        finding = verifier.check(case)
-        if finding is not None and finding not in findings:
-            findings.append(finding)
+    try:
+        for case in cases:
+            finding = verifier.check(case)
+            if finding is not None and finding not in findings:
+                findings.append(finding)
+    finally:
+        verifier.done()
     file, line = source_of(described.fn)
     outcome = max((finding.outcome for finding in findings), key=SEVERITY.__getitem__, default=HOLDS)
     report = VerifyReport(
@@ -190,22 +193,29 @@ class _Verifier:
 
     def __init__(self, plan: Plan, fn: Callable[..., Any], given: dict[str, Any], constraints: tuple[str, ...]):
         self.plan, self.fn, self.given, self.constraints = plan, fn, given, constraints
-        self.current = _Trace()
-        # One body for every trace of this verify (the plan's memo of built vmaps is keyed on it).
-        current = self
+        # One body for every trace of this verify (the plan's memo of built vmaps is keyed on it and
+        # keeps it): it holds the trace in progress only while verify runs (``done``), never the
+        # given values, so a static object given is not kept alive by the function's memo.
+        self.current: list[_Trace | None] = [None]
+        current = self.current
 
         def body(*args: Any, **kwargs: Any) -> Any:
             output = fn(*args, **kwargs)
-            current.current.phase = "results"
+            if current[0] is not None:
+                current[0].phase = "results"
             check_results_per_example(plan, output)
             return output
 
         self.body = body
 
+    def done(self) -> None:
+        """Drop the last trace (its tracers and symbols) from what the body holds."""
+        self.current[0] = None
+
     def trace(self, case: Case) -> _Trace:
         """One symbolic trace of the call; its end (``error`` None: it holds)."""
         plan = self.plan
-        state = self.current = _Trace()
+        state = self.current[0] = _Trace()
         try:
             built = arguments(plan, case, self.given, self.constraints)
         except NeedsValue:
