@@ -55,7 +55,7 @@ def max_pool(x: Float[Array, "t c"], w: Float[Array, "c h"]) -> Float[Array, "h"
 def gather(table: Float[Array, "v d"], index: Int[Array, "l"]) -> Float[Array, "l d"]:
     return table[index]
 
-def concat_features(x: Float[Array, "n a"], y: Float[Array, "n b"]) -> Float[Array, "n a+b"]:
+def concat_features(x: Float[Array, "n p"], y: Float[Array, "n q"]) -> Float[Array, "n p+q"]:
     return jnp.concatenate([x, y], axis=1)
 
 def outer(x: Float[Array, "n"], y: Float[Array, "m"]) -> Float[Array, "n m"]:
@@ -190,14 +190,14 @@ def mutants(original: Function) -> Iterator[Mutant]:
 # -- running one function at given sizes -------------------------------------------------------
 
 DISTINCT = ({"b": 3, "d": 5, "h": 7, "t": 2, "s": 11, "e": 13, "n": 5, "m": 7, "c": 3, "v": 17, "l": 2,
-             "a": 2, "k": 19},
+             "p": 2, "q": 19},
             {"b": 2, "d": 3, "h": 2, "t": 7, "s": 5, "e": 11, "n": 3, "m": 2, "c": 5, "v": 7, "l": 13,
-             "a": 5, "k": 17})  # fmt: skip
+             "p": 5, "q": 17})  # fmt: skip
 EQUAL = {name: 4 for name in DISTINCT[0]}
 
 
 def shape_of(dims: str, sizes: dict[str, int]) -> tuple[int, ...]:
-    """A dim string's shape at ``sizes`` (names and ``a+b``-style arithmetic)."""
+    """A dim string's shape at ``sizes`` (names and ``p+q``-style arithmetic)."""
     return tuple(int(eval(token, {}, sizes)) for token in dims.split())  # the benchmark's own annotations
 
 

@@ -61,7 +61,7 @@ class Case:
     label: str
     rank: int = 1  # of every '*name' dim, the variadic batch dim and core ones
     ones: frozenset[tuple[str, int]] = frozenset()  # (parameter, token index): a '#' dim that is 1 there
-    batch_shape: tuple[str, str] | None = None  # (parameter, "ones" | "shorter"): its '*batch' dims
+    batch_shapes: tuple[tuple[str, str], ...] = ()  # (parameter, "ones" | "shorter"): its '*batch' dims
     dtypes: tuple[tuple[str, str], ...] = ()  # (parameter, dtype name) where not the first admitted
     absent: frozenset[str] = frozenset()  # optional arrays passed as None
     unified: tuple[tuple[str, str | int], ...] = ()  # (name, what it is): one symbol for both, or a size
@@ -283,11 +283,10 @@ class _Builder:
         rank = self.case.rank
         tokens: list[Any] = [f"{name}_{i}" for i in range(rank)]
         self.names.update(dict.fromkeys(tokens))
-        if self.case.batch_shape is not None and self.case.batch_shape[0] == parameter:
-            if self.case.batch_shape[1] == "ones":
-                return [1] * rank
-            return tokens[1:]
-        return tokens
+        kind = dict(self.case.batch_shapes).get(parameter)
+        if kind == "ones":
+            return [1] * rank
+        return tokens[1:] if kind == "shorter" else tokens
 
     def symbols(self, constraints: tuple[str, ...]) -> dict[str, Any]:
         """One symbol per name (unified names share one), in one scope with the constraints."""

@@ -163,10 +163,11 @@ def _cases(plan: Plan, given: dict[str, Any], ranks: tuple[int, ...]) -> list[Ca
                 cases.append(Case(f"'#{token}' of '{argument.name}' is 1", ones=frozenset({(argument.name, index)})))
     batch = plan.variadic_batch
     carriers = [a.name for a in traced if batch is not None and a.placement.variadic_batch == batch]
-    if len(carriers) > 1:
-        for name in carriers:
-            cases.append(Case(f"'*{batch}' of '{name}' is (1, 1)", rank=2, batch_shape=(name, "ones")))
-            cases.append(Case(f"'*{batch}' of '{name}' has one dim fewer", rank=2, batch_shape=(name, "shorter")))
+    if len(carriers) > 1:  # two traces whatever the number of arguments: each role taken in turn
+        for start in range(2):
+            ones, shorter = carriers[start % len(carriers)], carriers[(start + 1) % len(carriers)]
+            label = f"'*{batch}' of '{ones}' is (1, 1), of '{shorter}' one dim shorter"
+            cases.append(Case(label, rank=2, batch_shapes=((ones, "ones"), (shorter, "shorter"))))
     for argument in traced:
         for dtype in dtype_choices(argument)[1:]:
             cases.append(Case(f"'{argument.name}' of dtype {dtype}", dtypes=((argument.name, dtype),)))
