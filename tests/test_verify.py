@@ -151,6 +151,16 @@ def doubled(x: Num[Array, "n"]) -> Float[Array, "n"]:
     return x * 2
 
 
+def longest(x: Float[Array, "n"], y: Float[Array, "m"]) -> Float[Array, "max(n,m)"]:
+    return x[: y.shape[0]]  # min(n, m)
+
+
+def test_min_where_max_is_annotated_is_wrong():
+    finding = failure(batched(longest, "b")).report.findings[0]
+    assert finding.outcome == "wrong"
+    assert finding.message.startswith("returns f32(min(n, m)) per example; annotated (max(n,m))")
+
+
 def test_each_admitted_dtype_family_is_traced():
     report = failure(batched(doubled, "b")).report
     assert [finding.case for finding in report.findings] == [
@@ -251,6 +261,10 @@ def halves(x: Float[Array, "n"]) -> Float[Array, "n//2"]:
     return x[: x.shape[0] // 2]
 
 
+def head(x: Float[Array, "n"], y: Float[Array, "m"]) -> Float[Array, "min(n,m)"]:
+    return x[: y.shape[0]]
+
+
 def fixed(x: Float[Array, "3 n"]) -> Float[Array, "n 3"]:
     return x.T
 
@@ -280,6 +294,7 @@ def counted(x: Int[Array, "n"], weights: Float[Array, "n"] | None = None) -> Flo
         lambda: batched(scale, "b", chunk={"b": Budget(bytes=2**20)}),
         lambda: batched(plus_one, "b"),
         lambda: batched(halves, "b"),
+        lambda: batched(head, "b"),
         lambda: batched(fixed, "b"),
         lambda: batched(noisy, "b"),
         lambda: batched(tree_scale, "b"),
@@ -296,6 +311,7 @@ def counted(x: Int[Array, "n"], weights: Float[Array, "n"] | None = None) -> Flo
         "budget",
         "n-plus-1",
         "n-floordiv-2",
+        "min-of-dims",
         "fixed-size",
         "key",
         "pytree-treepath",
