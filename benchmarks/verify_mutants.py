@@ -12,7 +12,8 @@ and on every original (where any alarm is a false one):
   takes seconds a function);
 * ``verify``: ``shapedmap.testing.verify`` (any ``VerifyError`` is an alarm).
 
-Also timed: ``verify`` per function (median, with and without ``*batch``/``#`` dims: the originals
+Each detector is timed on the originals (a unit test and one call include their eager dispatch;
+``check_batched`` compiles). Also timed: ``verify`` per function (median, with and without ``*batch``/``#`` dims: the originals
 batched over ``"b"`` and over ``"*b"``), and 50 batched functions verified one after the other.
 
 Writes ``benchmarks/results/verify_mutants.json``; ``--docs`` rewrites the generated block of the
@@ -95,21 +96,29 @@ def _verify(fn: Callable[..., Any], spec: str = "b") -> tuple[bool, float]:
 
 
 def detect(fn: Callable[..., Any], original: Function, check: bool, examples: int) -> dict[str, Any]:
-    """Each detector's alarm on ``fn`` (None where it was not run), and verify's time."""
-    alarm, seconds = _verify(fn)
-    return {
-        DETECTORS[0]: _unit_test(fn, original),
-        DETECTORS[1]: _unit_test(jaxtyped(fn, typechecker=beartype), original),
-        DETECTORS[2]: _call(fn, original, EQUAL),
-        DETECTORS[3]: _call(fn, original, DISTINCT[0]),
-        DETECTORS[4]: _check_batched(fn, examples) if check else None,
-        DETECTORS[5]: alarm,
-        "verify seconds": seconds,
+    """Each detector's alarm on ``fn`` (None where it was not run) and its seconds (``seconds``)."""
+    runs = {
+        DETECTORS[0]: lambda: _unit_test(fn, original),
+        DETECTORS[1]: lambda: _unit_test(jaxtyped(fn, typechecker=beartype), original),
+        DETECTORS[2]: lambda: _call(fn, original, EQUAL),
+        DETECTORS[3]: lambda: _call(fn, original, DISTINCT[0]),
+        DETECTORS[4]: (lambda: _check_batched(fn, examples)) if check else None,
+        DETECTORS[5]: lambda: _verify(fn)[0],
     }
+    row: dict[str, Any] = {"seconds": {}}
+    for detector, run in runs.items():
+        if run is None:
+            row[detector] = None
+            continue
+        start = time.perf_counter()
+        row[detector] = run()
+        row["seconds"][detector] = time.perf_counter() - start
+    return row
 
 
 def measure(sample: int, examples: int) -> dict[str, Any]:
     originals = functions()
+    _verify(originals[0].fn)  # JAX's first trace of a process is not the function's cost
     rows: list[dict[str, Any]] = []
     classes: dict[str, int] = {}
     for original in originals:
@@ -156,6 +165,7 @@ def summary(result: dict[str, Any]) -> list[dict[str, Any]]:
                 "of": len(ran),
                 "false alarms": sum(bool(row[detector]) for row in originals),
                 "originals": len(originals),
+                "median seconds": median([row["seconds"][detector] for row in originals]),
             }
         )
     return table
@@ -169,18 +179,25 @@ def markdown(result: dict[str, Any]) -> str:
         f"{sum(classes.values())} mutants: {classes.get('shape-visible', 0)} shape-visible, "
         f"{classes.get('value-only', 0)} value-only, {classes.get('equivalent', 0)} equivalent.",
         "",
-        "| detector | shape-visible mutants caught | false alarms on the originals |",
-        "| --- | --- | --- |",
+        "| detector | shape-visible mutants caught | false alarms on the originals | time a function (median) |",
+        "| --- | --- | --- | --- |",
     ]
     for row in summary(result):
         caught = f"{row['caught']} of {row['of']} ({share(row['caught'], row['of'])})"
-        lines.append(f"| {row['detector']} | {caught} | {row['false alarms']} of {row['originals']} |")
+        seconds = row["median seconds"]
+        took = f"{seconds:.2f} s" if seconds >= 1 else f"{seconds * 1e3:.0f} ms"
+        lines.append(f"| {row['detector']} | {caught} | {row['false alarms']} of {row['originals']} | {took} |")
     lines += [
         "",
-        f"`verify` takes {result['verify_median_seconds'] * 1e3:.0f} ms a function (median; at most "
+        f"After a first trace (JAX's start-up, once a process), `verify` takes "
+        f"{result['verify_median_seconds'] * 1e3:.0f} ms a function (median; at most "
         f"{result['verify_max_seconds'] * 1e3:.0f} ms), {result['verify_star_median_seconds'] * 1e3:.0f} ms with "
         f"`*batch` dims (at most {result['verify_star_max_seconds'] * 1e3:.0f} ms); 50 batched functions in "
         f"{result['fifty_functions_seconds']:.2f} s. Nothing is compiled.",
+        "",
+        "The other times are eager calls of the function, on its first run, so they include XLA compiling "
+        f"what they run (check_batched runs {result.get('examples', 10)} examples, eagerly): what one test "
+        "costs, not a measure of any library's overhead.",
     ]
     return "\n".join(lines)
 
@@ -190,9 +207,14 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=4, help="check_batched on every n-th shape-visible mutant")
     parser.add_argument("--examples", type=int, default=10, help="check_batched's max_examples")
     parser.add_argument("--docs", action="store_true", help="rewrite the generated block of docs/testing.md")
+    parser.add_argument("--from-results", action="store_true", help="only redraw the block from the results file")
     arguments = parser.parse_args()
+    if arguments.from_results:
+        replace_block(DOCS, START, END, markdown(json.loads(RESULTS.read_text())))
+        return
     result = measure(arguments.sample, arguments.examples)
     result.update(commit=_commit(), date=datetime.date.today().isoformat(), jax=jax.__version__)
+    result["examples"] = arguments.examples
     result["summary"] = summary(result)
     RESULTS.write_text(json.dumps(result, indent=2, default=str) + "\n")
     text = markdown(result)
