@@ -18,6 +18,13 @@ named ``__shapedmap_check__``::
 
     __shapedmap_check__ = {"attention": {"head": 2, "static": {"causal": st.booleans()}}, "sample": False}
 
+With ``--shapedmap-verify`` (or the ini option ``shapedmap_verify = true``) each function also
+gets an item ``mypkg.layers::attention[verify]`` that runs ``shapedmap.testing.verify`` on it: its
+shape contract traced with symbolic sizes, for every size, in milliseconds. Its options come from
+a dict named ``__shapedmap_verify__`` (``{"conv": {"constraints": ("t >= k",)}, "sample": False}``); a
+function verify cannot make a value for (a static parameter without default) is skipped, saying
+what to give.
+
 The plugin is installed with shapedmap (entry point ``pytest11``) and stays out of the way:
 this module imports neither JAX nor the rest of shapedmap; that happens only when a
 module is named.
@@ -32,10 +39,12 @@ from typing import Any
 
 import pytest
 
-__all__ = ["BatchedFunctionItem", "BatchedModule"]
+__all__ = ["BatchedFunctionItem", "BatchedModule", "VerifyItem"]
 
 _OPTION = "shapedmap_modules"
 _HELP = "check_batched every function made by shapedmap.batched in these modules (import paths, comma-separated)"
+_VERIFY = "shapedmap_verify"
+_VERIFY_HELP = "also verify every such function for every size (shapedmap.testing.verify): one [verify] item each"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -52,6 +61,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("shapedmap", "shapedmap property checks")
     group.addoption("--shapedmap-modules", dest=_OPTION, action="append", default=[], metavar="MODULES", help=_HELP)
     parser.addini(_OPTION, help=_HELP, type="linelist", default=[])
+    group.addoption("--shapedmap-verify", dest=_VERIFY, action="store_true", default=None, help=_VERIFY_HELP)
+    parser.addini(_VERIFY, help=_VERIFY_HELP, type="bool", default=False)
 
 
 def module_names(config: pytest.Config) -> list[str]:
@@ -162,7 +173,31 @@ class BatchedModule(pytest.Collector):
                     f"options or False, got {given!r}"
                 )
             items.append(BatchedFunctionItem.from_parent(self, name=attribute, function=function, options=given))
+        if self.config.getoption(_VERIFY) or self.config.getini(_VERIFY):
+            items += verify_items(self, module, found)
         return items
+
+
+def verify_items(parent: BatchedModule, module: Any, found: dict[str, Any]) -> list[pytest.Item]:
+    """One ``VerifyItem`` per batched function, with the options ``__shapedmap_verify__`` gives it."""
+    options = getattr(module, "__shapedmap_verify__", {})
+    if not isinstance(options, dict) or not options.keys() <= found.keys():
+        unknown = ", ".join(sorted(set(options) - found.keys())) if isinstance(options, dict) else ""
+        raise parent.CollectError(
+            f"{parent.name}.__shapedmap_verify__ must be a dict from batched function name to verify options "
+            f"(or False to skip){f'; not batched functions of the module: {unknown}' if unknown else ''}"
+        )
+    items: list[pytest.Item] = []
+    for attribute, function in found.items():
+        given = options.get(attribute, {})
+        if given is False:
+            continue
+        if not isinstance(given, dict):
+            raise parent.CollectError(
+                f"{parent.name}.__shapedmap_verify__[{attribute!r}] must be a dict of verify options or False"
+            )
+        items.append(VerifyItem.from_parent(parent, name=f"{attribute}[verify]", function=function, options=given))
+    return items
 
 
 class BatchedFunctionItem(pytest.Item):
@@ -209,6 +244,46 @@ class BatchedFunctionItem(pytest.Item):
         except (OSError, TypeError):
             path, line = self.path, None
         return path, line, f"check_batched({self.parent.name}.{self.name})"
+
+
+class VerifyItem(BatchedFunctionItem):
+    """``shapedmap.testing.verify`` on one batched function: its contract for every size.
+
+    Example:
+        >>> import contextlib, io, os, tempfile
+        >>> import pytest
+        >>> here = tempfile.mkdtemp()  # an empty folder: the plugin's items are the only ones
+        >>> arguments = ["-c", os.devnull, "--rootdir", here, here, "-p", "no:cacheprovider"]
+        >>> with contextlib.redirect_stdout(io.StringIO()) as out:
+        ...     code = pytest.main(
+        ...         [*arguments, "--shapedmap-modules=shapedmap.examples", "--shapedmap-verify", "-k", "verify", "-q"]
+        ...     )
+        >>> code, out.getvalue().splitlines()[-1].split(" in ")[0]
+        (<ExitCode.OK: 0>, '12 passed, 12 deselected')
+    """
+
+    def runtest(self) -> None:
+        """Run ``verify`` (a contract that does not hold raises its ``VerifyError``; one it cannot trace skips)."""
+        from shapedmap.testing import verify
+        from shapedmap.testing._verify import NeedsValue
+
+        try:
+            verify(self.function, **self.options)
+        except NeedsValue as error:
+            pytest.skip(f"verify: {error} (in __shapedmap_verify__)")
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+        """A contract that does not hold as its report (no traceback); anything else as pytest shows it."""
+        from shapedmap.testing import VerifyError
+
+        if isinstance(excinfo.value, VerifyError):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self) -> tuple[Path | str, int | None, str]:
+        """Where the function is defined, and ``verify(module.function)``."""
+        path, line, _ = super().reportinfo()
+        return path, line, f"verify({self.parent.name}.{self.name.removesuffix('[verify]')})"
 
 
 def pytest_configure(config: pytest.Config) -> None:

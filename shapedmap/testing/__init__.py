@@ -12,7 +12,11 @@ per-example ``fn.fn``), eagerly and under ``jax.jit``, and every output has its 
 shape and dtype. A failure raises ``BatchedCheckError`` with the inputs' shapes, the first
 batch index where the two differ and by how much.
 
-Both read only the function's plan (its layouts) and the core's checks, never how a call
+``verify(fn)`` proves the shape contract for every size instead of drawing sizes: one trace
+with ``jax.export`` symbols (one per dim name) through ``jax.eval_shape``, each result
+compared exactly with its annotation; a contract that does not hold raises ``VerifyError``.
+
+They read only the function's plan (its layouts) and the core's checks, never how a call
 runs: ``_strategies`` (with ``_input_spec`` and ``_trees``) draws, ``_loop`` (with
 ``_compare``) checks.
 
@@ -32,5 +36,6 @@ Example:
 
 from ._loop import BatchedCheckError, check_batched
 from ._strategies import inputs
+from ._verify import VerifyError, VerifyReport, verify
 
-__all__ = ["BatchedCheckError", "check_batched", "inputs"]
+__all__ = ["BatchedCheckError", "VerifyError", "VerifyReport", "check_batched", "inputs", "verify"]
