@@ -40,6 +40,7 @@ from .._checks import check_arguments, check_results, check_results_per_example,
 from .._errors import ShapeError
 from .._expressions import _INCONCLUSIVE, _min_max_arguments
 from .._grammar import FixedDim, VariadicDim
+from .._layout_trees import TreePlacement
 from .._levels import Budget, VmapNest
 from .._nest import nest_for
 from .._plan import Plan
@@ -129,6 +130,7 @@ def verify(
     unknown = values.keys() - {argument.name for argument in plan.arguments}
     if unknown:
         raise ValueError(f"verify({plan.function}): given= names {', '.join(sorted(unknown))}, not parameters")
+    _check_traceable(plan, values)
     verifier = _Verifier(plan, described.fn, values, tuple(constraints))
     cases = _cases(plan, values, tuple(ranks))
     findings: list[Finding] = []
@@ -147,6 +149,28 @@ def verify(
     if outcome != HOLDS:
         raise VerifyError(report)
     return report
+
+
+def _check_traceable(plan: Plan, given: Mapping[str, Any]) -> None:
+    """What verify has no symbolic value for is a ``NeedsValue`` naming the parameter: a layout tree (a
+    layout per subtree), and an unannotated value whose layout leaves its per-example shape open."""
+    for argument in plan.arguments:
+        placement = argument.placement
+        if placement is None:
+            continue
+        if isinstance(placement, TreePlacement):
+            raise NeedsValue(
+                f"verify({plan.function}): parameter '{argument.name}' has the layout tree {placement.batched}, "
+                "which verify does not trace (one layout per value only); check it at drawn sizes with "
+                "shapedmap.testing.check_batched"
+            )
+        open_shape = VariadicDim(None) in placement.per_example.dims
+        if argument.value.takes_layout and open_shape and argument.name not in given:
+            raise NeedsValue(
+                f"verify({plan.function}): parameter '{argument.name}' is not annotated and its layout "
+                f"{str(placement.batched)!r} leaves its per-example shape open ('...'), so verify has no structure "
+                f"to trace: give a value for it, given={{{argument.name!r}: ...}} (its leaves are traced symbolically)"
+            )
 
 
 def _cases(plan: Plan, given: dict[str, Any], ranks: tuple[int, ...]) -> list[Case]:
