@@ -1,0 +1,174 @@
+"""What decorating the same function with the same options again reuses: the plan and the wrapper's face.
+
+``batched(self.mlp, "batch")`` written inside ``__call__`` decorates on every call: a new bound method
+(or an Equinox ``BoundMethod``) each time, a new module object under each ``jax.jit`` trace. Reading
+the annotations, placing every layout and writing the "Shapes" section again costs 0.2–1 ms; what
+they give depends only on the function's code and annotations and on the options, so it is
+remembered here, keyed on both (``build_key``): per function, held weakly so that its entries go
+when it does, a small LRU of the sets of options it was decorated with; both bounded.
+
+"The same function" is, by identity held weakly:
+
+* a plain function (a batched function included): itself;
+* a bound method, Python's or Equinox's (an ``eqx.Module`` method read on an instance): its
+  function, and the kind of method; never the object it is bound to, which is neither kept alive
+  nor compared (its state reaches the body, not the plan);
+* a callable object that shapedmap reads through its class's ``__call__`` (an ``eqx.Module``, a
+  Flax ``nnx.Module``): its class.
+
+Wrappers whose plan depends on what they wrap (``functools.partial``, ``jax.jit``, transforms) are
+not remembered: each is read again. A hit gives the new description a copy of the plan with a
+memo of its own, so no call-time state (built ``vmap`` nests around one object's body, argument
+checks of one object's calls) passes from one object to another, and nothing held here keeps a
+user's object alive.
+
+Example:
+    >>> def norm(x: Float[Array, "n"]) -> Float[Array, ""]:
+    ...     return jnp.sqrt(x @ x)
+    >>> options = ("b", None, None, None, None, None, True, __name__)
+    >>> build_key(norm, options) == build_key(norm, options)
+    True
+    >>> class Scaler:
+    ...     def apply(self, x: Float[Array, "n"]) -> Float[Array, "n"]:
+    ...         return 2 * x
+    >>> build_key(Scaler().apply, options) == build_key(Scaler().apply, options)  # two objects, one method
+    True
+    >>> build_key(functools.partial(norm), options) is None  # a wrapper: read again each time
+    True
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import threading
+import weakref
+from collections.abc import Hashable
+from typing import TYPE_CHECKING, Any
+
+from ._cache import BoundedCache
+from ._compat import derivative_of
+
+if TYPE_CHECKING:
+    from ._plan import Plan
+
+__all__ = ["Face", "build_key", "fresh_plan", "remembered", "remember"]
+
+# The attributes ``describe_wrapper`` gives the function users hold, as it gave them.
+Face = tuple[tuple[str, Any], ...]
+Built = tuple["Plan", Face, bool]
+
+MAX_FUNCTIONS = 256  # functions (methods' functions, classes) remembered at once
+MAX_OPTIONS = 8  # sets of options remembered per function
+
+
+class _Memo:
+    """Per function (held weakly: its entries go with it), a small LRU of what each set of options built.
+
+    Bounded twice: at most ``MAX_FUNCTIONS`` functions, the oldest dropped first, and
+    ``MAX_OPTIONS`` sets of options for each.
+    """
+
+    def __init__(self) -> None:
+        self._functions: weakref.WeakKeyDictionary[Any, BoundedCache[Built]] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, Hashable]) -> Built | None:
+        owner, options = key
+        per_function = self._functions.get(owner)
+        return None if per_function is None else per_function.get(options)
+
+    def add(self, key: tuple[Any, Hashable], built: Built) -> None:
+        owner, options = key
+        with self._lock:
+            per_function = self._functions.get(owner)
+            if per_function is None:
+                while len(self._functions.data) >= MAX_FUNCTIONS:  # the function remembered first goes first
+                    del self._functions.data[next(iter(self._functions.data))]
+                per_function = self._functions[owner] = BoundedCache(maxsize=MAX_OPTIONS)
+        per_function.add(options, built)
+
+    def __len__(self) -> int:
+        return len(self._functions)
+
+
+_BUILT = _Memo()
+
+def _is_bound_method(fn: Any) -> bool:
+    """A Python bound method, or Equinox's ``BoundMethod`` (a module's method read on an instance)."""
+    if inspect.ismethod(fn):
+        return True
+    kind = type(fn)
+    return kind.__name__ == "BoundMethod" and kind.__module__.startswith("equinox.")
+
+
+def _identity(fn: Any) -> tuple[Any, Hashable] | None:
+    """What makes two callables "the same function" for decoration: the object the memo holds weakly
+    (a function, or a class) and what kind of callable reads it; None: read it again."""
+    try:
+        if inspect.isfunction(fn):
+            return fn, "function"
+        if _is_bound_method(fn):
+            function = fn.__func__
+            return (function, type(fn)) if inspect.isfunction(function) else None
+        kind = type(fn)
+        if isinstance(fn, functools.partial) or not inspect.isfunction(getattr(kind, "__call__", None)):
+            return None  # a partial, or an object whose calls its class's __call__ does not describe
+        try:  # the instance's own attributes, read past __getattribute__ hooks (Equinox's cost ~1 µs each)
+            state = object.__getattribute__(fn, "__dict__")
+        except AttributeError:
+            state = {}
+        if "__wrapped__" in state or "__signature__" in state or getattr(kind, "__wrapped__", None) is not None:
+            return None  # a wrapper, or a signature of its own: its plan is its own
+        if derivative_of(fn) is not None:
+            return None  # a transform (Equinox's filter_grad): its result depends on what it wraps
+        return kind, "object"
+    except TypeError:  # something weakref cannot refer to
+        return None
+
+
+def _frozen(value: Any) -> Hashable:
+    """A dict option as a hashable tuple of its items (a dict of layouts, shards or chunks)."""
+    if isinstance(value, dict):
+        return ("dict", tuple(sorted((key, _frozen(item)) for key, item in value.items())))
+    if isinstance(value, list):
+        return ("list", tuple(_frozen(item) for item in value))
+    return value
+
+
+def build_key(fn: Any, options: tuple[Any, ...]) -> tuple[Any, Hashable] | None:
+    """The memo key of decorating ``fn`` with ``options``, or None when it is not remembered.
+
+    ``options``: everything ``batched`` was given besides the function, and the module that called it.
+    """
+    identity = _identity(fn)
+    if identity is None:
+        return None
+    owner, kind = identity
+    try:
+        weakref.ref(owner)
+        options_key = (kind, tuple(_frozen(option) for option in options))
+        hash(options_key)
+    except (TypeError, AttributeError):  # an option that cannot be keyed (a tree of layouts, an odd mesh)
+        return None
+    return owner, options_key
+
+
+def remembered(key: tuple[Any, Hashable]) -> Built | None:
+    """The plan, face and ``through_wrapped`` remembered under ``key``, or None."""
+    return _BUILT.get(key)
+
+
+def remember(key: tuple[Any, Hashable], plan: Plan, face: Face, through_wrapped: bool) -> None:
+    """Remember what decorating under ``key`` built: the plan, the wrapper's attributes (``face``),
+    and whether the contract function is the function's ``__wrapped__`` (an Equinox bound method's)."""
+    _BUILT.add(key, (plan, face, through_wrapped))
+
+
+def fresh_plan(plan: Plan) -> Plan:
+    """``plan`` with an empty memo of its own (its derived, immutable parts shared)."""
+    copy = object.__new__(type(plan))
+    state = dict(plan.__dict__)
+    state.pop("_memo", None)
+    copy.__dict__.update(state)
+    return copy
