@@ -52,7 +52,7 @@ from ._compat import derivative_of
 if TYPE_CHECKING:
     from ._plan import Plan
 
-__all__ = ["Face", "build_key", "fresh_plan", "remembered", "remember"]
+__all__ = ["Face", "build_key", "fresh_plan", "remember", "remembered"]
 
 # The attributes ``describe_wrapper`` gives the function users hold, as it gave them.
 Face = tuple[tuple[str, Any], ...]
@@ -94,6 +94,7 @@ class _Memo:
 
 _BUILT = _Memo()
 
+
 def _is_bound_method(fn: Any) -> bool:
     """A Python bound method, or Equinox's ``BoundMethod`` (a module's method read on an instance)."""
     if inspect.ismethod(fn):
@@ -112,7 +113,9 @@ def _identity(fn: Any) -> tuple[Any, Hashable] | None:
             function = fn.__func__
             return (function, type(fn)) if inspect.isfunction(function) else None
         kind = type(fn)
-        if isinstance(fn, functools.partial) or not inspect.isfunction(getattr(kind, "__call__", None)):
+        if isinstance(fn, functools.partial) or not inspect.isfunction(
+            vars(kind).get("__call__") or getattr(kind, "__call__", None)
+        ):  # noqa: B004
             return None  # a partial, or an object whose calls its class's __call__ does not describe
         try:  # the instance's own attributes, read past __getattribute__ hooks (Equinox's cost ~1 µs each)
             state = object.__getattribute__(fn, "__dict__")
