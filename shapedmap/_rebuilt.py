@@ -113,9 +113,8 @@ def _identity(fn: Any) -> tuple[Any, Hashable] | None:
             function = fn.__func__
             return (function, type(fn)) if inspect.isfunction(function) else None
         kind = type(fn)
-        if isinstance(fn, functools.partial) or not inspect.isfunction(
-            vars(kind).get("__call__") or getattr(kind, "__call__", None)
-        ):  # noqa: B004
+        call = getattr(kind, "__call__", None)  # noqa: B004 (its class's __call__, not whether it is callable)
+        if isinstance(fn, functools.partial) or not inspect.isfunction(call):
             return None  # a partial, or an object whose calls its class's __call__ does not describe
         try:  # the instance's own attributes, read past __getattribute__ hooks (Equinox's cost ~1 µs each)
             state = object.__getattribute__(fn, "__dict__")
