@@ -9,6 +9,7 @@ memo of its own), a miss as two plans built apart. Costs are measured in
 ``benchmarks/rebuild.py``, never asserted here.
 """
 
+import functools
 import gc
 import weakref
 
@@ -20,7 +21,7 @@ from jaxtyping import Array, Float
 
 from shapedmap import batched
 from shapedmap._plan import plan_of
-from shapedmap._rebuilt import MAX_FUNCTIONS, _BUILT
+from shapedmap._rebuilt import _BUILT, MAX_FUNCTIONS
 
 eqx = pytest.importorskip("equinox")
 
@@ -187,8 +188,6 @@ def test_the_memo_is_bounded():
 
 
 def test_wrappers_whose_plan_depends_on_what_they_wrap_are_read_again():
-    import functools
-
     def scale(x: Float[Array, "n"], factor: Float[Array, ""]) -> Float[Array, "n"]:
         return factor * x
 
