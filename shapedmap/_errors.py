@@ -12,7 +12,7 @@ import os
 import types
 from typing import Any
 
-__all__ = ["ShapeError", "SpecError", "describe_array", "describe_value", "without_internal_frames"]
+__all__ = ["ShapeError", "SpecError", "count", "describe_array", "describe_value", "without_internal_frames"]
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
@@ -47,6 +47,16 @@ class ShapeError(TypeError):
         but size 4 in argument 'f' (axis 0 of f32[4,7,11])
         ...
     """
+
+
+def count(number: int, noun: str) -> str:
+    """``1 dim``, ``2 dims``, ``0 dims``.
+
+    Example:
+        >>> count(1, "dim"), count(0, "dim"), count(3, "dim")
+        ('1 dim', '0 dims', '3 dims')
+    """
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 _DTYPE_ABBREVIATIONS = (("complex", "c"), ("float", "f"), ("uint", "u"), ("int", "i"))

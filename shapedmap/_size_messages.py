@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._errors import describe_value
+from ._errors import count, describe_value
 from ._grammar import NamedDim, VariadicDim, dim_text
 from ._places import Origin, origin_text
 
@@ -65,7 +65,7 @@ def wrong_rank(
     the batch dims of an argument not mapped over them that has them anyway.
     """
     message = (
-        f"{function}: {place} has {len(value.shape)} dims ({describe_value(value)}) but its layout {str(layout)!r} "
+        f"{function}: {place} has {count(len(value.shape), 'dim')} ({describe_value(value)}) but its layout {str(layout)!r} "
         f"needs {layout.rank_text}"
     )
     if missing is not None and per_example is not None:
