@@ -28,7 +28,7 @@ from ._face import FACE, describe_wrapper
 from ._levels import Budget
 from ._pipeline import call, partition_specs
 from ._rebuilt import Face, build_key, fresh_plan, remember, remembered
-from ._wrappers import UnresolvedAnnotation, contract_function
+from ._wrappers import UnresolvedAnnotation, contract_function, function_name
 
 __all__ = ["Chunks", "Layouts", "Shards", "batched"]
 
@@ -224,6 +224,9 @@ def _wrapper(described: Batched, contract: Any, face: Face | None = None) -> Any
 
     if face is None:
         functools.update_wrapper(wrapper, contract)
+        if not isinstance(getattr(contract, "__name__", None), str):  # a callable object: its user-given name
+            wrapper.__qualname__ = _object_name(described.fn)
+            wrapper.__name__ = wrapper.__qualname__.rsplit(".", 1)[-1]
     else:  # what update_wrapper does, but the names, set with the face below
         wrapper.__dict__.update(getattr(contract, "__dict__", {}))
         wrapper.__wrapped__ = contract
@@ -235,3 +238,14 @@ def _wrapper(described: Batched, contract: Any, face: Face | None = None) -> Any
     for name, value in face or ():
         setattr(wrapper, name, value)
     return wrapper
+
+
+def _object_name(fn: Any) -> str:
+    """What help() and describe() call a batched callable object: its class (``MultiheadAttention``),
+    or, for a partial object (Equinox's ``Partial``), the function it fixes arguments of."""
+    for _ in range(8):
+        inner = getattr(fn, "func", None)
+        if not callable(inner) or inner is fn:
+            break
+        fn = inner
+    return function_name(fn)

@@ -86,14 +86,21 @@ class SourceWriter:
         self.depth = depth
         self.plan = stages[0].plan
         self.callee = _callable_name(innermost)
+        self.stem = self.callee
+        # Decorated in place, the per-example function's own name is the batched function: the text
+        # binds the function under it (``message_passing.fn``) to a name of its own, so that pasted
+        # into that module it maps the per-example function, not the batched one again.
+        self.rebound = _rebound_path(innermost)
         taken = {a.name for a in self.plan.arguments} | {self.callee.split(".")[0]}
         self.names = _Names(taken)
+        if self.rebound is not None:
+            self.callee = self.names.fresh(f"{self.callee}_per_example")
         self.jax = self.names.fresh("jax")
         self.jnp: str | None = None
         self.inspect_module: str | None = None
 
     def source(self, fn: Any, result: str) -> str:
-        name = self.names.fresh("batched_" + self.callee.split(".")[-1])
+        name = self.names.fresh("batched_" + self.stem.split(".")[-1])
         definition = f"def {name}({self.parameters()}):"
         body = self.body(result)
         imports = [_import("jax", self.jax)]
@@ -101,6 +108,8 @@ class SourceWriter:
             imports.append(_import("jax.numpy", self.jnp))
         if self.inspect_module is not None:
             imports.insert(0, _import("inspect", self.inspect_module))
+        if self.rebound is not None:
+            imports += ["", f"{self.callee} = {self.rebound}  # the per-example function, under @batched"]
         return "\n".join([*self.header(fn), *imports, "", "", definition, *body]) + "\n"
 
     # -- header ------------------------------------------------------------------------------------
@@ -116,10 +125,9 @@ class SourceWriter:
         ]
         for depth, inner in enumerate(self.stages[1:], start=1):
             lines += [f"# whose fn{'.fn' * (depth - 1)} is batched as", f"#     {inner.plan.signature_text()}"]
-        path = "fn" + ".fn" * self.depth + (".func" if isinstance(self.innermost, functools.partial) else "")
         lines += [
             f"# written out as plain jax.vmap for {arguments or 'no array arguments'}",
-            f"# (sizes: {self.sizes_text()}). `{self.callee}` is the per-example function, {path}.",
+            f"# (sizes: {self.sizes_text()}). {self.origin_text()}.",
         ]
         if any(stage.sharding is not None for stage in self.stages):
             lines += [
@@ -128,6 +136,18 @@ class SourceWriter:
                 "# axes of type Explicit, call it inside `with jax.set_mesh(mesh):`, as JAX requires.",
             ]
         return lines
+
+    def origin_text(self) -> str:
+        """Which function ``self.callee`` is, in the words of the code that made it."""
+        if self.rebound is not None:
+            return (
+                f"`{self.stem}` is the batched function (@batched rebinds the name): `{self.callee}` is "
+                f"the per-example function it maps, {self.rebound}"
+            )
+        given = "the function inside the functools.partial" if isinstance(self.innermost, functools.partial) else ""
+        given = given or "the function"
+        inner = "the innermost batched" if self.depth > 1 else "batched"
+        return f"`{self.callee}` is the per-example function: {given} given to {inner}"
 
     def sizes_text(self) -> str:
         sizes: dict[str, str] = {}
@@ -403,6 +423,29 @@ def _callable_name(fn: Any) -> str:
     if derivative is not None:  # jax.grad(loss) is named loss: call it grad_loss, not the loss
         return f"{derivative.transform.rsplit('.', 1)[-1]}_{name}"
     return name
+
+
+def _rebound_path(fn: Any) -> str | None:
+    """``name.fn`` (``name.fn.fn``, ``name.fn.func``) when the module-level ``name`` of the per-example
+    function ``fn`` is a batched function over it (the decorator form), else None."""
+    inner = unwrap_partial(fn)
+    name = getattr(inner, "__name__", None)
+    try:
+        current = inner.__globals__.get(name) if isinstance(name, str) and name.isidentifier() else None
+    except AttributeError:
+        return None
+    if current is None or current is inner or not hasattr(current, "__shapedmap__"):
+        return None
+    path = name
+    for _ in range(8):  # a batched function of a batched function...: follow .fn to fn
+        if current is fn:
+            return path
+        if isinstance(current, functools.partial) and current.func is fn:
+            return f"{path}.func"
+        if not hasattr(current, "__shapedmap__"):
+            return None
+        current, path = current.fn, f"{path}.fn"
+    return None
 
 
 def _is_literal(value: Any) -> bool:

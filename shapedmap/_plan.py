@@ -209,10 +209,13 @@ class Plan:
         return [self.arguments[i].placement for i in self.array_arguments] + [r.placement for r in self.results]
 
     def signature_text(self) -> str:
-        """The batched signature: ``"graph node node, graph node feat -> graph node feat"``."""
+        """The batched signature: ``"graph node node, graph node feat -> graph node feat"``.
+
+        A scalar's empty layout keeps its comma, without a second space: ``"i d, j d, -> j i d"``.
+        """
         inputs = ", ".join(str(self.arguments[i].placement.batched) for i in self.array_arguments)
         outputs = ", ".join(str(result.placement.batched) for result in self.results)
-        return f"{inputs} -> {outputs}"
+        return f"{inputs} -> {outputs}".replace(",  ", ", ").replace(", ,", ",,").rstrip()
 
     def levels_for(self, shape: CallShape) -> VmapNest:
         """The levels for one shape of call (memoised)."""
