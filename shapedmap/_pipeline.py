@@ -45,7 +45,8 @@ _NO_BINDINGS = Bindings("")  # a remembered call whose sizes nothing reads again
 
 def call(described: Batched, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """One call of a batched function: bind, check, settle the nest, map, check the results."""
-    plan = described.resolved_plan()
+    # The plan once built sits in the description's __dict__ (read there: a call's hot path).
+    plan = described.__dict__.get("_plan") or described.resolved_plan()
     defaulted: set[str] = set()
     values = bind(plan, args, kwargs, defaulted)
     if not (described.check and config.checks):
@@ -55,7 +56,7 @@ def call(described: Batched, args: tuple[Any, ...], kwargs: dict[str, Any]) -> A
             bindings = check_arguments(plan, values, abstract=False)[0]
         return _map(described, values, bindings, described.fn)
     values = convert_arguments(plan, values)
-    default_unchecked = check_static_values(plan, values, defaulted)
+    default_unchecked = bool(plan.annotated_statics) and check_static_values(plan, values, defaulted)
     key = None if plan.has_fstring_dims else _shapes_key(plan, values)
     seen = None if key is None else plan.memo_get(("arguments", key))
     if seen is None:
@@ -102,8 +103,8 @@ def bind(plan: Plan, args: tuple[Any, ...], kwargs: dict[str, Any], defaulted: s
 
 def _map(described: Batched, values: list[Any], bindings: Bindings, body: Callable[..., Any]) -> Any:
     """Run this call's nest over ``body`` (placed on the mesh when sharded)."""
-    plan = described.plan
-    nest = nest_for(plan, values, bindings)
+    plan = described.__dict__.get("_plan") or described.plan
+    nest = plan.static_nest or nest_for(plan, values, bindings)
     sharding = described.sharding
     if sharding is None:
         return run(plan, nest, body, values)

@@ -172,5 +172,6 @@ def fresh_plan(plan: Plan) -> Plan:
     copy = object.__new__(type(plan))
     state = dict(plan.__dict__)
     state.pop("_memo", None)
+    state.pop("_last_vmap", None)  # the last vmap built holds its body (a bound method holds self)
     copy.__dict__.update(state)
     return copy
