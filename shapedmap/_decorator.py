@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypeVar, overload
@@ -173,7 +174,7 @@ def batched(
     built = None if key is None else remembered(key)
     if built is not None:  # the same function and options again (a method batched inside __call__)
         plan, face, through_wrapped = built
-        object.__setattr__(described, "_plan", fresh_plan(plan))
+        object.__setattr__(described, "_plan", fresh_plan(plan, carries_state=not inspect.isfunction(fn)))
         return _wrapper(described, fn.__wrapped__ if through_wrapped else fn, face)
     contract = contract_function(fn)
     wrapper = _wrapper(described, contract)
@@ -187,7 +188,7 @@ def batched(
         # Python method, a new one each time): that is how the contract is found again on a hit.
         if key is not None and (contract is fn or contract == getattr(fn, "__wrapped__", None)):
             face = tuple((name, getattr(wrapper, name)) for name in (*_COPIED, *FACE) if hasattr(wrapper, name))
-            remember(key, fresh_plan(described.plan), face, contract is not fn)  # its memo is not this call's
+            remember(key, described.plan, face, contract is not fn)
     return wrapper
 
 

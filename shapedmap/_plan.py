@@ -239,11 +239,13 @@ class Plan:
 
     def memo_get(self, key: Hashable) -> Any:
         """What ``memo_add`` remembered under ``key``, or None."""
-        return self._memo.get(key)
+        return self.__dict__.get("_shared_checks", self._memo).get(key)
 
     def memo_add(self, key: Hashable, value: Any) -> None:
-        """Remember ``value`` under ``key`` for this plan (bounded)."""
-        self._memo.add(key, value)
+        """Remember ``value`` under ``key`` for this plan (bounded). A plan decorated again for the
+        same function and options (``_rebuilt``) keeps these, the checked argument shapes, in a
+        cache all its copies share (``_shared_checks``): they hold sizes, nothing of a call's values."""
+        self.__dict__.get("_shared_checks", self._memo).add(key, value)
 
     @functools.cached_property
     def _memo(self) -> BoundedCache[Any]:

@@ -162,16 +162,27 @@ def remembered(key: tuple[Any, Hashable]) -> Built | None:
 
 
 def remember(key: tuple[Any, Hashable], plan: Plan, face: Face, through_wrapped: bool) -> None:
-    """Remember what decorating under ``key`` built: the plan, the wrapper's attributes (``face``),
-    and whether the contract function is the function's ``__wrapped__`` (an Equinox bound method's)."""
-    _BUILT.add(key, (plan, face, through_wrapped))
+    """Remember what decorating under ``key`` built: a copy of the plan whose copies share one cache of
+    checked argument shapes, the wrapper's attributes (``face``), and whether the contract function is
+    the function's ``__wrapped__`` (an Equinox bound method's)."""
+    stored = fresh_plan(plan)
+    stored.__dict__["_shared_checks"] = BoundedCache(maxsize=512)
+    _BUILT.add(key, (stored, face, through_wrapped))
 
 
-def fresh_plan(plan: Plan) -> Plan:
-    """``plan`` with an empty memo of its own (its derived, immutable parts shared)."""
+def fresh_plan(plan: Plan, *, carries_state: bool = False) -> Plan:
+    """``plan`` with an empty memo of its own (its derived, immutable parts shared, and the cache of
+    checked argument shapes, if it has one).
+
+    ``carries_state``: the function is bound to an object (a method, a module) whose state the body
+    reads. A copy shares its argument checks with other objects' builds, so its results are checked
+    on every call, as those of a function with static parameters are: another object can change them.
+    """
     copy = object.__new__(type(plan))
     state = dict(plan.__dict__)
     state.pop("_memo", None)
     state.pop("_last_vmap", None)  # the last vmap built holds its body (a bound method holds self)
+    if carries_state:
+        state["has_statics"] = True
     copy.__dict__.update(state)
     return copy

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from jaxtyping import Array, Float
 
-from shapedmap import batched
+from shapedmap import ShapeError, batched
 from shapedmap._plan import plan_of
 from shapedmap._rebuilt import _BUILT, MAX_FUNCTIONS
 
@@ -197,3 +197,30 @@ def test_wrappers_whose_plan_depends_on_what_they_wrap_are_read_again():
     jitted_first, jitted_second = batched(jax.jit(norm), "b"), batched(jax.jit(norm), "b")
     assert not shared(jitted_first, jitted_second)
     np.testing.assert_allclose(jitted_second(X), jax.vmap(norm)(X))
+
+
+class Square(eqx.Module):
+    weight: Array
+
+    def apply(self, x: Float[Array, "n"]) -> Float[Array, "n"]:
+        return self.weight @ x
+
+
+def test_later_builds_share_the_argument_checks():
+    first = batched(norm, "b")
+    second, third = batched(norm, "b"), batched(norm, "b")
+    second(X)
+    shared_checks = plan_of(second)._shared_checks
+    assert plan_of(third)._shared_checks is shared_checks and len(shared_checks) == 1
+    assert "_shared_checks" not in plan_of(first).__dict__  # the first build's plan is its own
+    np.testing.assert_allclose(third(X), jax.vmap(norm)(X))
+
+
+@pytest.mark.parametrize("transform", [lambda f: f, jax.jit], ids=["eager", "jit"])
+def test_an_objects_results_are_checked_though_the_argument_checks_are_shared(transform):
+    """The same argument shapes, another object: its result can break the annotation (G3, G11)."""
+    square, wide = Square(jnp.eye(3)), Square(jnp.ones((4, 3)))
+    np.testing.assert_array_equal(transform(batched(square.apply, "b"))(X), jax.vmap(square.apply)(X))
+    np.testing.assert_array_equal(transform(batched(square.apply, "b"))(X), jax.vmap(square.apply)(X))
+    with pytest.raises(ShapeError, match=r"(?s)Square\.apply: .*but size 4 in the return value"):
+        transform(batched(wide.apply, "b"))(X)
