@@ -75,14 +75,14 @@ class Batching(eqx.Module):
 
     inner: MLP
 
-    def __call__(self, x: Float[Array, "batch n"]) -> Float[Array, "batch n"]:  # noqa: UP037
+    def __call__(self, x: Float[Array, "batch n"]) -> Float[Array, "batch n"]:
         return batched(self.inner.mlp, "batch")(x)
 
 
 class Vmapping(eqx.Module):
     inner: MLP
 
-    def __call__(self, x: Float[Array, "batch n"]) -> Float[Array, "batch n"]:  # noqa: UP037
+    def __call__(self, x: Float[Array, "batch n"]) -> Float[Array, "batch n"]:
         return jax.vmap(self.inner.mlp)(x)
 
 
@@ -167,7 +167,7 @@ def eager_costs(repeat: int, target: float) -> dict[str, Any]:
         function = workload.make_batched(workload.per_example)
         nest = named_vmap(function)
         comparison = compare(
-            {"batched": steady(lambda f=function: f(*args)), "named vmap": steady(lambda f=nest: f(*args))},
+            {"batched": steady(lambda f=function, a=args: f(*a)), "named vmap": steady(lambda f=nest, a=args: f(*a))},
             repeat=repeat,
             target=target,
             budget=30.0,
