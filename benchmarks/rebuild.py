@@ -220,7 +220,7 @@ def render(results: dict[str, Any]) -> str:
         f"Measured {machine['date']} on {machine['cores']} cores (load average {machine['load']:.1f} at the "
         f"start: other work shares them), jax {machine['jax']}, shapedmap at `{machine['commit']}`.",
         "",
-        "| callable | `batched(fn, \"batch\")` again: fastest (median) | `jax.vmap(fn)` | goal ≤ 20 µs |",
+        '| callable | `batched(fn, "batch")` again: fastest (median) | `jax.vmap(fn)` | goal ≤ 20 µs |',
         "| --- | --- | --- | --- |",
     ]
     for name, entry in rebuild.items():
@@ -237,7 +237,7 @@ def render(results: dict[str, Any]) -> str:
     lines += [
         "| eager call of a module | fastest (median) | / `jax.vmap` in `__call__` (paired) |",
         "| --- | --- | --- |",
-        f"| `batched(self.inner.mlp, \"batch\")(x)` in `__call__` | {_best(inside['batched in __call__'])} "
+        f'| `batched(self.inner.mlp, "batch")(x)` in `__call__` | {_best(inside["batched in __call__"])} '
         f"| {_ratio(inside['ratio'])} |",
         f"| `jax.vmap(self.inner.mlp)(x)` in `__call__` | {_best(inside['jax.vmap in __call__'])} | 1 |",
         "",
