@@ -25,11 +25,10 @@ from ._batched import Batched
 from ._binding import Bindings
 from ._call import result_shapes
 from ._errors import describe_value
+from ._explain_names import Names, callable_name, rebound_path
 from ._levels import Level, VmapNest
 from ._messages import describe_tree
 from ._plan import Plan
-from ._transforms import derivative_in
-from ._wrappers import unwrap_partial
 
 __all__ = ["SourceWriter", "Stage", "result_text"]
 
@@ -85,14 +84,14 @@ class SourceWriter:
         self.innermost = innermost
         self.depth = depth
         self.plan = stages[0].plan
-        self.callee = _callable_name(innermost)
+        self.callee = callable_name(innermost)
         self.stem = self.callee
         # Decorated in place, the per-example function's own name is the batched function: the text
         # binds the function under it (``message_passing.fn``) to a name of its own, so that pasted
         # into that module it maps the per-example function, not the batched one again.
-        self.rebound = _rebound_path(innermost)
+        self.rebound = rebound_path(innermost)
         taken = {a.name for a in self.plan.arguments} | {self.callee.split(".")[0]}
-        self.names = _Names(taken)
+        self.names = Names(taken)
         if self.rebound is not None:
             self.callee = self.names.fresh(f"{self.callee}_per_example")
         self.jax = self.names.fresh("jax")
@@ -411,43 +410,6 @@ def _value_text(value: Any) -> str:
     return _tree_text(value)
 
 
-def _callable_name(fn: Any) -> str:
-    """How the text refers to the per-example function: its name, one identifier to bind.
-
-    Not a dotted path such as ``Model.apply``: decorated in place, that path is the batched method.
-    """
-    name = getattr(unwrap_partial(fn), "__name__", None)
-    if not (isinstance(name, str) and name.isidentifier()):
-        return "per_example"
-    derivative = derivative_in(fn)
-    if derivative is not None:  # jax.grad(loss) is named loss: call it grad_loss, not the loss
-        return f"{derivative.transform.rsplit('.', 1)[-1]}_{name}"
-    return name
-
-
-def _rebound_path(fn: Any) -> str | None:
-    """``name.fn`` (``name.fn.fn``, ``name.fn.func``) when the module-level ``name`` of the per-example
-    function ``fn`` is a batched function over it (the decorator form), else None."""
-    inner = unwrap_partial(fn)
-    name = getattr(inner, "__name__", None)
-    try:
-        current = inner.__globals__.get(name) if isinstance(name, str) and name.isidentifier() else None
-    except AttributeError:
-        return None
-    if current is None or current is inner or not hasattr(current, "__shapedmap__"):
-        return None
-    path = name
-    for _ in range(8):  # a batched function of a batched function...: follow .fn to fn
-        if current is fn:
-            return path
-        if isinstance(current, functools.partial) and current.func is fn:
-            return f"{path}.func"
-        if not hasattr(current, "__shapedmap__"):
-            return None
-        current, path = current.fn, f"{path}.fn"
-    return None
-
-
 def _is_literal(value: Any) -> bool:
     """Does ``repr(value)`` read back as an equal value of the same type?"""
     try:
@@ -455,24 +417,3 @@ def _is_literal(value: Any) -> bool:
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         return False
     return type(copy) is type(value) and copy == value
-
-
-class _Names:
-    """Fresh identifiers that no parameter or the per-example function already uses."""
-
-    def __init__(self, taken: set[str]) -> None:
-        self.taken = set(taken)
-        self.given: dict[str, str] = {}
-
-    def fresh(self, name: str) -> str:
-        candidate = name
-        while candidate in self.taken:
-            candidate += "_"
-        self.taken.add(candidate)
-        return candidate
-
-    def once(self, name: str) -> str:
-        """The same fresh identifier for ``name`` every time it is asked for."""
-        if name not in self.given:
-            self.given[name] = self.fresh(name)
-        return self.given[name]

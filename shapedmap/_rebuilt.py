@@ -13,8 +13,8 @@ when it does, a small LRU of the sets of options it was decorated with; both bou
 * a bound method, Python's or Equinox's (an ``eqx.Module`` method read on an instance): its
   function, and the kind of method; never the object it is bound to, which is neither kept alive
   nor compared (its state reaches the body, not the plan);
-* a callable object that shapedmap reads through its class's ``__call__`` (an ``eqx.Module``, a
-  Flax ``nnx.Module``): its class.
+* a callable object that shapedmap reads through its class's ``__call__`` (an ``eqx.Module``): its
+  class.
 
 Wrappers whose plan depends on what they wrap (``functools.partial``, ``jax.jit``, transforms) are
 not remembered: each is read again. A hit gives the new description a copy of the plan with a
