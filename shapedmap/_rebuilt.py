@@ -39,6 +39,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import threading
@@ -130,12 +131,17 @@ def _identity(fn: Any) -> tuple[Any, Hashable] | None:
 
 
 def _frozen(value: Any) -> Hashable:
-    """A dict option as a hashable tuple of its items (a dict of layouts, shards or chunks)."""
+    """An option as a hashable value that equals another only for the same option: with its types
+    (``2`` and ``2.0``, ``1`` and ``True`` are equal in Python, but not the same chunk), dicts by
+    their items, dataclasses (``Budget``) by their fields."""
+    kind = type(value)
     if isinstance(value, dict):
-        return ("dict", tuple(sorted((key, _frozen(item)) for key, item in value.items())))
-    if isinstance(value, list):
-        return ("list", tuple(_frozen(item) for item in value))
-    return value
+        return (kind, tuple(sorted(((type(key), key), _frozen(item)) for key, item in value.items())))
+    if isinstance(value, list | tuple):
+        return (kind, tuple(_frozen(item) for item in value))
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return (kind, tuple(_frozen(getattr(value, field.name)) for field in dataclasses.fields(value)))
+    return (kind, value)
 
 
 def build_key(fn: Any, options: tuple[Any, ...]) -> tuple[Any, Hashable] | None:

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from jaxtyping import Array, Float
 
-from shapedmap import ShapeError, batched
+from shapedmap import Budget, ShapeError, SpecError, batched
 from shapedmap._plan import plan_of
 from shapedmap._rebuilt import _BUILT, MAX_FUNCTIONS
 
@@ -224,3 +224,15 @@ def test_an_objects_results_are_checked_though_the_argument_checks_are_shared(tr
     np.testing.assert_array_equal(transform(batched(square.apply, "b"))(X), jax.vmap(square.apply)(X))
     with pytest.raises(ShapeError, match=r"(?s)Square\.apply: .*but size 4 in the return value"):
         transform(batched(wide.apply, "b"))(X)
+
+
+@pytest.mark.parametrize(
+    ("good", "bad"),
+    [({"b": 2}, {"b": 2.0}), ({"b": 1}, {"b": True}), ({"b": Budget(bytes=2**20)}, {"b": Budget(bytes=2.0**20)})],
+    ids=["float", "bool", "budget"],
+)
+def test_options_equal_in_python_but_not_the_same_miss(good, bad):
+    """``{"b": 2.0} == {"b": 2}``: the second is still refused, not a hit of the first."""
+    batched(norm, "b", chunk=good)
+    with pytest.raises(SpecError, match="norm: chunk="):
+        batched(norm, "b", chunk=bad)
