@@ -140,7 +140,10 @@ def check_arguments(
     except ShapeError as error:
         if not notes:
             raise
-        note = misplaced_note(plan, values, functools.partial(_fits, plan))
+        try:
+            note = misplaced_note(plan, values, functools.partial(_fits, plan))
+        except Exception:  # a note is a courtesy: never the reason a call's own error is lost
+            note = ""
         if not note:
             raise
         raise ShapeError(f"{error}\n{note}") from error.__cause__
@@ -150,7 +153,7 @@ def _fits(plan: Plan, values: list[Any]) -> bool:
     """Do these values (``jax.ShapeDtypeStruct``s for the arrays) fit the plan's layouts?"""
     try:
         _check_arguments(plan, values, True)
-    except ShapeError:
+    except Exception:  # refused, whatever the reason: this move does not fit
         return False
     return True
 
