@@ -15,8 +15,8 @@ Example:
 from __future__ import annotations
 
 import functools
-import inspect
 import sys
+import types
 from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypeVar, overload
 
@@ -147,7 +147,10 @@ def batched(
         >>> mv.in_axes, mv.out_axes
         ({'b': (0, None)}, {'b': 0})
     """
-    if fn is None or isinstance(fn, str):
+    # By type: isinstance asks an object of another class for its __class__ (an Equinox module's
+    # __getattribute__, ~1 µs), and a module decorated inside __call__ comes here on every call.
+    kind = type(fn)
+    if fn is None or issubclass(kind, str):
         if fn is not None and spec is not None:
             raise SpecError(f"batched got two specs, {fn!r} and {spec!r}")
         spec = fn if fn is not None else spec
@@ -156,7 +159,7 @@ def batched(
             return batched(function, spec, layouts=layouts, out=out, check=check, shard=shard, mesh=mesh, chunk=chunk)
 
         return decorate
-    if isinstance(fn, classmethod | staticmethod):
+    if issubclass(kind, classmethod | staticmethod):
         return type(fn)(
             batched(fn.__func__, spec, layouts=layouts, out=out, check=check, shard=shard, mesh=mesh, chunk=chunk)
         )
@@ -165,16 +168,16 @@ def batched(
     if not isinstance(check, bool):
         raise SpecError(f"check= must be True or False, got {describe_value(check)}")
     # Copies: a dict the caller changes later must not change this function (nor its pickle).
-    layouts = dict(layouts) if isinstance(layouts, Mapping) else layouts
-    shard = dict(shard) if isinstance(shard, Mapping) else shard
-    chunk = dict(chunk) if isinstance(chunk, Mapping) else chunk
+    layouts = dict(layouts) if layouts is not None and isinstance(layouts, Mapping) else layouts
+    shard = dict(shard) if shard is not None and isinstance(shard, Mapping) else shard
+    chunk = dict(chunk) if chunk is not None and isinstance(chunk, Mapping) else chunk
     module = _caller_module()
     described = Batched(fn, Options(spec, layouts, out, shard, mesh, chunk), check, module)
     key = build_key(fn, (spec, layouts, out, shard, mesh, chunk, check, module))
     built = None if key is None else remembered(key)
     if built is not None:  # the same function and options again (a method batched inside __call__)
         plan, face, through_wrapped = built
-        object.__setattr__(described, "_plan", fresh_plan(plan, carries_state=not inspect.isfunction(fn)))
+        object.__setattr__(described, "_plan", fresh_plan(plan, carries_state=not issubclass(kind, types.FunctionType)))
         return _wrapper(described, fn.__wrapped__ if through_wrapped else fn, face)
     contract = contract_function(fn)
     wrapper = _wrapper(described, contract)

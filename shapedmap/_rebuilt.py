@@ -41,8 +41,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import inspect
 import threading
+import types
 import weakref
 from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
@@ -96,38 +96,36 @@ class _Memo:
 _BUILT = _Memo()
 
 
-def _is_bound_method(fn: Any) -> bool:
+def _is_bound_method(kind: type) -> bool:
     """A Python bound method, or Equinox's ``BoundMethod`` (a module's method read on an instance)."""
-    if inspect.ismethod(fn):
-        return True
-    kind = type(fn)
-    return kind.__name__ == "BoundMethod" and kind.__module__.startswith("equinox.")
+    return kind is types.MethodType or (kind.__name__ == "BoundMethod" and kind.__module__.startswith("equinox."))
 
 
 def _identity(fn: Any) -> tuple[Any, Hashable] | None:
     """What makes two callables "the same function" for decoration: the object the memo holds weakly
-    (a function, or a class) and what kind of callable reads it; None: read it again."""
-    try:
-        if inspect.isfunction(fn):
-            return fn, "function"
-        if _is_bound_method(fn):
-            function = fn.__func__
-            return (function, type(fn)) if inspect.isfunction(function) else None
-        kind = type(fn)
-        call = getattr(kind, "__call__", None)  # noqa: B004 (its class's __call__, not whether it is callable)
-        if isinstance(fn, functools.partial) or not inspect.isfunction(call):
-            return None  # a partial, or an object whose calls its class's __call__ does not describe
-        try:  # the instance's own attributes, read past __getattribute__ hooks (Equinox's cost ~1 µs each)
-            state = object.__getattribute__(fn, "__dict__")
-        except AttributeError:
-            state = {}
-        if "__wrapped__" in state or "__signature__" in state or getattr(kind, "__wrapped__", None) is not None:
-            return None  # a wrapper, or a signature of its own: its plan is its own
-        if derivative_of(fn) is not None:
-            return None  # a transform (Equinox's filter_grad): its result depends on what it wraps
-        return kind, "object"
-    except TypeError:  # something weakref cannot refer to
-        return None
+    (a function, or a class) and what kind of callable reads it; None: read it again.
+
+    Read by the callable's type, never ``isinstance(fn, ...)``: that asks an object that is not of
+    the class for its ``__class__``, through ``__getattribute__`` (an Equinox module's, ~1 µs).
+    """
+    kind = type(fn)
+    if issubclass(kind, types.FunctionType):
+        return fn, "function"
+    if _is_bound_method(kind):
+        function = fn.__func__
+        return (function, kind) if type(function) is types.FunctionType else None
+    call = getattr(kind, "__call__", None)  # noqa: B004 (its class's __call__, not whether it is callable)
+    if issubclass(kind, functools.partial) or type(call) is not types.FunctionType:
+        return None  # a partial, or an object whose calls its class's __call__ does not describe
+    try:  # the instance's own attributes, read past __getattribute__ hooks
+        state = object.__getattribute__(fn, "__dict__")
+    except AttributeError:
+        state = {}
+    if "__wrapped__" in state or "__signature__" in state or getattr(kind, "__wrapped__", None) is not None:
+        return None  # a wrapper, or a signature of its own: its plan is its own
+    if kind.__module__.startswith("equinox") and derivative_of(fn) is not None:
+        return None  # a transform (Equinox's filter_grad): its result depends on what it wraps
+    return kind, "object"
 
 
 def _frozen(value: Any) -> Hashable:
@@ -154,7 +152,7 @@ def build_key(fn: Any, options: tuple[Any, ...]) -> tuple[Any, Hashable] | None:
         return None
     owner, kind = identity
     try:
-        weakref.ref(owner)
+        weakref.ref(owner)  # a TypeError for what cannot be held weakly
         options_key = (kind, tuple(_frozen(option) for option in options))
         hash(options_key)
     except (TypeError, AttributeError):  # an option that cannot be keyed (a tree of layouts, an odd mesh)
