@@ -133,6 +133,8 @@ def _frozen(value: Any) -> Hashable:
     (``2`` and ``2.0``, ``1`` and ``True`` are equal in Python, but not the same chunk), dicts by
     their items, dataclasses (``Budget``) by their fields."""
     kind = type(value)
+    if value is None or kind is str:  # most options: read first
+        return (kind, value)
     if isinstance(value, dict):
         return (kind, tuple(sorted(((type(key), key), _frozen(item)) for key, item in value.items())))
     if isinstance(value, list | tuple):
@@ -165,10 +167,26 @@ def remembered(key: tuple[Any, Hashable]) -> Built | None:
     return _BUILT.get(key)
 
 
+# The plan's cached properties a call reads (each a pure function of the plan).
+_DERIVED = (
+    "array_arguments",
+    "static_nest",
+    "positional_and_mapped",
+    "has_statics",
+    "has_fstring_dims",
+    "annotated_statics",
+    "variadic_batch",
+    "broadcastable_batch",
+    "unsized_levels",
+)
+
+
 def remember(key: tuple[Any, Hashable], plan: Plan, face: Face, through_wrapped: bool) -> None:
     """Remember what decorating under ``key`` built: a copy of the plan whose copies share one cache of
     checked argument shapes, the wrapper's attributes (``face``), and whether the contract function is
     the function's ``__wrapped__`` (an Equinox bound method's)."""
+    for derived in _DERIVED:  # computed once here, so that every copy shares them
+        getattr(plan, derived)
     stored = fresh_plan(plan)
     stored.__dict__["_shared_checks"] = BoundedCache(maxsize=512)
     _BUILT.add(key, (stored, face, through_wrapped))
