@@ -80,7 +80,13 @@ def run(plan: Plan, nest: VmapNest, body: Callable[..., Any], values: list[Any])
         chunks.check_call(plan, nest, mapped)
     # Keyed on the body's identity: a body may be unhashable (an Equinox module hashes its
     # arrays); the built vmap holds the body, so its id is not reused while the entry lives.
-    vmapped = plan.memo(("vmap", nest, id(body)), lambda: _build(plan, nest, body))
+    # The last one built is kept beside the memo: most calls run the nest and body the last did.
+    last = plan.__dict__.get("_last_vmap")
+    if last is not None and last[0] is nest and last[1] is body:
+        vmapped = last[2]
+    else:
+        vmapped = plan.memo(("vmap", nest, id(body)), lambda: _build(plan, nest, body))
+        plan.__dict__["_last_vmap"] = (nest, body, vmapped)  # one tuple, set at once: thread-safe
     returned = _BODY_RETURNED.set([False])
     try:
         if plan.positional_and_mapped:

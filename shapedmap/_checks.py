@@ -46,6 +46,7 @@ from ._errors import ShapeError
 from ._grammar import FixedDim, SymbolicDim, dim_text
 from ._key_checks import check_split_key, one_key_for_many, passes_one_key
 from ._layout_trees import TreePlacement, map_placed, mismatch, placed
+from ._misplaced import misplaced_note
 from ._objects import check_class, check_stated_shapes
 from ._places import Origin, argument_place, layout_place, leaf_place, result_place
 from ._plan import unannotated_note
@@ -65,12 +66,39 @@ __all__ = [
 ]
 
 
-def check_arguments(plan: Plan, values: list[Any], *, abstract: bool = True) -> tuple[Bindings, list[Any]]:
+def check_arguments(
+    plan: Plan, values: list[Any], *, abstract: bool = True, notes: bool = True
+) -> tuple[Bindings, list[Any]]:
     """Check every array argument of a call; returns the bindings and the converted values.
 
     ``abstract``: ``jax.ShapeDtypeStruct`` arguments are accepted (explaining or planning a call,
-    not making it); a call itself passes ``abstract=False``.
+    not making it); a call itself passes ``abstract=False``. ``notes``: a refused call's error says
+    when its arguments would fit transposed or swapped (``_misplaced``).
     """
+    try:
+        return _check_arguments(plan, values, abstract)
+    except ShapeError as error:
+        if not notes:
+            raise
+        try:
+            note = misplaced_note(plan, values, functools.partial(_fits, plan))
+        except Exception:  # a note is a courtesy: never the reason a call's own error is lost
+            note = ""
+        if not note:
+            raise
+        raise ShapeError(f"{error}\n{note}") from error.__cause__
+
+
+def _fits(plan: Plan, values: list[Any]) -> bool:
+    """Do these values (``jax.ShapeDtypeStruct``s for the arrays) fit the plan's layouts?"""
+    try:
+        _check_arguments(plan, values, True)
+    except Exception:  # refused, whatever the reason: this move does not fit
+        return False
+    return True
+
+
+def _check_arguments(plan: Plan, values: list[Any], abstract: bool) -> tuple[Bindings, list[Any]]:
     bindings = Bindings(plan.function)
     values = list(values)
     variadic = plan.variadic_batch
@@ -371,7 +399,11 @@ def _check_value(
         if value_type.array.alternatives:
             shape = part.per_example_shape(tuple(leaf.shape))
             if not value_type.array.admits_example(leaf.dtype, shape):
-                raise ShapeError(messages.no_alternative_matches(function, where, leaf, shape, value_type.array))
+                raise ShapeError(
+                    messages.no_alternative_matches(
+                        function, where, leaf, shape, value_type.array, value_type.hint, path or ""
+                    )
+                )
         return leaf
 
     if value_type.kind == "array":

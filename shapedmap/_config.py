@@ -2,7 +2,9 @@
 
 ``shapedmap.config.checks = False`` (or the environment variable ``SHAPEDMAP_CHECKS=0``
 set before import) turns every shape check off; mapping still works. Per function,
-``batched(..., check=False)`` does the same.
+``batched(..., check=False)`` does the same. ``shapedmap.config.full_tracebacks = True`` (or
+``SHAPEDMAP_FULL_TRACEBACKS=1``) keeps shapedmap's own frames in the tracebacks of the errors a
+batched function raises (for debugging shapedmap itself; by default they end at the caller's line).
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ class Config:
 
     Attributes:
         checks: run the shape checks (default ``True``; env ``SHAPEDMAP_CHECKS``).
+        full_tracebacks: keep shapedmap's internal frames in the tracebacks of errors raised
+            through a batched function (default ``False``: they end at the caller's line and the
+            body's frames; env ``SHAPEDMAP_FULL_TRACEBACKS``).
 
     Example:
         >>> from shapedmap import config
@@ -49,13 +54,14 @@ class Config:
         AttributeError: 'Config' object has no attribute 'check'...
     """
 
-    __slots__ = ("checks",)  # a misspelt setting (``config.check = False``) is an error, not a no-op
+    __slots__ = ("checks", "full_tracebacks")  # a misspelt setting (``config.check = False``) is an error, not a no-op
 
     def __init__(self) -> None:
         self.checks: bool = _read_flag("SHAPEDMAP_CHECKS", True)
+        self.full_tracebacks: bool = _read_flag("SHAPEDMAP_FULL_TRACEBACKS", False)
 
     def __repr__(self) -> str:
-        return f"Config(checks={self.checks})"
+        return f"Config(checks={self.checks}, full_tracebacks={self.full_tracebacks})"
 
 
 config: Config = Config()

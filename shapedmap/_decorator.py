@@ -16,17 +16,20 @@ from __future__ import annotations
 
 import functools
 import sys
+import types
 from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypeVar, overload
 
 from jax.sharding import Mesh
 
 from ._batched import Batched, Options
-from ._errors import SpecError, describe_value
-from ._face import describe_wrapper
+from ._config import config
+from ._errors import SpecError, describe_value, without_internal_frames
+from ._face import FACE, describe_wrapper
 from ._levels import Budget, SplitKey
 from ._pipeline import call, partition_specs
-from ._wrappers import UnresolvedAnnotation, contract_function
+from ._rebuilt import Face, build_key, fresh_plan, remember, remembered
+from ._wrappers import UnresolvedAnnotation, contract_function, function_name
 
 __all__ = ["Chunks", "Layouts", "Shards", "batched"]
 
@@ -146,7 +149,10 @@ def batched(
         >>> mv.in_axes, mv.out_axes
         ({'b': (0, None)}, {'b': 0})
     """
-    if fn is None or isinstance(fn, str):
+    # By type: isinstance asks an object of another class for its __class__ (an Equinox module's
+    # __getattribute__, ~1 µs), and a module decorated inside __call__ comes here on every call.
+    kind = type(fn)
+    if fn is None or issubclass(kind, str):
         if fn is not None and spec is not None:
             raise SpecError(f"batched got two specs, {fn!r} and {spec!r}")
         spec = fn if fn is not None else spec
@@ -155,7 +161,7 @@ def batched(
             return batched(function, spec, layouts=layouts, out=out, check=check, shard=shard, mesh=mesh, chunk=chunk)
 
         return decorate
-    if isinstance(fn, classmethod | staticmethod):
+    if issubclass(kind, classmethod | staticmethod):
         return type(fn)(
             batched(fn.__func__, spec, layouts=layouts, out=out, check=check, shard=shard, mesh=mesh, chunk=chunk)
         )
@@ -164,17 +170,30 @@ def batched(
     if not isinstance(check, bool):
         raise SpecError(f"check= must be True or False, got {describe_value(check)}")
     # Copies: a dict the caller changes later must not change this function (nor its pickle).
-    layouts = dict(layouts) if isinstance(layouts, Mapping) else layouts
-    shard = dict(shard) if isinstance(shard, Mapping) else shard
-    chunk = dict(chunk) if isinstance(chunk, Mapping) else chunk
-    described = Batched(fn, Options(spec, layouts, out, shard, mesh, chunk), check, _caller_module())
-    wrapper = _wrapper(described)
+    layouts = dict(layouts) if layouts is not None and isinstance(layouts, Mapping) else layouts
+    shard = dict(shard) if shard is not None and isinstance(shard, Mapping) else shard
+    chunk = dict(chunk) if chunk is not None and isinstance(chunk, Mapping) else chunk
+    module = _caller_module()
+    described = Batched(fn, Options(spec, layouts, out, shard, mesh, chunk), check, module)
+    key = build_key(fn, (spec, layouts, out, shard, mesh, chunk, check, module))
+    built = None if key is None else remembered(key)
+    if built is not None:  # the same function and options again (a method batched inside __call__)
+        plan, face, through_wrapped = built
+        object.__setattr__(described, "_plan", fresh_plan(plan, carries_state=not issubclass(kind, types.FunctionType)))
+        return _wrapper(described, fn.__wrapped__ if through_wrapped else fn, face)
+    contract = contract_function(fn)
+    wrapper = _wrapper(described, contract)
     try:
         described.plan  # noqa: B018  (build it now: a spec that can never work fails at decoration)
     except UnresolvedAnnotation:
         pass  # a forward reference: the plan is built at the first call
     else:
         describe_wrapper(wrapper, described.plan, described.sharding)
+        # Remembered when the contract is fn, or what its __wrapped__ gives (an Equinox bound method's
+        # Python method, a new one each time): that is how the contract is found again on a hit.
+        if key is not None and (contract is fn or contract == getattr(fn, "__wrapped__", None)):
+            face = tuple((name, getattr(wrapper, name)) for name in (*_COPIED, *FACE) if hasattr(wrapper, name))
+            remember(key, described.plan, face, contract is not fn)
     return wrapper
 
 
@@ -186,18 +205,53 @@ def _caller_module() -> str | None:
     return None if frame is None else frame.f_globals.get("__name__")
 
 
-def _wrapper(described: Batched) -> Any:
-    """The plain function users hold (a function, so it binds as a method and pickles by name)."""
+# What functools.wraps copies besides the face (describe_wrapper's attributes, which it overwrites).
+_COPIED = ("__module__", "__name__", "__qualname__", "__type_params__")
 
-    @functools.wraps(contract_function(described.fn))
+
+def _wrapper(described: Batched, contract: Any, face: Face | None = None) -> Any:
+    """The plain function users hold (a function, so it binds as a method and pickles by name).
+
+    ``contract``: the function whose annotations are the contract (``contract_function``), whose
+    name and docstring the wrapper takes; ``face``: the attributes a wrapper of the same function
+    and options was given, set instead of reading them again.
+    """
+
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if wrapper.signature is None:  # a forward reference, resolved now: describe the wrapper
-            describe_wrapper(wrapper, described.resolved_plan(), described.sharding)
-        return call(described, args, kwargs)
+        try:
+            if wrapper.signature is None:  # a forward reference, resolved now: describe the wrapper
+                describe_wrapper(wrapper, described.resolved_plan(), described.sharding)
+            return call(described, args, kwargs)
+        except Exception as error:
+            # The traceback ends at the caller's line (and the body's own frames), not inside shapedmap.
+            if not config.full_tracebacks:
+                error.with_traceback(without_internal_frames(error.__traceback__))
+            raise
 
+    if face is None:
+        functools.update_wrapper(wrapper, contract)
+        if not isinstance(getattr(contract, "__name__", None), str):  # a callable object: its user-given name
+            wrapper.__qualname__ = _object_name(described.fn)
+            wrapper.__name__ = wrapper.__qualname__.rsplit(".", 1)[-1]
+    else:  # what update_wrapper does, but the names, set with the face below
+        wrapper.__dict__.update(getattr(contract, "__dict__", {}))
+        wrapper.__wrapped__ = contract
     wrapper.__shapedmap__ = described
     wrapper.fn = described.fn
     wrapper.partition_specs = functools.partial(partition_specs, described)
     # Filled in by describe_wrapper once the plan exists (at once, or at the first call for forward refs).
     wrapper.signature = wrapper.in_axes = wrapper.out_axes = None
+    for name, value in face or ():
+        setattr(wrapper, name, value)
     return wrapper
+
+
+def _object_name(fn: Any) -> str:
+    """What help() and describe() call a batched callable object: its class (``MultiheadAttention``),
+    or, for a partial object (Equinox's ``Partial``), the function it fixes arguments of."""
+    for _ in range(8):
+        inner = getattr(fn, "func", None)
+        if not callable(inner) or inner is fn:
+            break
+        fn = inner
+    return function_name(fn)

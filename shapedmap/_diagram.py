@@ -22,12 +22,13 @@ Example:
     >>> svg = describe(message_passing).to_svg()
     >>> svg.startswith("<svg")
     True
-    >>> 'graph: jax.vmap(in_axes=(0, 0), out_axes=0, axis_name="graph")' in svg  # the legend
+    >>> 'graph: jax.vmap(in_axes=(0, 0), out_axes=0,' in svg  # the legend, wrapped to the boxes' width
     True
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
@@ -56,6 +57,7 @@ _LABEL = 18  # label line of a group
 _AXES = 16  # axis-number line of a group
 _BAND = 96  # between the input and output rows
 _MONO_EM = 0.6
+_TEXT_WIDTH = 380  # text is wrapped to the rows' width, or this, whichever is wider
 
 
 def _mono_width(text: str, size: float) -> float:
@@ -104,39 +106,51 @@ def contract_svg(contract: Contract) -> str:
     inputs = [group for parameter in contract.parameters for group in _parameter_groups(parameter, colours)]
     outputs = [group for output in contract.outputs for group in _value_groups(output)]
     legend = _legend_lines(contract)
+    # Text wider than the rows of boxes wraps at its commas, so that a phone's screen (360 px
+    # wide) shows the whole picture at a readable scale: the SVG shrinks to fit its container.
+    limit = max(_row_width(inputs), _row_width(outputs), _TEXT_WIDTH)
     title_width = _mono_width(contract.name, 17) + 16 + _mono_width(contract.signature, 12)
-    per_example = _per_example_text(contract)
+    signature = [] if title_width <= limit else _wrap(contract.signature, 12, limit)
+    subtitle = signature + _wrap(_per_example_text(contract), 12, limit)
+    legend_lines = [
+        (line, name if index == 0 else None)
+        for text, name in legend
+        for index, line in enumerate(_wrap(text, 12, limit - 20))
+    ]
     width = max(
         _row_width(inputs),
         _row_width(outputs),
-        title_width,
-        _mono_width(per_example, 12),
-        max((_mono_width(text, 12) + 22 for text, _ in legend), default=0),
+        title_width if not signature else _mono_width(contract.name, 17),
+        max(_mono_width(line, 12) for line in subtitle),
+        max((_mono_width(text, 12) + 22 for text, _ in legend_lines), default=0),
     )
     width = int(width + 2 * _PAD)
 
     y_title = _PAD + 14
     y_subtitle = y_title + 22
-    y_inputs = y_subtitle + 26  # top of the input groups
+    y_inputs = y_subtitle + 18 * (len(subtitle) - 1) + 26  # top of the input groups
     y_input_boxes = y_inputs + _LABEL + _AXES
     y_output_boxes = y_input_boxes + _BOX_HEIGHT + _BAND
     y_legend = y_output_boxes + _BOX_HEIGHT + _AXES + _LABEL + 26
-    height = int(y_legend + 20 * len(legend) + _PAD - 6)
+    height = int(y_legend + 20 * len(legend_lines) + _PAD - 6)
 
     _place_row(inputs, width)
     _place_row(outputs, width)
 
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" role="img" aria-label={quoteattr(f"Shapes of {contract.name}")}>',
+        f'viewBox="0 0 {width} {height}" style="max-width: 100%; height: auto" role="img" '
+        f"aria-label={quoteattr(f'Shapes of {contract.name}')}>",
         f"<title>{escape(f'{contract.name}: {contract.signature}')}</title>",
         f'<rect x="0.5" y="0.5" width="{width - 1}" height="{height - 1}" rx="10" fill="#ffffff" stroke="#dee2e6"/>',
         _text(_PAD, y_title, contract.name, size=17, weight="bold", family=_MONO),
-        _text(
-            _PAD + _mono_width(contract.name, 17) + 16, y_title, contract.signature, size=12, fill=_MUTED, family=_MONO
-        ),
-        _text(_PAD, y_subtitle, per_example, size=12, fill=_MUTED, family=_MONO),
     ]
+    if not signature:
+        x_signature = _PAD + _mono_width(contract.name, 17) + 16
+        parts.append(_text(x_signature, y_title, contract.signature, size=12, fill=_MUTED, family=_MONO))
+    for index, line in enumerate(subtitle):
+        parts.append(_text(_PAD, y_subtitle + 18 * index, line, size=12, fill=_MUTED, family=_MONO))
+    legend = legend_lines
     # Lines first, so that boxes sit on top of their ends.
     sizes = {dim.name: dim.size for dim in contract.batch_dims}
     parts += _connectors(inputs, outputs, colours, y_input_boxes + _BOX_HEIGHT, y_output_boxes)
@@ -377,10 +391,33 @@ def _band_labels(inputs: list[_Group], y: float) -> list[str]:
     return parts
 
 
-def _draw_legend(lines: list[tuple[str, str]], colours: dict[str, str], y: float) -> list[str]:
+def _draw_legend(lines: list[tuple[str, str | None]], colours: dict[str, str], y: float) -> list[str]:
+    """One line per vmap, its colour's square before it (a wrapped line's continuation has none)."""
     parts = []
     for index, (text, name) in enumerate(lines):
         top = y + 20 * index
-        parts.append(f'<rect x="{_PAD}" y="{top - 10:.1f}" width="12" height="12" rx="3" fill="{colours[name]}"/>')
+        if name is not None:
+            parts.append(f'<rect x="{_PAD}" y="{top - 10:.1f}" width="12" height="12" rx="3" fill="{colours[name]}"/>')
         parts.append(_text(_PAD + 20, top, text, size=12, fill=_INK))
     return parts
+
+
+def _wrap(text: str, size: float, limit: float) -> list[str]:
+    """``text`` in lines at most ``limit`` px wide where it can be, broken after its commas (and before
+    ``->``); a continuation line is indented by two spaces.
+
+    Example:
+        >>> _wrap("per example: f(a: node node, f: node feat) -> node feat", 12, 260)
+        ['per example: f(a: node node,', '  f: node feat) -> node feat']
+    """
+    tokens = re.split(r"(, | -> )", text)  # pieces, with the separators between them
+    lines = [tokens[0]]
+    for separator, piece in zip(tokens[1::2], tokens[2::2], strict=True):
+        if _mono_width(lines[-1] + separator + piece, size) <= limit:
+            lines[-1] += separator + piece
+        elif separator == ", ":
+            lines[-1] += ","
+            lines.append("  " + piece)
+        else:
+            lines.append("  -> " + piece)
+    return lines

@@ -8,9 +8,13 @@ and the dimension involved.
 
 from __future__ import annotations
 
+import os
+import types
 from typing import Any
 
-__all__ = ["ShapeError", "SpecError", "describe_array", "describe_value"]
+__all__ = ["ShapeError", "SpecError", "count", "describe_array", "describe_value", "without_internal_frames"]
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 class SpecError(ValueError):
@@ -43,6 +47,16 @@ class ShapeError(TypeError):
         but size 4 in argument 'f' (axis 0 of f32[4,7,11])
         ...
     """
+
+
+def count(number: int, noun: str) -> str:
+    """``1 dim``, ``2 dims``, ``0 dims``.
+
+    Example:
+        >>> count(1, "dim"), count(0, "dim"), count(3, "dim")
+        ('1 dim', '0 dims', '3 dims')
+    """
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 _DTYPE_ABBREVIATIONS = (("complex", "c"), ("float", "f"), ("uint", "u"), ("int", "i"))
@@ -105,3 +119,36 @@ def _describe(value: Any) -> str:
     if len(text) > 40:
         text = text[:37] + "..."
     return f"{type(value).__name__} {text}"
+
+
+def _internal(frame: types.FrameType) -> bool:
+    """A frame of shapedmap's private modules (``_pipeline.py``, ``testing/_loop.py``), not of the
+    user's code nor of the public modules whose functions users call (``examples.py``)."""
+    filename = frame.f_code.co_filename
+    return filename.startswith(_PACKAGE) and os.path.basename(filename).startswith("_")
+
+
+def without_internal_frames(tb: types.TracebackType | None) -> types.TracebackType | None:
+    """``tb`` without shapedmap's own frames: an error raised by a check ends at the line that called
+    the batched function; one the body raised keeps the body's frames (and JAX's, which JAX hides
+    under its own transforms). ``config.full_tracebacks`` keeps every frame.
+
+    Example:
+        >>> def fails():
+        ...     raise ValueError("here")
+        >>> try:
+        ...     fails()
+        ... except ValueError as error:
+        ...     tb = error.__traceback__
+        >>> without_internal_frames(tb) is not None  # these frames are the user's: all kept
+        True
+    """
+    kept = []
+    while tb is not None:
+        if not _internal(tb.tb_frame):
+            kept.append(tb)
+        tb = tb.tb_next
+    rebuilt = None
+    for entry in reversed(kept):
+        rebuilt = types.TracebackType(rebuilt, entry.tb_frame, entry.tb_lasti, entry.tb_lineno)
+    return rebuilt

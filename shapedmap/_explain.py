@@ -3,7 +3,9 @@
 The text is a runnable function definition: the nest of ``jax.vmap(..., in_axes=...,
 out_axes=..., axis_name=...)`` calls that ``batched`` derived, with the size every dim took
 for these arguments in comments. Executed with the per-example function in scope, it
-computes what the batched function computes (``tests/test_explain.py`` checks exactly
+computes what the batched function computes. A function decorated in place (``@batched`` rebinds its
+name to the batched function) is read as ``name.fn``, bound to ``name_per_example``, so that the text
+pasted into its module maps the per-example function, not the batched one a second time (``tests/test_explain.py`` checks exactly
 that), so it is both documentation and an escape hatch: paste it, and shapedmap is gone.
 
 A batched function whose per-example function is itself batched (``mm = batched(mv, ...)``)
@@ -18,7 +20,7 @@ Example:
     # concat, batched as
     #     i f, j f -> i j 2*f
     # written out as plain jax.vmap for u: f32[13,17], v: f32[13,17]
-    # (sizes: i=13, f=17, j=13). `concat` is the per-example function, fn.fn.
+    # (sizes: i=13, f=17, j=13). `concat` is the per-example function: the function given to batched.
     import jax
     <BLANKLINE>
     <BLANKLINE>

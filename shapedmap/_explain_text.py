@@ -24,13 +24,13 @@ from ._batched import Batched
 from ._binding import Bindings
 from ._call import result_shapes
 from ._errors import SpecError, describe_value
+from ._explain_names import Names, callable_name, rebound_path
 from ._face import axes_text
 from ._key_checks import split_shape
 from ._levels import AxesTree, Level, VmapNest
 from ._messages import describe_tree
 from ._plan import Plan
-from ._transforms import derivative_in
-from ._wrappers import partial_kind, unwrap_partial
+from ._wrappers import partial_kind
 
 __all__ = ["SourceWriter", "Stage", "result_text"]
 
@@ -87,15 +87,22 @@ class SourceWriter:
         self.innermost = innermost
         self.depth = depth
         self.plan = stages[0].plan
-        self.callee = _callable_name(innermost)
+        self.callee = callable_name(innermost)
+        self.stem = self.callee
+        # Decorated in place, the per-example function's own name is the batched function: the text
+        # binds the function under it (``message_passing.fn``) to a name of its own, so that pasted
+        # into that module it maps the per-example function, not the batched one again.
+        self.rebound = rebound_path(innermost)
         taken = {a.name for a in self.plan.arguments} | {self.callee.split(".")[0]}
-        self.names = _Names(taken)
+        self.names = Names(taken)
+        if self.rebound is not None:
+            self.callee = self.names.fresh(f"{self.callee}_per_example")
         self.jax = self.names.fresh("jax")
         self.jnp: str | None = None
         self.inspect_module: str | None = None
 
     def source(self, fn: Any, result: str) -> str:
-        name = self.names.fresh("batched_" + self.callee.split(".")[-1])
+        name = self.names.fresh("batched_" + self.stem.split(".")[-1])
         definition = f"def {name}({self.parameters()}):"
         body = self.body(result)
         imports = [_import("jax", self.jax)]
@@ -103,6 +110,8 @@ class SourceWriter:
             imports.append(_import("jax.numpy", self.jnp))
         if self.inspect_module is not None:
             imports.insert(0, _import("inspect", self.inspect_module))
+        if self.rebound is not None:
+            imports += ["", f"{self.callee} = {self.rebound}  # the per-example function, under @batched"]
         return "\n".join([*self.header(fn), *imports, "", "", definition, *body]) + "\n"
 
     # -- header ------------------------------------------------------------------------------------
@@ -119,12 +128,10 @@ class SourceWriter:
         ]
         for depth, inner in enumerate(self.stages[1:], start=1):
             lines += [f"# whose fn{'.fn' * (depth - 1)} is batched as", f"#     {inner.plan.signature_text()}"]
-        path = "fn" + ".fn" * self.depth
         kind = partial_kind(self.innermost)
         lines += [
             f"# written out as plain jax.vmap for {arguments or 'no array arguments'}",
-            f"# (sizes: {self.sizes_text()}). `{self.callee}` is the per-example function, {path}"
-            + ("." if kind is None else f": the {kind}, which holds its bound values."),
+            f"# (sizes: {self.sizes_text()}). {self.origin_text()}.",
         ]
         plan = self.stages[-1].plan
         bound = [(a, " (fixed)") for a in plan.fixed] + [(a, "") for a in plan.arguments if a.bound is not None]
@@ -140,6 +147,19 @@ class SourceWriter:
                 "# axes of type Explicit, call it inside `with jax.set_mesh(mesh):`, as JAX requires.",
             ]
         return lines
+
+    def origin_text(self) -> str:
+        """Which function ``self.callee`` is, in the words of the code that made it."""
+        if self.rebound is not None:
+            return (
+                f"`{self.stem}` is the batched function (@batched rebinds the name): `{self.callee}` is "
+                f"the per-example function it maps, {self.rebound}"
+            )
+        inner = "the innermost batched" if self.depth > 1 else "batched"
+        kind = partial_kind(self.innermost)
+        if kind is not None:
+            return f"`{self.callee}` is the per-example function: the {kind} given to {inner}, which holds its bound values"
+        return f"`{self.callee}` is the per-example function: the function given to {inner}"
 
     def sizes_text(self) -> str:
         sizes: dict[str, str] = {}
@@ -417,20 +437,6 @@ def _value_text(value: Any) -> str:
     return _tree_text(value)
 
 
-def _callable_name(fn: Any) -> str:
-    """How the text refers to the per-example function: its name, one identifier to bind.
-
-    Not a dotted path such as ``Model.apply``: decorated in place, that path is the batched method.
-    """
-    name = getattr(unwrap_partial(fn), "__name__", None)
-    if not (isinstance(name, str) and name.isidentifier()):
-        return "per_example"
-    derivative = derivative_in(fn)
-    if derivative is not None:  # jax.grad(loss) is named loss: call it grad_loss, not the loss
-        return f"{derivative.transform.rsplit('.', 1)[-1]}_{name}"
-    return name
-
-
 def _is_literal(value: Any) -> bool:
     """Does ``repr(value)`` read back as an equal value of the same type?"""
     try:
@@ -438,24 +444,3 @@ def _is_literal(value: Any) -> bool:
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         return False
     return type(copy) is type(value) and copy == value
-
-
-class _Names:
-    """Fresh identifiers that no parameter or the per-example function already uses."""
-
-    def __init__(self, taken: set[str]) -> None:
-        self.taken = set(taken)
-        self.given: dict[str, str] = {}
-
-    def fresh(self, name: str) -> str:
-        candidate = name
-        while candidate in self.taken:
-            candidate += "_"
-        self.taken.add(candidate)
-        return candidate
-
-    def once(self, name: str) -> str:
-        """The same fresh identifier for ``name`` every time it is asked for."""
-        if name not in self.given:
-            self.given[name] = self.fresh(name)
-        return self.given[name]

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from ._sharding import Sharding
 
 __all__ = [
+    "FACE",
     "axes_text",
     "bound_text",
     "chunk_text",
@@ -48,6 +49,10 @@ __all__ = [
 ]
 
 _GENERATED_SECTION = re.compile(r"(?:\A|\n\n)Shapes\n------\n(?:- [^\n]*(?:\n|\Z))+\Z")
+
+
+# What describe_wrapper sets: a wrapper built again for the same function and options gets them as they were.
+FACE = ("__annotations__", "__signature__", "__doc__", "signature", "in_axes", "out_axes")
 
 
 def describe_wrapper(wrapper: Any, plan: Plan, sharding: Sharding | None) -> None:

@@ -13,13 +13,15 @@ Example:
 
 from __future__ import annotations
 
+import re
+import typing
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import jax
 
 from ._annotations import hint_text
-from ._errors import describe_value
+from ._errors import count, describe_value
 from ._places import argument_place
 
 if TYPE_CHECKING:
@@ -107,13 +109,26 @@ def dtype_mismatch(function: str, place: str, value: Any, array: ArrayType) -> s
     )
 
 
-def no_alternative_matches(function: str, place: str, value: Any, shape: tuple[int, ...], array: ArrayType) -> str:
-    """An example whose dtype and shape match no member of a union of shapes (``PRNGKeyArray``)."""
+def no_alternative_matches(
+    function: str, place: str, value: Any, shape: tuple[int, ...], array: ArrayType, hint: Any = None, path: str = ""
+) -> str:
+    """An example whose dtype and shape match no member of a union of shapes (``PRNGKeyArray``), or no
+    item of a container annotation (``tuple[Float[Array, '2'], Float[Array, '3']]``, ``hint``), whose
+    leaf at ``path`` (``[0]``) it is."""
+    example = f"{function}: {place} is {describe_value(value)}, so each example is {value.dtype}{list(shape)}"
     members = ", ".join(hint_text(member.with_layout(member.layout)) for member in array.alternatives)
-    return (
-        f"{function}: {place} is {describe_value(value)}, so each example is {value.dtype}{list(shape)}, "
-        f"but its annotation admits one of {members} per example"
-    )
+    origin = typing.get_origin(hint)
+    if origin in (tuple, list, dict):
+        items = [item for item in typing.get_args(hint) if item is not Ellipsis]
+        index = re.match(r"\[(\d+)\]", path)
+        if origin is tuple and Ellipsis not in typing.get_args(hint) and index and int(index[1]) < len(items):
+            position = int(index[1])
+            return (
+                f"{example}, but its annotation is the tuple {hint_text(hint)}, whose item {position} is "
+                f"{hint_text(items[position])} per example"
+            )
+        return f"{example}, but its annotation {hint_text(hint)} holds arrays of the shapes {members} per example"
+    return f"{example}, but its annotation admits one of {members} per example"
 
 
 def not_a_pytree(function: str, place: str, value: Any, error: Exception) -> str:
@@ -201,7 +216,7 @@ def _should_be_an_array(function: str, place: str) -> str:
 def per_example_rank(function: str, place: str, value: Any, rank: int, layout: Layout) -> str:
     """One example's result with a rank its per-example layout does not admit."""
     return (
-        f"{function}: {place} of one example is {describe_value(value)} ({rank} dims), but its "
+        f"{function}: {place} of one example is {describe_value(value)} ({count(rank, 'dim')}), but its "
         f"per-example layout {str(layout)!r} needs {layout.rank_text} (the map adds the batch dims to it)"
     )
 

@@ -48,7 +48,11 @@ _NO_BINDINGS = Bindings("")  # a remembered call whose sizes nothing reads again
 
 def call(described: Batched, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """One call of a batched function: bind, check, settle the nest, map, check the results."""
-    plan = plan_for_call(described, kwargs)
+    # The plan once built sits in the description's __dict__ (read there: a call's hot path); a call
+    # that passes again a keyword a partial binds takes a variant of it (``plan_for_call``).
+    plan = described.__dict__.get("_plan") or described.resolved_plan()
+    if kwargs and plan.bound_keywords and not plan.bound_keywords.isdisjoint(kwargs):
+        plan = described.plan_for(plan.bound_keywords.intersection(kwargs))
     defaulted: set[str] = set()
     values = bind(plan, args, kwargs, defaulted)
     if not (described.check and config.checks):
@@ -58,7 +62,7 @@ def call(described: Batched, args: tuple[Any, ...], kwargs: dict[str, Any]) -> A
             bindings = check_arguments(plan, values, abstract=False)[0]
         return _map(described, plan, values, bindings, described.fn)
     values = convert_arguments(plan, values)
-    default_unchecked = check_static_values(plan, values, defaulted)
+    default_unchecked = bool(plan.annotated_statics) and check_static_values(plan, values, defaulted)
     key = None if plan.has_fstring_dims else _shapes_key(plan, values)
     seen = None if key is None else plan.memo_get(("arguments", key))
     if seen is None:
@@ -121,7 +125,7 @@ def _map(described: Batched, plan: Plan, values: list[Any], bindings: Bindings, 
     """Run this call's nest over ``body`` (placed on the mesh when sharded), each ``SplitKey``'s key
     split first, on the whole batch: the same keys whatever the chunk or the mesh."""
     values = split_keys(plan, values, bindings)
-    nest = nest_for(plan, values, bindings)
+    nest = plan.static_nest or nest_for(plan, values, bindings)
     sharding = described.sharding
     if sharding is None:
         return run(plan, nest, body, values)

@@ -257,7 +257,14 @@ def prepend(batch: tuple[Any, ...], per_example: Layout, where: str, fail: Any) 
 
 
 def place(batched: Layout, per_example: Layout, where: str, fail: Any) -> Placement:
-    """Find the batch dims of ``batched`` and check the rest is exactly ``per_example``."""
+    """Find the batch dims of ``batched`` and check the rest is exactly ``per_example``.
+
+    An empty layout (``layouts={"key": ""}``) for a per-example annotation of any shape (``'...'``,
+    or a union of shapes such as ``PRNGKeyArray``) has no batch name: the argument is shared, as
+    with ``None``.
+    """
+    if not batched.dims and _any_shape(per_example):
+        return Placement(per_example, per_example, ())
     core_names = per_example.names()
     batch: list[tuple[int, str]] = []
     for index, dim in enumerate(batched.dims):
@@ -295,6 +302,19 @@ def _core_mismatch(batched: Layout, core: Layout, per_example: Layout, where: st
             "insert only the batch dims"
         )
     missing = list((Counter(example_tokens) - Counter(core_tokens)).elements())
+    if "..." in missing and any(isinstance(dim, VariadicDim) for dim in batched.dims):
+        return (
+            f"{head} lacks the '...' of the annotation {str(per_example)!r}, and cannot have both: '...' "
+            "and a '*name' batch dim each stand for any number of dims. Annotate the per-example dims "
+            "by name (Float[Array, 'n m']), or batch over named dims ('batch')"
+        )
+    if "..." in missing:  # the annotation's '...' stands for every per-example dim: it must stay
+        suggestion = " ".join([*(dim_text(d) for d in batched.dims), *(token for token in missing)])
+        return (
+            f"{head} lacks the '...' of the annotation {str(per_example)!r}, which stands for the "
+            f"per-example dims: write {suggestion!r} (the batch dims, then '...'), or annotate the "
+            "per-example dims by name"
+        )
     if missing:
         return (
             f"{head} lacks the per-example dim(s) {', '.join(map(repr, missing))} of the annotation "
@@ -376,3 +396,10 @@ def _check_tree_class(layout: Any, value: ValueType, where: str, shown: str, fai
             f"({shown}), but {where} is annotated {cls.__name__}: a layout tree must have the argument's node types, "
             f"as jax.vmap's in_axes: write {cls.__name__}({example}) with a layout string or None in each field"
         )
+
+
+def _any_shape(per_example: Layout) -> bool:
+    """A per-example layout of any shape: ``'...'`` (also what a union of shapes is placed with)."""
+    return (
+        len(per_example.dims) == 1 and isinstance(per_example.dims[0], VariadicDim) and per_example.dims[0].name is None
+    )

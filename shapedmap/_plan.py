@@ -281,10 +281,13 @@ class Plan:
         return [leaf for placement in values for leaf in placement.leaves]
 
     def signature_text(self) -> str:
-        """The batched signature: ``"graph node node, graph node feat -> graph node feat"``."""
+        """The batched signature: ``"graph node node, graph node feat -> graph node feat"``.
+
+        A scalar's empty layout keeps its comma, without a second space: ``"i d, j d, -> j i d"``.
+        """
         inputs = ", ".join(str(self.arguments[i].placement.batched) for i in self.array_arguments)
         outputs = ", ".join(str(result.placement.batched) for result in self.results)
-        return f"{inputs} -> {outputs}"
+        return f"{inputs} -> {outputs}".replace(",  ", ", ").replace(", ,", ",,").rstrip()
 
     def levels_for(self, shape: CallShape) -> VmapNest:
         """The levels for one shape of call (memoised)."""
@@ -308,11 +311,13 @@ class Plan:
 
     def memo_get(self, key: Hashable) -> Any:
         """What ``memo_add`` remembered under ``key``, or None."""
-        return self._memo.get(key)
+        return self.__dict__.get("_shared_checks", self._memo).get(key)
 
     def memo_add(self, key: Hashable, value: Any) -> None:
-        """Remember ``value`` under ``key`` for this plan (bounded)."""
-        self._memo.add(key, value)
+        """Remember ``value`` under ``key`` for this plan (bounded). A plan decorated again for the
+        same function and options (``_rebuilt``) keeps these, the checked argument shapes, in a
+        cache all its copies share (``_shared_checks``): they hold sizes, nothing of a call's values."""
+        self.__dict__.get("_shared_checks", self._memo).add(key, value)
 
     @functools.cached_property
     def _memo(self) -> BoundedCache[Any]:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import jax
 
-from ._errors import describe_value
+from ._errors import count, describe_value
 from ._grammar import NamedDim, VariadicDim, dim_text
 from ._places import Origin, origin_text
 
@@ -67,7 +67,7 @@ def wrong_rank(
     the batch dims of an argument not mapped over them that has them anyway.
     """
     message = (
-        f"{function}: {place} has {len(value.shape)} dims ({describe_value(value)}) but its layout {str(layout)!r} "
+        f"{function}: {place} has {count(len(value.shape), 'dim')} ({describe_value(value)}) but its layout {str(layout)!r} "
         f"needs {layout.rank_text}"
     )
     if missing is not None and per_example is not None and _is_key_array(value):

@@ -25,6 +25,7 @@ import numpy as np
 
 from ._compat import Derivative, derivative_of
 from ._errors import SpecError
+from ._grammar import Layout, VariadicDim
 from ._value_types import ANY_TREE, ArrayType, ValueType
 from ._wrappers import MAX_WRAPPERS, inner_function
 
@@ -76,13 +77,13 @@ def derivative_outputs(
     ``loss`` is what the differentiated function returns: its value, or ``(value, aux)`` with
     ``has_aux``. Returns the outputs and whether they are a tuple.
     """
+    parameters = inspect.signature(target).parameters.values()
     if not derivative.readable:
         raise SpecError(
             f"{name}: shapedmap cannot tell what {derivative.transform} returns (its annotations are the "
             f"function's own, not its result's). Annotate a function that calls it, e.g. "
-            f"def f(x: Float[Array, 'n']) -> Float[Array, 'n n']: return {name}(x)"
+            f"{_calling_function(derivative, name, loss, parameters, parameter_type)}"
         )
-    parameters = inspect.signature(target).parameters.values()
     positional = [p.name for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     star_args = next((p.name for p in parameters if p.kind == p.VAR_POSITIONAL), None)
 
@@ -127,3 +128,48 @@ def _admitting_float0(array: ArrayType) -> ArrayType:
     if dtypes is not None and not all(isinstance(d, str) and d.startswith(_INEXACT) for d in dtypes):
         dtypes = (*dtypes, _FLOAT0)
     return replace(array, dtypes=dtypes, alternatives=alternatives)
+
+
+# The Jacobian-like transforms: the dims of the result, then those of the argument, this many times.
+_ARGUMENT_DIMS = {"jax.jacrev": 1, "jax.jacfwd": 1, "jax.hessian": 2}
+
+
+def _calling_function(
+    derivative: Derivative,
+    name: str,
+    loss: tuple[ValueType, ...],
+    parameters: Any,
+    parameter_type: Callable[[str], ValueType],
+) -> str:
+    """The annotated function to write around an unreadable transform, from the function's annotations:
+    a Jacobian has the result's dims then the argument's (``'n'`` for a scalar of ``'n'``, ``'m n'`` for
+    ``'m'`` of ``'n'``), a Hessian the argument's twice. The first parameter is the one differentiated,
+    as by default. When the annotations do not say, an example with the rule spelt out."""
+    times = _ARGUMENT_DIMS.get(derivative.transform)
+    if times is None:
+        fallback = f"def f(x: Float[Array, 'n']) -> Float[Array, 'k']: return {name}(x), with the dims it returns"
+    else:
+        written = " ".join(["m", *["n"] * times])
+        fallback = (
+            f"def f(x: Float[Array, 'n']) -> Float[Array, '{written}']: return {name}(x) for a function of 'n' "
+            f"that returns 'm' (its result's dims, then the argument's{' twice' if times == 2 else ''})"
+        )
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if times is None or not positional or len(loss) != 1 or loss[0].kind != "array":
+        return fallback
+    try:
+        argument = parameter_type(positional[0].name)
+    except SpecError:
+        return fallback
+    if argument.kind != "array" or argument.array.alternatives or loss[0].array.alternatives:
+        return fallback
+    from ._annotations import hint_text  # its module imports this one: read only on this error's path
+
+    result, given = loss[0].array, argument.array.layout
+    layout = Layout((*result.layout.dims, *given.dims * times))
+    if any(isinstance(dim, VariadicDim) for dim in layout.dims):
+        return fallback  # '...' twice is no layout: the sizes must be named
+    first = positional[0].name
+    return (
+        f"def f({first}: {hint_text(argument.hint)}) -> {hint_text(result.with_layout(layout))}: return {name}({first})"
+    )

@@ -379,8 +379,31 @@ def test_svg_colours_batch_dims_and_draws_their_paths():
     paths = [path.get("stroke") for path in root.iter(f"{SVG}path")]
     assert sorted(paths) == sorted([i, j])  # u -> return along i, v -> return along j
     texts = _texts(root)
-    assert 'i: jax.vmap(in_axes=(0, None), out_axes=0, axis_name="i")  (outermost)' in texts
+    read = re.sub(r",\s+", ", ", " ".join(texts))  # wrapped lines read as one
+    assert 'i: jax.vmap(in_axes=(0, None), out_axes=0, axis_name="i")  (outermost)' in read
     assert "per example: concat(u: f, v: f) -> 2*f" in texts
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_every_picture_fits_a_phone(name):
+    """The home page's picture was cut off on a 390 px screen: text wider than the boxes wraps at
+    its commas, and the SVG shrinks to its container (its viewBox keeps the proportions)."""
+    _, root = _svg(EXAMPLES[name].function, name)
+    assert "max-width: 100%" in root.get("style") and "height: auto" in root.get("style")
+    width = int(root.get("width"))
+    for element in root.iter(f"{SVG}text"):  # no line runs past the right edge
+        size = float(element.get("font-size"))
+        if element.get("text-anchor") == "start":
+            assert float(element.get("x")) + len(element.text) * size * 0.6 <= width, element.text
+    if name == "message_passing":  # the home page's: on a 390 px screen it shrinks by ~0.85 at most
+        assert width <= 430
+
+
+def test_a_long_signature_goes_under_the_name():
+    _, root = _svg(message_passing)
+    texts = _texts(root)
+    assert texts[:2] == ["message_passing", "graph node node, graph node feat -> graph node feat"]
+    assert texts[2:4] == ["per example: message_passing(a: node node,", "  f: node feat) -> node feat"]
 
 
 def test_svg_connects_each_input_to_each_output_with_the_dim():

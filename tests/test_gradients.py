@@ -213,7 +213,7 @@ def test_describe_and_explain_name_the_gradient_not_the_loss(wrap):
     per_example = batched(wrap(jax.grad(linear_loss)), "batch", layouts={"w": None})
     assert describe(per_example).per_example == "jax.grad(linear_loss)"
     text = explain(per_example, PARAMS["w"], XS, YS)
-    assert "`grad_linear_loss` is the per-example function, fn.fn" in text
+    assert "`grad_linear_loss` is the per-example function: the function given to batched." in text
     assert "jax.vmap(grad_linear_loss, in_axes=(None, 0, 0)" in text
     namespace = {"grad_linear_loss": per_example.fn}
     exec(text, namespace)  # the written-out code runs, and gives the batched function's values

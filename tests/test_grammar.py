@@ -377,7 +377,7 @@ def test_functools_partial():
     scaled = batched(partial, "b n, -> b n")
     np.testing.assert_allclose(scaled(jnp.ones((2, 3)), jnp.float32(2.0)), 3 * jnp.ones((2, 3)))
     assert scaled.__name__ == "scale"
-    with pytest.raises(ShapeError, match="scale: argument 'factor' has 1 dims"):
+    with pytest.raises(ShapeError, match="scale: argument 'factor' has 1 dim "):
         scaled(jnp.ones((2, 3)), jnp.ones(3))
 
 

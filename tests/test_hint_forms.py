@@ -28,7 +28,7 @@ def test_array_like_array_types_batch_like_arrays():
     np.testing.assert_array_equal(batched(total, "b")(XS), expected)
     np.testing.assert_array_equal(batched(numpy_total, "b")(XS), expected)
     np.testing.assert_array_equal(jax.jit(batched(numpy_total, "b"))(XS), expected)
-    with pytest.raises(ShapeError, match=r"numpy_total: argument 'x' has 1 dims .* layout 'b n' needs 2"):
+    with pytest.raises(ShapeError, match=r"numpy_total: argument 'x' has 1 dim .* layout 'b n' needs 2"):
         batched(numpy_total, "b")(XS[0])
 
 

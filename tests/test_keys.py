@@ -139,7 +139,7 @@ def test_keys_of_another_shape_without_the_batch_dims_do_not_suggest_sharing():
         return x + jax.vmap(lambda key: jax.random.normal(key, x.shape))(keys)
 
     message = _hint_of(batched(draws, "b"), XS, jax.random.split(jax.random.key(0), 3))
-    assert message.startswith("draws: argument 'keys' has 1 dims")
+    assert message.startswith("draws: argument 'keys' has 1 dim")
     assert "To share one value" not in message and "layouts={'keys': 'k'}" not in message
     assert "jax.random.split" in message and "the same random numbers" in message
     assert message.index("the same random numbers") < message.index("layouts={'keys': None}")

@@ -1,4 +1,4 @@
-"""Contract: our parse of dim strings equals jaxtyping's, for the pinned jaxtyping version.
+"""Contract: our parse of dim strings equals jaxtyping's, for every jaxtyping version in the tested range (docs/versions.md).
 
 This is the only place in shapedmap that reads jaxtyping's private dim classes. If it fails
 after a jaxtyping upgrade, our parser (``shapedmap/layout.py``) must follow the new grammar.

@@ -102,7 +102,7 @@ def test_annotated_lambda():
     f = batched(twice, "b")
     np.testing.assert_array_equal(f(x), jax.vmap(twice)(x))
     np.testing.assert_array_equal(jax.jit(f)(x), jax.vmap(twice)(x))
-    with pytest.raises(ShapeError, match=r"^<lambda>: argument 'x' has 1 dims"):
+    with pytest.raises(ShapeError, match=r"^<lambda>: argument 'x' has 1 dim "):
         f(jnp.ones(3))
 
 

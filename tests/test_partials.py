@@ -190,7 +190,7 @@ def test_a_bound_positional_its_annotation_refuses_is_a_spec_error_at_decoration
 
     hint = "The partial binds this value when it is made, so no call can change it"
     refuse(
-        ft.partial(attn, jnp.ones(3)), rf"^attn: 'q' \(bound by functools.partial\) has 1 dims \(f32\[3\]\).*\n  {hint}"
+        ft.partial(attn, jnp.ones(3)), rf"^attn: 'q' \(bound by functools.partial\) has 1 dim \(f32\[3\]\).*\n  {hint}"
     )
     refuse(ft.partial(attn, jnp.ones((3, 2)), jnp.ones((4, 2))), r"^attn: dimension 'n' has size 3 in 'q' \(bound by")
     refuse(ft.partial(attn, jnp.ones((3, 2), int)), r"'q' \(bound by functools.partial\).* dtype")
@@ -279,7 +279,7 @@ def test_describe_explain_and_help_show_the_bound_values_as_bound():
     assert "| `mask` | `n n` or None | `n n` | Float | none: shared (bound by `functools.partial`) |" in markdown
     assert contract.to_dict()["fixed"][0]["bound"] == "functools.partial"
     text = explain(per_head, K)
-    assert "`attn` is the per-example function, fn.fn: the functools.partial, which holds its bound values." in text
+    assert "`attn` is the per-example function: the functools.partial given to batched, which holds its bound values." in text
     assert "shared as jax.vmap shares what a closure holds: q f32[3,2] (fixed), mask f32[3,3]." in text
     namespace = {"attn": per_head.fn}
     exec(text, namespace)

@@ -234,7 +234,7 @@ def test_validated_signature_cache_is_shared_safely(jit):
             n = 1 + (index + step) % 3
             outcomes.append((n, call(jnp.ones((2, n)))))
             if step % 5 == index % 5:
-                with pytest.raises(ShapeError, match=r"^double: argument 'x' has 1 dims \(f32\[4\]\)"):
+                with pytest.raises(ShapeError, match=r"^double: argument 'x' has 1 dim \(f32\[4\]\)"):
                     call(jnp.ones(4))
         return outcomes
 

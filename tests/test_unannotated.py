@@ -298,7 +298,7 @@ def test_a_layout_for_a_parameter_that_does_not_exist():
 def test_a_call_that_contradicts_the_rank_of_a_layout_names_the_parameter_and_the_layout():
     per_pair = batched(displacement, "i j", layouts={"Ra": "i d", "Rb": "j d"}, out="j i d")
     with pytest.raises(
-        ShapeError, match=r"^displacement: argument 'Rb' has 1 dims \(f32\[4\]\) but its layout 'j d' needs 2"
+        ShapeError, match=r"^displacement: argument 'Rb' has 1 dim \(f32\[4\]\) but its layout 'j d' needs 2"
     ):
         jax.jit(per_pair)(_points(0, 5, 3), _points(1, 4))
 
