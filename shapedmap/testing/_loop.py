@@ -208,13 +208,14 @@ class _Checker:
         """``jax.jit`` of the call with the static arguments closed over; one per static values,
         so examples of shapes seen before reuse the compiled program.
 
-        Static values are told apart by type and ``repr``, not ``==``: ``0.0`` and ``-0.0``, or
-        ``(1, 2)`` and ``(1, 2.0)``, compare equal but compute differently.
+        Literal static values are told apart by type and ``repr``, not ``==``: ``0.0`` and
+        ``-0.0``, or ``(1, 2)`` and ``(1, 2.0)``, compare equal but compute differently. Any other
+        object (a model given with ``given=``) by identity: two models' ``repr`` can be equal
+        (equinox prints its arrays' shapes) while their weights differ. The cached program holds
+        the object, so its id is not reused while it is cached.
         """
         statics = tuple(
-            (a.name, type(bound.arguments[a.name]), repr(bound.arguments[a.name]))
-            for a in self.plan.arguments
-            if a.placement is None
+            (a.name, *_static_key(bound.arguments[a.name])) for a in self.plan.arguments if a.placement is None
         )
         try:
             return self._jitted[statics]
@@ -237,8 +238,8 @@ class _Checker:
             if argument.placement is None:
                 if argument.variadic and not value:
                     continue
-                text = repr(value)
-                parts.append(f"{argument.name}={text if len(text) <= 40 else text[:37] + '...'}")
+                text = " ".join(repr(value).split())  # a model's repr spans lines
+                parts.append(f"{argument.name}={text if len(text) <= 60 else text[:57] + '...'}")
             elif argument.value.kind == "array" or value is None:
                 parts.append(f"{argument.name}: {describe_value(value)}")
             else:
@@ -339,6 +340,20 @@ class _Checker:
             if problem is not None:
                 return f"{leaf_place(place, path)} there:\n{problem}"
         return None
+
+
+def _static_key(value: Any) -> tuple[Any, ...]:
+    """What tells one static value from another for the jit cache: literals by type and ``repr``,
+    other objects by identity."""
+    if _is_literal(value):
+        return type(value), repr(value)
+    return object, id(value)
+
+
+def _is_literal(value: Any) -> bool:
+    if isinstance(value, tuple | frozenset):
+        return all(_is_literal(item) for item in value)
+    return value is None or isinstance(value, bool | int | float | complex | str | bytes)
 
 
 def _indent(text: str) -> str:
