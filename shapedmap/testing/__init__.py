@@ -13,8 +13,11 @@ shape and dtype. A failure raises ``BatchedCheckError`` with the inputs' shapes,
 batch index where the two differ and by how much.
 
 Both read only the function's plan (its layouts) and the core's checks, never how a call
-runs: ``_strategies`` (with ``_input_spec`` and ``_trees``) draws, ``_loop`` (with
-``_compare``) checks.
+runs: ``_strategies`` (with ``_input_spec``, ``_given`` and ``_trees``) draws, ``_loop`` (with
+``_indexing`` and ``_compare``) checks.
+
+``given=`` fixes any parameter's value, or draws it from a strategy: a model's parameters, an
+equinox model, a fixed key, a config. A given array binds the sizes the drawn arguments take.
 
 Example:
     >>> import jax.numpy as jnp
