@@ -365,7 +365,7 @@ def test_per_leaf_dims_and_named_structures():
 
 
 def test_static_parameters():
-    with pytest.raises(ValueError, match=r"static parameter 'exponent' .* has no default.*static=\{'exponent'"):
+    with pytest.raises(ValueError, match=r"static parameter 'exponent' .* has no default.*given=\{'exponent'"):
         inputs(batch_power)
     strategy = inputs(batch_power, static={"exponent": st.integers(1, 3)})
     drawn = find(strategy, lambda ex: arguments(batch_power, ex)["exponent"] == 3)

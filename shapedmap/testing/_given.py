@@ -175,7 +175,8 @@ def read_given(plan: Plan, values: Mapping[str, Any], where: str) -> GivenSizes:
                     leaf=jax.tree_util.keystr(path),
                 )
             except ShapeError as error:
-                raise ValueError(_does_not_fit(where, name, placement, error)) from None
+                before = [other for other in values if other != name][: list(values).index(name)]
+                raise ValueError(_does_not_fit(where, name, placement, error, before)) from None
         if one_example:
             shared.add(name)
         if argument.value.structure is not None:
@@ -238,7 +239,7 @@ def _is_one_example(argument: Argument, placement: Placement, leaves: list[Any])
     return False
 
 
-def _does_not_fit(where: str, name: str, placement: Placement, error: ShapeError) -> str:
+def _does_not_fit(where: str, name: str, placement: Placement, error: ShapeError, before: list[str]) -> str:
     detail = "\n".join("    " + line for line in str(error).splitlines())
     batch = placement.batch_names
     hint = ""
@@ -249,7 +250,10 @@ def _does_not_fit(where: str, name: str, placement: Placement, error: ShapeError
             f"one example's value (layout '{placement.per_example}', shared by every example), or, for "
             f"one value every example shares, batch the function with layouts={{{name!r}: None}}"
         )
-    return f"{where}: the value given for '{name}' does not fit its layout '{placement.batched}':\n{detail}{hint}"
+    others = f" with the sizes the values given for {', '.join(repr(b) for b in before)} bind" if before else ""
+    return (
+        f"{where}: the value given for '{name}' does not fit its layout '{placement.batched}'{others}:\n{detail}{hint}"
+    )
 
 
 def share(placement: Placement, value: Any, sizes: Mapping[str, int]) -> Any:

@@ -79,6 +79,9 @@ class InputSpec:
     max_size: int
     allow_empty: bool
 
+    def __repr__(self) -> str:  # Hypothesis prints the strategy's arguments in its notes
+        return f"InputSpec({self.plan.function})"
+
     @classmethod
     def build(
         cls,

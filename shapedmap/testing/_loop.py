@@ -192,7 +192,14 @@ class _Checker:
             if a.value.kind == "tree" and is_bare_tree(a.value.hint) and a.name not in given
         )
         # Static parameters given a value: its arrays, if any, bind no sizes for the drawn ones.
-        self.given_statics = tuple(a.name for a in plan.arguments if a.placement is None and a.name in given)
+        # Given values that bind no sizes for the drawn ones: static, or of a layout that names no dim.
+        self.unsized_given = {
+            a.name: "is static (not annotated as an array)"
+            if a.placement is None
+            else f"has layout '{a.placement.batched}', which names no dim"
+            for a in plan.arguments
+            if a.name in given and (a.placement is None or not a.placement.batched.names())
+        }
         self.function = plan.function
         self.jit = jit
         self.rtol = rtol
@@ -293,13 +300,11 @@ class _Checker:
                 f"\n  if the function needs a particular tree, give it: given={{{example}}}; {names} {verb} "
                 "annotated PyTree[...] without a structure, so inputs() drew small tuples and dicts of arrays"
             )
-        for name in self.given_statics:
+        for name, why in self.unsized_given.items():
             if _has_arrays(bound.arguments.get(name)):
                 hint += (
                     f"\n  if the drawn arguments must fit the arrays given for '{name}', fix the sizes they need "
-                    f"(feat=3, or sizes={{...}}): '{name}' is static (not annotated as arrays), so its arrays bind "
-                    f"no sizes; or annotate it (PyTree[Float[Array, '...']]) and batch with "
-                    f"layouts={{{name!r}: None}}"
+                    f"by name (feat=3, or sizes={{...}}): '{name}' {why}, so its arrays bind no sizes"
                 )
         return hint
 
