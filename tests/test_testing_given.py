@@ -190,7 +190,9 @@ def test_prng_keys_are_drawn_typed_or_raw_per_example():
 
 @pytest.mark.parametrize("key", [jax.random.key(7), jax.random.PRNGKey(7)], ids=["typed", "raw"])
 def test_a_fixed_key_given_is_shared_by_every_example(key):
-    example = find(inputs(per_example_noise, given={"key": key}), lambda ex: ex[0][0].shape[0] == 3)
+    example = find(
+        inputs(per_example_noise, given={"key": key}), lambda ex: arguments(per_example_noise, ex)["x"].shape[0] == 3
+    )
     keys = key_of(per_example_noise, example)
     data = jax.random.key_data(keys) if is_typed(keys) else keys
     assert data.shape[0] == 3 and (np.asarray(data) == np.asarray(data[0])).all()
@@ -219,7 +221,9 @@ def test_a_given_batch_fixes_the_sizes_of_the_drawn_arguments():
 
 def test_one_example_given_is_broadcast_along_the_batch():
     one = jnp.arange(9.0).reshape(3, 3)
-    example = find(inputs(message_passing, given={"a": one}), lambda ex: ex[0][0].shape[0] == 4)
+    example = find(
+        inputs(message_passing, given={"a": one}), lambda ex: arguments(message_passing, ex)["a"].shape[0] == 4
+    )
     a = arguments(message_passing, example)["a"]
     assert shapes(message_passing, example) == {"a": (4, 3, 3), "f": (4, 3, 1)}
     assert all((np.asarray(a[i]) == np.asarray(one)).all() for i in range(4))
