@@ -6,8 +6,10 @@ product, a norm over ``*rest``, a PyTree, a dim expression, a PRNG key — each 
 ``"batch"``, ``"graph time"``, ``"*batch"``, one argument shared and ``"b"`` under ``jax.jit``),
 then runs ``pytest --shapedmap-modules=<it>`` on it in a child process, on ``--workers`` cores
 (pytest-xdist), once per number of examples asked (the plugin's default, 20, and the Hypothesis
-default, 100), and records the wall time of each run and the load average of the machine
-before it. Writes ``benchmarks/results/plugin_cost.json``.
+default, 100), and records the wall time of each run, the CPU time of pytest and its workers
+(user + system: what the run costs whatever else the machine runs) and the load average of the
+machine before it. On a shared machine, the CPU time divided by the workers is the wall time
+the run would take on that many idle cores. Writes ``benchmarks/results/plugin_cost.json``.
 
 Example:
     $ .venv/bin/python -m benchmarks.plugin_cost                      # 50 functions at 20 and 100 examples
@@ -20,6 +22,7 @@ import argparse
 import datetime
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -115,15 +118,20 @@ def run(examples: str, workers: int) -> dict[str, object]:
         ]
         environment = {**os.environ, "PYTHONPATH": os.pathsep.join([here, str(ROOT), *sys.path[1:]])}
         load = os.getloadavg()[0]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         finished = subprocess.run(command, capture_output=True, text=True, env=environment, cwd=here, check=False)
         seconds = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     summary = finished.stdout.strip().splitlines()[-1] if finished.stdout.strip() else finished.stderr[-500:]
     return {
         "examples": examples,
         "workers": workers,
         "functions": 5 * len(BODIES),
         "seconds": round(seconds, 1),
+        "cpu_seconds": round(cpu, 1),
+        "cpu_seconds_per_function": round(cpu / (5 * len(BODIES)), 2),
         "load_average_before": round(load, 1),
         "outcome": summary,
     }

@@ -289,6 +289,23 @@ def test_given_structures_statics_optionals_and_star_batch():
     broadcasts()
 
 
+def inner(x: Float[Array, "*rest"], y: Float[Array, "*rest"]) -> Float[Array, ""]:
+    return jnp.sum(x * y)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 4), (2,)], ids=["rest-3-4", "rest-empty"])
+def test_a_given_value_fixes_a_star_core_shape(shape):
+    """A ``*rest`` shape bound by a given value, the empty one included (it was drawn anew)."""
+    inners = batched(inner, "b")
+
+    @settings(max_examples=10)
+    @given(inputs(inners, given={"x": jnp.ones(shape)}))
+    def check(example):
+        assert arguments(inners, example)["y"].shape == shape
+
+    check()
+
+
 # -- refusals, by their text ---------------------------------------------------------------------------
 
 

@@ -129,7 +129,10 @@ def _draw_inputs(draw: st.DrawFn, spec: InputSpec) -> tuple[tuple[Any, ...], dic
     given = {p.name: draw(p.given) for p in spec.parameters if p.given is not None}
     read = read_given(spec.plan, given, f"inputs({spec.plan.function})")
     sizes = {name: _draw_size(draw, spec, name, read) for name in spec.names}
-    shapes = {name: read.shapes.get(name) or _draw_shape(draw, spec, name) for name in spec.core_variadics}
+    shapes = {
+        name: read.shapes[name] if name in read.shapes else _draw_shape(draw, spec, name)
+        for name in spec.core_variadics
+    }
     called_with = {p.name: _static_value(p.argument, statics[p.name]) for p in static_parameters}
     context = _Context(sizes, shapes, called_with, dict(read.structures))
     # Which optional arrays are None, then one broadcastable batch shape per remaining argument.
