@@ -10,8 +10,8 @@ Opt in with the command-line option or the ini option, naming modules by import 
 
 Each function made by ``shapedmap.batched`` at the top level of those modules becomes a
 test item ``mypkg.layers::attention`` that runs ``check_batched`` on it with
-``EXAMPLES`` (20) examples — about a second a function, where the Hypothesis default of 100
-takes several — and the other settings of the loaded profile. ``--shapedmap-examples=N`` (or
+``EXAMPLES`` (20) examples — about 3 CPU-seconds a function, where the Hypothesis default of
+100 takes about 7 (``benchmarks/plugin_cost.py``) — and the other settings of the loaded profile. ``--shapedmap-examples=N`` (or
 the ini option ``shapedmap_examples``) changes the number; ``profile`` takes the loaded
 profile's (``--hypothesis-profile``), and a function's own ``max_examples`` or ``settings``
 option wins over both. They are found as
@@ -42,7 +42,7 @@ _OPTION = "shapedmap_modules"
 _HELP = "check_batched every function made by shapedmap.batched in these modules (import paths, comma-separated)"
 _EXAMPLES = "shapedmap_examples"
 _EXAMPLES_HELP = "examples check_batched draws per function (default 20); 'profile': the loaded Hypothesis profile's"
-EXAMPLES = 20  # examples per function by default: ~1 s each on a CPU (docs/testing.md measures it)
+EXAMPLES = 20  # examples per function by default: ~3 CPU-seconds each (docs/testing.md measures it)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
