@@ -9,8 +9,12 @@ Opt in with the command-line option or the ini option, naming modules by import 
     shapedmap_modules = ["mypkg.layers", "mypkg.losses"]
 
 Each function made by ``shapedmap.batched`` at the top level of those modules becomes a
-test item ``mypkg.layers::attention`` that runs ``check_batched`` on it (Hypothesis
-settings from the loaded profile, e.g. ``--hypothesis-profile``). They are found as
+test item ``mypkg.layers::attention`` that runs ``check_batched`` on it with
+``EXAMPLES`` (20) examples — about 3 CPU-seconds a function, where the Hypothesis default of
+100 takes about 7 (``benchmarks/plugin_cost.py``) — and the other settings of the loaded profile. ``--shapedmap-examples=N`` (or
+the ini option ``shapedmap_examples``) changes the number; ``profile`` takes the loaded
+profile's (``--hypothesis-profile``), and a function's own ``max_examples`` or ``settings``
+option wins over both. They are found as
 ``python -m shapedmap docs`` finds them (``shapedmap._docs_cli.batched_functions``, without
 submodules or methods): a re-export is left to the module that made it, an alias is checked
 once. A module may pass options to ``check_batched`` per function, or skip one, with a dict
@@ -45,6 +49,9 @@ _OPTION = "shapedmap_modules"
 _HELP = "check_batched every function made by shapedmap.batched in these modules (import paths, comma-separated)"
 _VERIFY = "shapedmap_verify"
 _VERIFY_HELP = "also verify every such function for every size (shapedmap.testing.verify): one [verify] item each"
+_EXAMPLES = "shapedmap_examples"
+_EXAMPLES_HELP = "examples check_batched draws per function (default 20); 'profile': the loaded Hypothesis profile's"
+EXAMPLES = 20  # examples per function by default: ~3 CPU-seconds each (docs/testing.md measures it)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -63,6 +70,30 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(_OPTION, help=_HELP, type="linelist", default=[])
     group.addoption("--shapedmap-verify", dest=_VERIFY, action="store_true", default=None, help=_VERIFY_HELP)
     parser.addini(_VERIFY, help=_VERIFY_HELP, type="bool", default=False)
+    group.addoption("--shapedmap-examples", dest=_EXAMPLES, default=None, metavar="N", help=_EXAMPLES_HELP)
+    parser.addini(_EXAMPLES, help=_EXAMPLES_HELP, default=str(EXAMPLES))
+
+
+def examples(config: pytest.Config) -> int | None:
+    """The examples per function the options ask for: an int, or None for the profile's.
+
+    Example:
+        >>> class Config:
+        ...     def __init__(self, given):
+        ...         self.given = given
+        ...     def getoption(self, name):
+        ...         return self.given
+        ...     def getini(self, name):
+        ...         return "20"
+        >>> examples(Config(None)), examples(Config("200")), examples(Config("profile"))
+        (20, 200, None)
+    """
+    text = str(config.getoption(_EXAMPLES) or config.getini(_EXAMPLES) or EXAMPLES).strip()
+    if text == "profile":
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise pytest.UsageError(f"--shapedmap-examples must be a positive int or 'profile', got {text!r}")
+    return int(text)
 
 
 def module_names(config: pytest.Config) -> list[str]:
@@ -103,7 +134,10 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     # tryfirst: our items exist before -k/-m deselection and other plugins' reordering. The
     # collect report goes through the usual hooks, so the items are counted and an import
     # error is a collection error like any other.
-    for name in module_names(config):
+    names = module_names(config)
+    if names:
+        examples(config)  # a wrong --shapedmap-examples is a usage error, before anything runs
+    for name in names:
         module = BatchedModule.from_parent(session, name=name, nodeid=name)
         report = module.ihook.pytest_make_collect_report(collector=module)
         module.ihook.pytest_collectreport(report=report)
@@ -224,7 +258,11 @@ class BatchedFunctionItem(pytest.Item):
         """Run ``check_batched`` (a failure raises its ``BatchedCheckError``)."""
         from shapedmap.testing import check_batched
 
-        check_batched(self.function, **self.options)
+        options = dict(self.options)
+        count = examples(self.config)
+        if count is not None and "max_examples" not in options and "settings" not in options:
+            options["max_examples"] = count
+        check_batched(self.function, **options)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         """A ``check_batched`` failure as its report (no traceback); anything else as pytest shows it."""

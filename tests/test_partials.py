@@ -279,7 +279,10 @@ def test_describe_explain_and_help_show_the_bound_values_as_bound():
     assert "| `mask` | `n n` or None | `n n` | Float | none: shared (bound by `functools.partial`) |" in markdown
     assert contract.to_dict()["fixed"][0]["bound"] == "functools.partial"
     text = explain(per_head, K)
-    assert "`attn` is the per-example function: the functools.partial given to batched, which holds its bound values." in text
+    assert (
+        "`attn` is the per-example function: the functools.partial given to batched, which holds its bound values."
+        in text
+    )
     assert "shared as jax.vmap shares what a closure holds: q f32[3,2] (fixed), mask f32[3,3]." in text
     namespace = {"attn": per_head.fn}
     exec(text, namespace)

@@ -127,7 +127,7 @@ def test_a_static_parameter_without_default_needs_options(pytester, module):
     module(options=False)
     result = pytester.runpytest("--shapedmap-modules=batched_mod", "-k", "powers")
     result.assert_outcomes(failed=1, deselected=2)
-    result.stdout.fnmatch_lines(["*static parameter 'exponent'*has no default*static={'exponent': ...}*"])
+    result.stdout.fnmatch_lines(["*static parameter 'exponent'*has no default*given={'exponent': ...}*"])
 
 
 def test_module_options_configure_and_skip_functions(pytester, module):
@@ -136,6 +136,54 @@ def test_module_options_configure_and_skip_functions(pytester, module):
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["batched_mod::good PASSED*", "batched_mod::powers PASSED*"])
     result.stdout.no_fnmatch_line("*::bad*")
+
+
+COUNTED = """
+    from pathlib import Path
+
+    from hypothesis import strategies as st
+    from jaxtyping import Array, Float, PyTree
+
+    from shapedmap import batched
+
+
+    def drawn(k):
+        with Path("draws.txt").open("a") as out:  # one line per example drawn
+            out.write(f"{k}\\n")
+        return k
+
+
+    def scaled(x: Float[Array, "n"], k: int) -> Float[Array, "n"]:
+        return k * x
+
+
+    def first_row(params: PyTree[Float[Array, "..."]], x: Float[Array, "3"]) -> Float[Array, ""]:
+        return x @ params["w"]
+
+
+    counted = batched(scaled, "b")
+    shared = batched(first_row, "b", layouts={"params": None})
+    __shapedmap_check__ = {
+        "counted": {"given": {"k": st.integers(0, 10**9).map(drawn)}},
+        "shared": {"given": {"params": {"w": jnp.arange(3.0)}}},
+    }
+"""
+
+
+@pytest.mark.parametrize(("arguments", "least", "most"), [((), 20, 24), (("--shapedmap-examples=3",), 3, 5)])
+def test_items_draw_20_examples_unless_told_and_take_given(pytester, arguments, least, most):
+    pytester.makepyfile(counted_mod="import jax.numpy as jnp\n" + textwrap.dedent(COUNTED))
+    pytester.syspathinsert()
+    result = pytester.runpytest("--shapedmap-modules=counted_mod", *arguments)
+    result.assert_outcomes(passed=2)
+    draws = (pytester.path / "draws.txt").read_text().splitlines()
+    assert least <= len(draws) <= most
+
+
+def test_a_wrong_number_of_examples_is_a_usage_error(pytester, module):
+    module(options=True)
+    result = pytester.runpytest("--shapedmap-modules=batched_mod", "--shapedmap-examples=many")
+    result.stderr.fnmatch_lines(["*--shapedmap-examples must be a positive int or 'profile', got 'many'*"])
 
 
 def test_ini_option_and_several_modules(pytester, module):

@@ -365,7 +365,7 @@ def test_per_leaf_dims_and_named_structures():
 
 
 def test_static_parameters():
-    with pytest.raises(ValueError, match=r"static parameter 'exponent' .* has no default.*static=\{'exponent'"):
+    with pytest.raises(ValueError, match=r"static parameter 'exponent' .* has no default.*given=\{'exponent'"):
         inputs(batch_power)
     strategy = inputs(batch_power, static={"exponent": st.integers(1, 3)})
     drawn = find(strategy, lambda ex: arguments(batch_power, ex)["exponent"] == 3)
@@ -399,7 +399,11 @@ def test_elements_option():
         (lambda: inputs(batch_power, static={"x": 1.0}), r"static= names 'x', which is an array parameter"),
         (
             lambda: inputs(batch_power, static={"exponent": 1}, elements={"exponent": st.just(1)}),
-            r"elements= names 'exponent'",
+            r"'exponent' is named by both static= and elements=",
+        ),
+        (
+            lambda: inputs(batch_power, elements={"exponent": st.just(1)}),
+            r"elements= names 'exponent', which is a static \(non-array\) parameter; give its value with given=",
         ),
         (lambda: inputs(message_passing, sizes={"feat": 3}, feat=3), r"given twice"),
     ],

@@ -17,8 +17,11 @@ with ``jax.export`` symbols (one per dim name) through ``jax.eval_shape``, each 
 compared exactly with its annotation; a contract that does not hold raises ``VerifyError``.
 
 They read only the function's plan (its layouts) and the core's checks, never how a call
-runs: ``_strategies`` (with ``_input_spec`` and ``_trees``) draws, ``_loop`` (with
-``_compare``) checks.
+runs: ``_strategies`` (with ``_input_spec``, ``_given`` and ``_trees``) draws, ``_loop`` (with
+``_indexing`` and ``_compare``) checks, ``_verify`` (with ``_symbolic`` and ``_report``) proves.
+
+``given=`` fixes any parameter's value, or draws it from a strategy: a model's parameters, an
+equinox model, a fixed key, a config. A given array binds the sizes the drawn arguments take.
 
 Example:
     >>> import jax.numpy as jnp

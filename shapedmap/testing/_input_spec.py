@@ -31,8 +31,10 @@ from .._grammar import FixedDim, NamedDim, VariadicDim
 from .._levels import Placement
 from .._plan import Argument, Plan, plan_of
 from .._value_types import ArrayType
+from ._given import Options, read_given
+from ._trees import is_bare_tree
 
-__all__ = ["KEY", "InputSpec", "ParameterSpec"]
+__all__ = ["KEY", "RAW_KEY", "InputSpec", "ParameterSpec"]
 
 # Dtypes drawn for an annotation, in shrinking order: the first few whenever the annotation
 # admits them (``Num`` draws float32, int32, complex64, uint32), else the first admitted one
@@ -41,6 +43,7 @@ _COMMON_DTYPES = ("float32", "int32", "bool", "complex64", "uint32")
 _COMMON_DTYPES_X64 = ("float64", "int64", "complex128", "uint64")
 _OTHER_DTYPES = ("float16", "bfloat16", "int8", "int16", "uint8", "uint16")
 KEY = "key"  # the "dtype" of a PRNG key array (``jax.random.key``)
+RAW_KEY = "raw key"  # a legacy uint32 key (``jax.random.PRNGKey``): the key data of one ``KEY``
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,9 @@ class ParameterSpec:
     elements: st.SearchStrategy[Any] | None = None
     static: st.SearchStrategy[Any] | None = None
     bound: bool = False  # the ``self``/``cls`` of a bound method: never passed
+    given: st.SearchStrategy[Any] | None = None  # an array argument's whole value (``given=``)
+    # A union of shapes (``PRNGKeyArray``): ``(dtype, one example's shape)`` per member drawn.
+    choices: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
     @property
     def name(self) -> str:
@@ -76,6 +82,9 @@ class InputSpec:
     max_size: int
     allow_empty: bool
 
+    def __repr__(self) -> str:  # Hypothesis prints the strategy's arguments in its notes
+        return f"InputSpec({self.plan.function})"
+
     @classmethod
     def build(
         cls,
@@ -85,18 +94,21 @@ class InputSpec:
         sizes: dict[str, Any],
         max_size: int,
         allow_empty: bool,
+        given: dict[str, Any] | None = None,
     ) -> InputSpec:
         """The spec for ``fn`` and the options of ``inputs`` (``ValueError`` for a wrong one)."""
         plan = plan_of(fn)
         where = f"inputs({plan.function})"
         if not isinstance(max_size, int) or max_size < 1:
             raise ValueError(f"{where}: max_size must be a positive int, got {max_size!r}")
-        _check_parameter_names(plan, static, elements, where)
+        given = given or {}
         arguments = list(plan.arguments)
+        bound = arguments[0].name if inspect.ismethod(fn) and arguments else None
+        options = Options.resolve(plan, static, elements, given, where, bound)
         parameters: list[ParameterSpec] = []
         if inspect.ismethod(fn) and arguments:  # obj.method: its first parameter is bound already
             parameters.append(ParameterSpec(arguments.pop(0), static=st.just(fn.__self__), bound=True))
-        parameters += [_parameter_spec(argument, static, elements, where) for argument in arguments]
+        parameters += [_parameter_spec(argument, options, where) for argument in arguments]
         # What a partial binds is not drawn (not passed: the partial gives it); its sizes are fixed.
         parameters = [ParameterSpec(replace(p.argument, placement=None)) if p.argument.bound else p for p in parameters]
         names: dict[str, None] = {}
@@ -114,6 +126,8 @@ class InputSpec:
                     labels.setdefault(dim.label, dim.size)
         fixed = _check_sizes(where, sizes, plan, names, core_variadics, labels)
         fixed.update(_bound_sizes(plan, fixed, where))
+        values = {name: value for name, value in given.items() if name in options.given}
+        _check_given_values(where, plan, values, fixed)
         return cls(
             plan=plan,
             parameters=tuple(parameters),
@@ -126,38 +140,56 @@ class InputSpec:
         )
 
 
-def _check_parameter_names(plan: Plan, static: dict[str, Any], elements: dict[str, Any], where: str) -> None:
-    """``static=`` names only static parameters, ``elements=`` only array ones."""
-    by_name = {argument.name: argument for argument in plan.arguments}
-    for option, names in (("static", static), ("elements", elements)):
-        for name in names:
-            if name not in by_name:
-                raise ValueError(
-                    f"{where}: {option}= names {name!r}, which is not a parameter "
-                    f"(parameters: {', '.join(by_name) or 'none'})"
-                )
-            is_static = by_name[name].placement is None
-            if (option == "static") != is_static:
-                kind = "a static (non-array) parameter" if is_static else "an array parameter"
-                use = "static=" if is_static else "elements= (or a size)"
-                raise ValueError(f"{where}: {option}= names {name!r}, which is {kind}; use {use} for it")
-
-
-def _parameter_spec(argument: Argument, static: dict[str, Any], elements: dict[str, Any], where: str) -> ParameterSpec:
+def _parameter_spec(argument: Argument, options: Options, where: str) -> ParameterSpec:
+    name = argument.name
     if argument.placement is not None:
-        dtypes = _dtypes_for(argument.value.array, argument.name, where)
-        return ParameterSpec(argument, dtypes=dtypes, elements=elements.get(argument.name))
-    if argument.name in static:
-        value = static[argument.name]
-        return ParameterSpec(argument, static=value if isinstance(value, st.SearchStrategy) else st.just(value))
+        if name in options.given:
+            return ParameterSpec(argument, given=options.given[name])
+        if argument.value.kind == "tree" and is_bare_tree(argument.value.hint) and _any_shape(argument.placement):
+            raise ValueError(
+                f"{where}: give a value for '{name}': given={{{name!r}: ...}} (a value or a strategy, such as "
+                f"a model's parameters). Its annotation, {_hint_text(argument.value.hint)}, states neither the "
+                "tree's structure nor its leaves' shapes, so a drawn tree would be one the function cannot use"
+            )
+        array = argument.value.array
+        if array.alternatives:
+            return ParameterSpec(
+                argument, choices=_choices_for(array, name, where), elements=options.elements.get(name)
+            )
+        dtypes = _dtypes_for(array, name, where)
+        return ParameterSpec(argument, dtypes=dtypes, elements=options.elements.get(name))
+    if name in options.static:
+        return ParameterSpec(argument, static=options.static[name])
     if argument.default is inspect.Parameter.empty and not argument.variadic:
         hint = argument.value.hint
         annotated = f" (annotated {getattr(hint, '__name__', hint)})" if hint is not None else ""
         raise ValueError(
-            f"{where}: the static parameter '{argument.name}'{annotated} has no default, so there is "
-            f"nothing to call it with; pass a value or a strategy: static={{{argument.name!r}: ...}}"
+            f"{where}: the static parameter '{name}'{annotated} has no default, so there is "
+            f"nothing to call it with; give a value or a strategy: given={{{name!r}: ...}}"
         )
     return ParameterSpec(argument)
+
+
+def _hint_text(hint: Any) -> str:
+    """``PyTree[Float[Array, '...']]``, as written (not ``jaxtyping.PyTree[jaxtyping.Float[...]]``)."""
+    text = hint.__name__ if isinstance(hint, type) else repr(hint)
+    return text.replace("jaxlib._jax.Array", "Array").replace("jaxtyping.", "")
+
+
+def _any_shape(placement: Placement) -> bool:
+    """Does one example's leaf take any shape (``...``)?"""
+    dims = placement.per_example.dims
+    return len(dims) == 1 and isinstance(dims[0], VariadicDim) and dims[0].name is None
+
+
+def _check_given_values(where: str, plan: Plan, values: dict[str, Any], fixed: dict[str, Any]) -> None:
+    """Given values (not strategies) fit their layouts, agree with each other and with the sizes
+    fixed by name, before anything is drawn."""
+    plain = {name: value for name, value in values.items() if not isinstance(value, st.SearchStrategy)}
+    read = read_given(plan, plain, where)
+    for name, size in read.sizes.items():
+        if isinstance(fixed.get(name), int) and fixed[name] != size:
+            raise ValueError(f"{where}: '{name}' has size {size} in the values given=, but {name}={fixed[name]}")
 
 
 def _check_sizes(
@@ -233,3 +265,29 @@ def _dtypes_for(array: ArrayType, parameter: str, where: str) -> tuple[str, ...]
         f"{where}: cannot draw arrays for parameter '{parameter}': its annotation admits "
         f"{array.dtype_description()} dtypes, none of which inputs() generates{hint}"
     )
+
+
+def _choices_for(array: ArrayType, parameter: str, where: str) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """For a union of shapes: ``(dtype, one example's shape)`` per member drawn, typed keys first.
+
+    A key union (``PRNGKeyArray``) draws typed keys and raw ``uint32`` keys of the default PRNG
+    implementation's shape (``uint32[2]`` for threefry): other widths are not keys JAX takes.
+    """
+    key = jax.eval_shape(lambda: jax.random.key(0))
+    choices: list[tuple[str, tuple[int, ...]]] = []
+    if array.admits_example(key.dtype, ()):
+        raw = tuple(jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0))).shape)
+        choices.append((KEY, ()))
+        if array.admits_example(jnp.dtype("uint32"), raw):
+            choices.append((RAW_KEY, raw))
+        return tuple(choices)
+    for member in array.alternatives:
+        if all(isinstance(dim, FixedDim) for dim in member.layout.dims):
+            shape = tuple(dim.size for dim in member.layout.dims)
+            choices += [(dtype, shape) for dtype in _dtypes_for(member, parameter, where)[:1]]
+    if not choices:
+        raise ValueError(
+            f"{where}: cannot draw arrays for parameter '{parameter}': no member of its union of shapes has "
+            f"a fixed shape; give it: given={{{parameter!r}: ...}}"
+        )
+    return tuple(choices)

@@ -22,18 +22,17 @@ from typing import Any, NoReturn
 import hypothesis
 import hypothesis.strategies as st
 import jax
-import numpy as np
 
 from .._checks import check_arguments, check_results
 from .._errors import ShapeError, describe_value
-from .._grammar import NamedDim
 from .._key_checks import split_keys
-from .._layout_trees import map_placed, placed
-from .._levels import Placement
+from .._layout_trees import map_placed
 from .._places import leaf_place, result_place
 from .._plan import Plan, plan_of
 from ._compare import host, leaf_difference
+from ._indexing import index_space, take
 from ._strategies import inputs
+from ._trees import is_bare_tree
 
 __all__ = ["BatchedCheckError", "check_batched"]
 
@@ -75,6 +74,7 @@ def check_batched(
     data: st.DataObject | None = None,
     rtol: float | None = None,
     atol: float | None = None,
+    given: dict[str, Any] | None = None,
     static: dict[str, Any] | None = None,
     elements: dict[str, st.SearchStrategy[Any]] | None = None,
     sizes: dict[str, Any] | None = None,
@@ -104,7 +104,9 @@ def check_batched(
         data: a ``st.data()`` object: check one example drawn from it, run no test of our own.
         rtol, atol: tolerances for inexact dtypes (default by dtype: 1e-5 for 32-bit,
             1e-2 for 16-bit, 1e-10 for 64-bit, both).
-        static, elements, sizes, max_size, allow_empty, **fixed_sizes: as for ``inputs``.
+        given, static, elements, sizes, max_size, allow_empty, **fixed_sizes: as for ``inputs``:
+            ``given=`` fixes any parameter's value (a model's parameters, a model, a key, a
+            config), or draws it from a strategy; the loop indexes a given value like any other.
 
     Raises:
         BatchedCheckError: (an ``AssertionError``) on the first failure, after Hypothesis
@@ -117,11 +119,28 @@ def check_batched(
     Example:
         >>> from shapedmap.examples import pairwise
         >>> check_batched(pairwise, max_examples=10, f=3)
+
+        Per-example gradients, the parameters shared (``layouts={"params": None}``) and given:
+
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxtyping import Array, Float, PyTree
+        >>> from shapedmap import batched
+        >>> def loss(params: PyTree[Float[Array, "..."]], x: Float[Array, "3"]) -> Float[Array, ""]:
+        ...     return jnp.sum(x * params["w"]) ** 2
+        >>> grads = batched(jax.grad(loss), "batch", layouts={"params": None})
+        >>> check_batched(grads, max_examples=5, given={"params": {"w": jnp.arange(3.0)}})
     """
     strategy = inputs(
-        fn, static=static, elements=elements, sizes=sizes, max_size=max_size, allow_empty=allow_empty, **fixed_sizes
+        fn,
+        given=given,
+        static=static,
+        elements=elements,
+        sizes=sizes,
+        max_size=max_size,
+        allow_empty=allow_empty,
+        **fixed_sizes,
     )
-    checker = _Checker(fn, plan_of(fn), jit, rtol, atol)
+    checker = _Checker(fn, plan_of(fn), jit, rtol, atol, given=given or {})
     if data is not None:
         if max_examples is not None or settings is not None:
             raise TypeError(
@@ -157,9 +176,32 @@ def check_batched(
 class _Checker:
     """One example: call batched (eager, jit), check outputs, loop, compare."""
 
-    def __init__(self, fn: Callable[..., Any], plan: Plan, jit: bool, rtol: float | None, atol: float | None) -> None:
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        plan: Plan,
+        jit: bool,
+        rtol: float | None,
+        atol: float | None,
+        given: dict[str, Any],
+    ) -> None:
         self.fn = fn
         self.plan = plan
+        # PyTree parameters drawn as generic trees: a body that needs a structure fails on them.
+        self.drawn_trees = tuple(
+            a.name
+            for a in plan.arguments
+            if a.value.kind == "tree" and is_bare_tree(a.value.hint) and a.name not in given
+        )
+        # Static parameters given a value: its arrays, if any, bind no sizes for the drawn ones.
+        # Given values that bind no sizes for the drawn ones: static, or of a layout that names no dim.
+        self.unsized_given = {
+            a.name: "is static (not annotated as an array)"
+            if a.placement is None
+            else f"has layout '{a.placement.batched}', which names no dim"
+            for a in plan.arguments
+            if a.name in given and (a.placement is None or not a.placement.batched.names())
+        }
         self.function = plan.function
         self.jit = jit
         self.rtol = rtol
@@ -182,7 +224,7 @@ class _Checker:
                 "raised",
                 f"the batched call raised {type(error).__name__} on inputs drawn from its own annotations",
                 described,
-                _indent(str(error)),
+                _indent(str(error)) + self.drawing_hints(bound),
                 cause=error,
             )
         self.check_annotations(bound, output, described, "eager")
@@ -218,11 +260,14 @@ class _Checker:
         """``jax.jit`` of the call with the static arguments closed over; one per static values,
         so examples of shapes seen before reuse the compiled program.
 
-        Static values are told apart by type and ``repr``, not ``==``: ``0.0`` and ``-0.0``, or
-        ``(1, 2)`` and ``(1, 2.0)``, compare equal but compute differently.
+        Literal static values are told apart by type and ``repr``, not ``==``: ``0.0`` and
+        ``-0.0``, or ``(1, 2)`` and ``(1, 2.0)``, compare equal but compute differently. Any other
+        object (a model given with ``given=``) by identity: two models' ``repr`` can be equal
+        (equinox prints its arrays' shapes) while their weights differ. The cached program holds
+        the object, so its id is not reused while it is cached.
         """
         statics = tuple(
-            (a.name, type(bound.arguments[a.name]), repr(bound.arguments[a.name]))
+            (a.name, *_static_key(bound.arguments[a.name]))
             for a in self.plan.arguments
             if a.placement is None and a.name not in omitted
         ) + tuple(sorted(omitted))
@@ -259,14 +304,33 @@ class _Checker:
             if argument.placement is None:
                 if argument.variadic and not value:
                     continue
-                text = repr(value)
-                parts.append(f"{argument.name}={text if len(text) <= 40 else text[:37] + '...'}")
+                text = " ".join(repr(value).split())  # a model's repr spans lines
+                parts.append(f"{argument.name}={text if len(text) <= 60 else text[:57] + '...'}")
             elif argument.value.kind == "array" or value is None:
                 parts.append(f"{argument.name}: {describe_value(value)}")
             else:
                 shapes = jax.tree_util.tree_map(describe_value, value)
                 parts.append(f"{argument.name}: {shapes!r}".replace("'", ""))
         return ", ".join(parts)
+
+    def drawing_hints(self, bound: inspect.BoundArguments) -> str:
+        """Where the body raised: what drawing could not know, and how to say it."""
+        hint = ""
+        if self.drawn_trees:
+            names = ", ".join(f"'{name}'" for name in self.drawn_trees)
+            example = ", ".join(f"{name!r}: ..." for name in self.drawn_trees)
+            verb = "is" if len(self.drawn_trees) == 1 else "are"
+            hint += (
+                f"\n  if the function needs a particular tree, give it: given={{{example}}}; {names} {verb} "
+                "annotated PyTree[...] without a structure, so inputs() drew small tuples and dicts of arrays"
+            )
+        for name, why in self.unsized_given.items():
+            if _has_arrays(bound.arguments.get(name)):
+                hint += (
+                    f"\n  if the drawn arguments must fit the arrays given for '{name}', fix the sizes they need "
+                    f"by name (feat=3, or sizes={{...}}): '{name}' {why}, so its arrays bind no sizes"
+                )
+        return hint
 
     def fail(
         self,
@@ -298,15 +362,15 @@ class _Checker:
 
     def loop(self, bound: inspect.BoundArguments, described: str) -> Iterator[tuple[dict[str, Any], Any]]:
         """``(batch index, fn.fn output)`` for every batch index, outermost name first."""
-        space = _index_space(self.plan, bound)
+        space = index_space(self.plan, bound)
         for index in itertools.product(*(values for _, values in space)):
             batch_index = {name: i for (name, _), i in zip(space, index, strict=True)}
             updates = {}
             for argument in self.plan.arguments:
                 value = bound.arguments.get(argument.name)
                 if argument.placement is not None and value is not None:
-                    take = functools.partial(_take, batch_index=batch_index, broadcast=True)
-                    updates[argument.name] = map_placed(take, argument.placement, value)
+                    at = functools.partial(take, batch_index=batch_index, broadcast=True)
+                    updates[argument.name] = map_placed(at, argument.placement, value)
             rebound = inspect.BoundArguments(self.signature, {**bound.arguments, **updates})
             try:
                 output = self.fn.fn(*rebound.args, **rebound.kwargs)
@@ -322,7 +386,7 @@ class _Checker:
                     f"the per-example function {self.function} raised {type(error).__name__} at batch "
                     f"index {_index_text(batch_index)} of the loop",
                     described,
-                    _indent(str(error)) + hint,
+                    _indent(str(error)) + hint + self.drawing_hints(bound),
                     mode=None,
                     batch_index=batch_index,
                     cause=error,
@@ -336,8 +400,8 @@ class _Checker:
             for position, (result, batched_value, loop_value) in enumerate(
                 zip(self.plan.results, results, per_example, strict=True)
             ):
-                take = functools.partial(_take, batch_index=batch_index)
-                got = map_placed(take, result.placement, batched_value)
+                at = functools.partial(take, batch_index=batch_index)
+                got = map_placed(at, result.placement, batched_value)
                 problem = self.difference(got, loop_value, result_place(self.plan.returns_tuple, position))
                 if problem is not None:
                     how = "under jax.jit" if mode == "jit" else "eagerly"
@@ -363,75 +427,30 @@ class _Checker:
         return None
 
 
+def _has_arrays(value: Any) -> bool:
+    try:
+        return any(hasattr(leaf, "shape") for leaf in jax.tree_util.tree_leaves(value))
+    except Exception:  # not a PyTree JAX can flatten: no arrays of ours
+        return False
+
+
+def _static_key(value: Any) -> tuple[Any, ...]:
+    """What tells one static value from another for the jit cache: literals by type and ``repr``,
+    other objects by identity."""
+    if _is_literal(value):
+        return type(value), repr(value)
+    return object, id(value)
+
+
+def _is_literal(value: Any) -> bool:
+    if isinstance(value, tuple | frozenset):
+        return all(_is_literal(item) for item in value)
+    return value is None or isinstance(value, bool | int | float | complex | str | bytes)
+
+
 def _indent(text: str) -> str:
     return "\n".join("    " + line for line in text.splitlines())
 
 
 def _index_text(batch_index: dict[str, Any]) -> str:
     return ", ".join(f"{name}={index}" for name, index in batch_index.items()) or "(no batch dims)"
-
-
-# -- indexing along batch dims by name ---------------------------------------------------------
-
-
-def _batch_axes(placement: Placement, shape: tuple[int, ...]) -> list[tuple[str, tuple[int, ...], tuple[int, ...]]]:
-    """``(batch name, its axes, their sizes)`` for each batch token of an array of ``shape``."""
-    batch_at = dict(placement.batch)
-    found = []
-    axis = 0
-    for index, size in enumerate(placement.batched.split(tuple(shape))):
-        sizes = size if isinstance(size, tuple) else (size,)
-        if index in batch_at:
-            found.append((batch_at[index], tuple(range(axis, axis + len(sizes))), sizes))
-        axis += len(sizes)
-    return found
-
-
-def _take(placement: Placement, leaf: Any, batch_index: dict[str, Any], *, broadcast: bool = False) -> Any:
-    """``leaf`` at ``batch_index`` (a size-1 broadcast axis at 0 when ``broadcast``)."""
-    index: list[Any] = [slice(None)] * len(leaf.shape)
-    for name, axes, sizes in _batch_axes(placement, leaf.shape):
-        position = batch_index[name]
-        # '*batch' positions are tuples, right-aligned with the broadcast shape.
-        position = position[len(position) - len(axes) :] if isinstance(position, tuple) else (position,)
-        for axis, size, i in zip(axes, sizes, position, strict=True):
-            index[axis] = 0 if broadcast and size == 1 else i
-    return leaf[tuple(index)]
-
-
-def _placed_leaves(placement: Any, value: Any) -> list[tuple[Placement, Any]]:
-    """Every leaf of ``value`` with its placement (a layout tree gives each subtree its own)."""
-    return [
-        (part, leaf) for _, subtree, part in placed(placement, value) for leaf in jax.tree_util.tree_leaves(subtree)
-    ]
-
-
-def _index_space(plan: Plan, bound: inspect.BoundArguments) -> list[tuple[str, list[Any]]]:
-    """For each batch name (outermost first): its indices, from the arguments' shapes."""
-    sizes: dict[str, int] = {}
-    shapes: list[tuple[int, ...]] = []
-    core_sizes: dict[str, int] = {}
-    for argument in plan.arguments:
-        value = bound.arguments.get(argument.name)
-        if argument.placement is None or value is None:
-            continue
-        for placement, leaf in _placed_leaves(argument.placement, value):
-            for name, _, dims in _batch_axes(placement, leaf.shape):
-                if name == plan.variadic_batch:
-                    shapes.append(dims)
-                elif dims[0] != 1 or name not in sizes:
-                    sizes[name] = dims[0]
-            layout = placement.batched
-            for dim, size in zip(layout.dims, layout.split(tuple(leaf.shape)), strict=True):
-                if isinstance(dim, NamedDim) and not (dim.broadcastable and size == 1):
-                    core_sizes.setdefault(dim.name, size)
-    space = []
-    for name in plan.order:
-        if name == plan.variadic_batch:
-            space.append((name, list(np.ndindex(*np.broadcast_shapes(*shapes))) if shapes else [()]))
-            continue
-        size = sizes.get(name, plan.fixed_sizes.get(name, core_sizes.get(name)))
-        if size is None:
-            raise TypeError(f"check_batched({plan.function}): cannot tell the size of the batch dim '{name}'")
-        space.append((name, list(range(size))))
-    return space

@@ -1,9 +1,10 @@
 """``inputs``: a Hypothesis strategy of arguments that fit a batched function's annotations.
 
-One example is drawn in this order: the static parameters, one size per dim name (shared by
-every argument, batch and core dims alike) and one shape per ``*name`` core dim, which
-``Optional`` arrays are None, mutually broadcastable ``*batch`` shapes, then each array
-argument (its dtype, which of its ``#name`` dims are 1, its leaves' shapes and values).
+One example is drawn in this order: the static parameters, the values ``given=`` fixes
+(and the sizes they bind, ``_given``), one size per other dim name (shared by every argument,
+batch and core dims alike) and one shape per ``*name`` core dim, which ``Optional`` arrays
+are None, mutually broadcastable ``*batch`` shapes, then each array argument (its dtype,
+which of its ``#name`` dims are 1, its leaves' shapes and values).
 Last, the values are arranged into ``(args, kwargs)`` the way a caller could pass them.
 """
 
@@ -26,7 +27,8 @@ from .._grammar import AnonymousDim, FixedDim, NamedDim, SymbolicDim
 from .._layout_trees import TreePlacement
 from .._levels import Placement
 from .._plan import Argument
-from ._input_spec import KEY, InputSpec, ParameterSpec
+from ._given import GivenSizes, read_given, share
+from ._input_spec import KEY, RAW_KEY, InputSpec, ParameterSpec
 from ._trees import fill, structure_for
 
 __all__ = ["inputs"]
@@ -39,6 +41,7 @@ def inputs(
     fn: Callable[..., Any],
     /,
     *,
+    given: dict[str, Any] | None = None,
     static: dict[str, Any] | None = None,
     elements: dict[str, st.SearchStrategy[Any]] | None = None,
     sizes: dict[str, Any] | None = None,
@@ -53,14 +56,19 @@ def inputs(
     ``Optional`` arrays sometimes None, PyTree arguments small dicts/tuples of such arrays.
     Sizes run from 1 to ``max_size`` and shrink towards 1; values are finite (floats and ints
     in [-10, 10]); each array's dtype is drawn from those its annotation admits (``Float`` ->
-    float32; ``Num`` -> float32, int32, complex64 or uint32; ``Key`` -> ``jax.random.key``).
+    float32; ``Num`` -> float32, int32, complex64 or uint32; ``Key`` -> ``jax.random.key``;
+    ``PRNGKeyArray`` -> a typed key or a raw ``uint32[2]`` one per example).
 
     Args:
         fn: a function made by ``shapedmap.batched``.
-        static: values or strategies for static (non-array) parameters, ``{"k":
-            st.integers(1, 3)}``. Static parameters not named here keep their defaults.
+        given: a value or a strategy per parameter, of any kind: a model's parameters, an
+            equinox model, a fixed key, a config (``{"params": params, "k": st.integers(1, 3)}``).
+            An array value is checked against the parameter's layout and binds its sizes, which
+            every drawn argument then takes; one example's value (the layout without its batch
+            dims) is shared by every example. Static parameters not named keep their defaults.
+        static: ``given=`` for static (non-array) parameters (the older name).
         elements: a strategy of scalars per array parameter (``{"x": st.floats(0.1, 10)}``),
-            instead of the default finite values.
+            instead of the default finite values; the array itself is still drawn.
         sizes: sizes by dim name, as a dict (for names that clash with these options).
         max_size: the largest size drawn for a dimension.
         allow_empty: let batch dims (and ``*batch`` dims) have size 0. Off by default,
@@ -73,8 +81,10 @@ def inputs(
         A strategy of ``(args, kwargs)``: call ``fn(*args, **kwargs)``.
 
     Raises:
-        ValueError: for an unknown dim or parameter name, or a static parameter with no
-            default and no value in ``static``.
+        ValueError: for an unknown dim or parameter name, a parameter named by two options, a
+            static parameter with no default and no value given, a bare ``PyTree[Float[Array,
+            "..."]]`` parameter without a value given, or a given value that does not fit its
+            layout (when drawn, for a strategy).
 
     Example:
         >>> from hypothesis import given, settings
@@ -85,12 +95,20 @@ def inputs(
         ...     args, kwargs = example
         ...     assert message_passing(*args, **kwargs).shape[-1] == 3
         >>> test_keeps_the_features()
+
+        A value given for a parameter fixes the sizes it binds for every drawn argument:
+
+        >>> import jax.numpy as jnp
+        >>> from hypothesis import find
+        >>> args, kwargs = find(inputs(message_passing, given={"a": jnp.eye(3)}), lambda example: True)
+        >>> [value.shape for value in (*args, *kwargs.values())]  # one example's 'a', shared by 1 graph
+        [(1, 3, 3), (1, 3, 1)]
     """
     given_sizes = dict(sizes or {})
     for name in fixed_sizes.keys() & given_sizes.keys():
         raise ValueError(f"inputs: the size of '{name}' is given twice, in sizes= and as {name}=")
     given_sizes.update(fixed_sizes)
-    spec = InputSpec.build(fn, static or {}, elements or {}, given_sizes, max_size, allow_empty)
+    spec = InputSpec.build(fn, static or {}, elements or {}, given_sizes, max_size, allow_empty, given=given)
     return _draw_inputs(spec)
 
 
@@ -109,20 +127,32 @@ def _draw_inputs(draw: st.DrawFn, spec: InputSpec) -> tuple[tuple[Any, ...], dic
     """One example: the draws shared by all arguments first, then each argument, then ``_arrange``."""
     static_parameters = [p for p in spec.parameters if p.placement is None]
     statics = {p.name: draw(p.static) if p.static is not None else _OMIT for p in static_parameters}
-    sizes = {name: _draw_size(draw, spec, name) for name in spec.names}
-    shapes = {name: _draw_shape(draw, spec, name) for name in spec.core_variadics}
+    given = {p.name: draw(p.given) for p in spec.parameters if p.given is not None}
+    read = read_given(spec.plan, given, f"inputs({spec.plan.function})")
+    sizes = {name: _draw_size(draw, spec, name, read) for name in spec.names}
+    shapes = {
+        name: read.shapes[name] if name in read.shapes else _draw_shape(draw, spec, name)
+        for name in spec.core_variadics
+    }
     called_with = {p.name: _static_value(p.argument, statics[p.name]) for p in static_parameters}
-    context = _Context(sizes, shapes, called_with)
+    context = _Context(sizes, shapes, called_with, dict(read.structures))
     # Which optional arrays are None, then one broadcastable batch shape per remaining argument.
     present = {
         p.name: not (p.argument.value.optional and draw(st.booleans()))
         for p in spec.parameters
-        if p.placement is not None
+        if p.placement is not None and p.given is None
     }
-    batch_shapes = _draw_batch_shapes(draw, spec, [p for p in spec.parameters if present.get(p.name)])
+    base = read.shapes.get(spec.plan.variadic_batch, ()) if spec.plan.variadic_batch else ()
+    batch_shapes = _draw_batch_shapes(draw, spec, [p for p in spec.parameters if present.get(p.name)], base)
     values: dict[str, Any] = dict(statics)
     for parameter in spec.parameters:
         if parameter.placement is None:
+            continue
+        if parameter.given is not None:
+            value = given[parameter.name]
+            values[parameter.name] = (
+                share(parameter.placement, value, sizes) if parameter.name in read.shared else value
+            )
             continue
         if not present[parameter.name]:
             values[parameter.name] = _OMIT if parameter.argument.default is None else None
@@ -131,8 +161,15 @@ def _draw_inputs(draw: st.DrawFn, spec: InputSpec) -> tuple[tuple[Any, ...], dic
     return _arrange(draw, spec, values)
 
 
-def _draw_size(draw: st.DrawFn, spec: InputSpec, name: str) -> int:
+def _draw_size(draw: st.DrawFn, spec: InputSpec, name: str, read: GivenSizes) -> int:
     fixed = spec.fixed.get(name)
+    if name in read.sizes:  # bound by a given value: every drawn argument takes it
+        if isinstance(fixed, int) and fixed != read.sizes[name]:
+            raise ValueError(
+                f"inputs({spec.plan.function}): '{name}' has size {read.sizes[name]} in the values given=, "
+                f"but {name}={fixed}"
+            )
+        return read.sizes[name]
     if isinstance(fixed, int):
         return fixed
     if fixed is not None:
@@ -149,8 +186,11 @@ def _draw_shape(draw: st.DrawFn, spec: InputSpec, name: str | None) -> tuple[int
     return tuple(draw(st.lists(st.integers(1, spec.max_size), max_size=2)))
 
 
-def _draw_batch_shapes(draw: st.DrawFn, spec: InputSpec, present: list[ParameterSpec]) -> dict[str, tuple[int, ...]]:
-    """``*batch`` shapes, one per argument that has it: mutually broadcastable."""
+def _draw_batch_shapes(
+    draw: st.DrawFn, spec: InputSpec, present: list[ParameterSpec], base: tuple[int, ...]
+) -> dict[str, tuple[int, ...]]:
+    """``*batch`` shapes, one per argument that has it: mutually broadcastable (with ``base``, the
+    given values' batch shape)."""
     variadic = spec.plan.variadic_batch
     if variadic is None:
         return {}
@@ -165,6 +205,7 @@ def _draw_batch_shapes(draw: st.DrawFn, spec: InputSpec, present: list[Parameter
     drawn = draw(
         hnp.mutually_broadcastable_shapes(
             num_shapes=len(carriers),
+            base_shape=base,
             min_dims=0,
             max_dims=_MAX_VARIADIC_DIMS,
             min_side=smallest,
@@ -187,7 +228,9 @@ def _draw_argument(
     argument = parameter.argument
     if argument.split:  # SplitKey: one key, which the call splits into one per example
         return _draw_one_key(draw, argument)
-    dtype = draw(st.sampled_from(parameter.dtypes))
+    # A union of shapes (``PRNGKeyArray``): one member per argument, its shape where '...' is.
+    dtype, member = draw(st.sampled_from(parameter.choices)) if parameter.choices else (None, None)
+    dtype = dtype or draw(st.sampled_from(parameter.dtypes))
 
     def leaf_of(placement: Placement) -> Callable[[], Any]:
         # Per argument: which broadcastable ('#') tokens are size 1 this time.
@@ -203,7 +246,7 @@ def _draw_argument(
         }
 
         def leaf() -> Any:
-            shape = _leaf_shape(draw, spec, placement, context, batch_shape, ones, symbolic)
+            shape = _leaf_shape(draw, spec, placement, context, batch_shape, ones, symbolic, member)
             return _draw_array(draw, dtype, shape, parameter.elements)
 
         return leaf
@@ -238,6 +281,7 @@ def _leaf_shape(
     batch_shape: tuple[int, ...],
     ones: set[int],
     symbolic: dict[int, int],
+    member: tuple[int, ...] | None = None,
 ) -> tuple[int, ...]:
     per_leaf: dict[str, Any] = {}  # '?name' dims: one size per leaf
     shape: list[int] = []
@@ -261,6 +305,8 @@ def _leaf_shape(
             shape.extend(batch_shape)
         elif dim.name is not None and not dim.treepath:
             shape.extend(context.shapes[dim.name])
+        elif member is not None and dim.name is None:
+            shape.extend(member)
         else:
             key = f"*{dim.name}"
             if dim.name is None or key not in per_leaf:
@@ -270,6 +316,9 @@ def _leaf_shape(
 
 
 def _draw_array(draw: st.DrawFn, dtype: str, shape: tuple[int, ...], elements: st.SearchStrategy[Any] | None) -> Any:
+    if dtype == RAW_KEY:  # one typed key's data per example: uint32[2] for threefry
+        data = jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0))).shape
+        return jax.random.key_data(_draw_array(draw, KEY, shape[: len(shape) - len(data)], None))
     if dtype == KEY:
         seed = draw(st.integers(0, 2**32 - 1))
         key = jax.random.key(seed)

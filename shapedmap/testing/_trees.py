@@ -30,7 +30,7 @@ from jaxtyping import AbstractArray, PyTree
 
 from .._plan import Argument
 
-__all__ = ["LEAF", "fill", "skeleton", "structure_for"]
+__all__ = ["LEAF", "fill", "is_bare_tree", "skeleton", "structure_for"]
 
 LEAF = object()  # a placeholder for an array leaf in a drawn PyTree structure
 
@@ -90,10 +90,28 @@ def skeleton(hint: Any) -> st.SearchStrategy[Any]:
     return _GENERIC_TREE
 
 
+def is_bare_tree(hint: Any) -> bool:
+    """Is ``hint`` a ``PyTree[...]`` that states no structure (optional or not)?
+
+    Example:
+        >>> from jaxtyping import Array, Float
+        >>> is_bare_tree(PyTree[Float[Array, "..."]] | None), is_bare_tree(dict[str, Float[Array, "n"]])
+        (True, False)
+    """
+    while typing.get_origin(hint) is typing.Annotated:
+        hint = typing.get_args(hint)[0]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        members = [member for member in typing.get_args(hint) if member is not type(None)]
+        return len(members) == 1 and is_bare_tree(members[0])
+    return skeleton(hint) is _GENERIC_TREE
+
+
 def fill(structure: Any, leaf: Callable[[], Any]) -> Any:
-    """``structure`` with each ``LEAF`` replaced by a fresh ``leaf()``."""
+    """``structure`` with each ``LEAF`` replaced by a fresh ``leaf()`` (a ``PyTreeDef``: at each of its leaves)."""
     if structure is LEAF:
         return leaf()
+    if isinstance(structure, jax.tree_util.PyTreeDef):
+        return structure.unflatten([leaf() for _ in range(structure.num_leaves)])
     if isinstance(structure, tuple):
         return tuple(fill(item, leaf) for item in structure)
     if isinstance(structure, list):
