@@ -184,54 +184,52 @@ class BatchedModule(pytest.Collector):
                 f"--shapedmap-modules: cannot import {self.name!r} ({type(error).__name__}: {error}); "
                 "name modules by their import path, e.g. mypkg.layers"
             ) from error
-        options = getattr(module, "__shapedmap_check__", {})
-        if not isinstance(options, dict):
-            raise self.CollectError(
-                f"{self.name}.__shapedmap_check__ must be a dict from function name to check_batched "
-                f"options (or False to skip), got {type(options).__name__}"
-            )
         found = {name: fn for _, name, fn in batched_functions(module, submodules=False, methods=False)}
-        for unknown in options.keys() - found.keys():
-            raise self.CollectError(
-                f"{self.name}.__shapedmap_check__ names {unknown!r}, which is not a batched function of "
-                f"the module (found: {', '.join(found) or 'none'})"
-            )
-        items: list[pytest.Item] = []
-        for attribute, function in found.items():
-            given = options.get(attribute, {})
-            if given is False:
-                continue
-            if not isinstance(given, dict):
-                raise self.CollectError(
-                    f"{self.name}.__shapedmap_check__[{attribute!r}] must be a dict of check_batched "
-                    f"options or False, got {given!r}"
-                )
-            items.append(BatchedFunctionItem.from_parent(self, name=attribute, function=function, options=given))
+        items: list[pytest.Item] = [
+            BatchedFunctionItem.from_parent(self, name=attribute, function=found[attribute], options=given)
+            for attribute, given in options_by_function(self, module, "__shapedmap_check__", "check_batched", found)
+        ]
         if self.config.getoption(_VERIFY) or self.config.getini(_VERIFY):
             items += verify_items(self, module, found)
         return items
 
 
-def verify_items(parent: BatchedModule, module: Any, found: dict[str, Any]) -> list[pytest.Item]:
-    """One ``VerifyItem`` per batched function, with the options ``__shapedmap_verify__`` gives it."""
-    options = getattr(module, "__shapedmap_verify__", {})
-    if not isinstance(options, dict) or not options.keys() <= found.keys():
-        unknown = ", ".join(sorted(set(options) - found.keys())) if isinstance(options, dict) else ""
+def options_by_function(
+    parent: pytest.Collector, module: Any, attribute: str, tool: str, found: dict[str, Any]
+) -> list[tuple[str, dict[str, Any]]]:
+    """``(function name, options)`` for every batched function the module's ``attribute`` (a dict from
+    function name to ``tool``'s options, or False to skip it) does not skip; a ``CollectError`` when
+    it is malformed or names something that is not a batched function of the module."""
+    options = getattr(module, attribute, {})
+    if not isinstance(options, dict):
         raise parent.CollectError(
-            f"{parent.name}.__shapedmap_verify__ must be a dict from batched function name to verify options "
-            f"(or False to skip){f'; not batched functions of the module: {unknown}' if unknown else ''}"
+            f"{parent.name}.{attribute} must be a dict from function name to {tool} options "
+            f"(or False to skip), got {type(options).__name__}"
         )
-    items: list[pytest.Item] = []
-    for attribute, function in found.items():
-        given = options.get(attribute, {})
+    for unknown in options.keys() - found.keys():
+        raise parent.CollectError(
+            f"{parent.name}.{attribute} names {unknown!r}, which is not a batched function of "
+            f"the module (found: {', '.join(found) or 'none'})"
+        )
+    chosen = []
+    for name in found:
+        given = options.get(name, {})
         if given is False:
             continue
         if not isinstance(given, dict):
             raise parent.CollectError(
-                f"{parent.name}.__shapedmap_verify__[{attribute!r}] must be a dict of verify options or False"
+                f"{parent.name}.{attribute}[{name!r}] must be a dict of {tool} options or False, got {given!r}"
             )
-        items.append(VerifyItem.from_parent(parent, name=f"{attribute}[verify]", function=function, options=given))
-    return items
+        chosen.append((name, given))
+    return chosen
+
+
+def verify_items(parent: BatchedModule, module: Any, found: dict[str, Any]) -> list[pytest.Item]:
+    """One ``VerifyItem`` per batched function, with the options ``__shapedmap_verify__`` gives it."""
+    return [
+        VerifyItem.from_parent(parent, name=f"{name}[verify]", function=found[name], options=given)
+        for name, given in options_by_function(parent, module, "__shapedmap_verify__", "verify", found)
+    ]
 
 
 class BatchedFunctionItem(pytest.Item):
