@@ -20,8 +20,10 @@ import numpy as np
 
 from . import _messages as messages
 from ._errors import ShapeError
+from ._layout_trees import map_placed
+from ._plan import Plan
 
-__all__ = ["as_array", "check_python_scalar", "is_array_like", "is_result_leaf"]
+__all__ = ["as_array", "check_python_scalar", "is_array_like", "is_result_leaf", "per_example_arguments"]
 
 
 def is_array_like(value: Any) -> bool:
@@ -99,3 +101,24 @@ def check_python_scalar(function: str, where: str, value: bool | int | float | c
         limits = jnp.iinfo(jax.dtypes.canonicalize_dtype(np.int64))
         if not limits.min <= value <= limits.max:
             raise ShapeError(messages.int_result_beyond_dtype(function, where, value, limits.dtype))
+
+
+def per_example_arguments(plan: Plan, values: list[Any], *, passed: bool = False) -> dict[str, Any]:
+    """The arguments one example's call sees, by name: array leaves as per-example
+    ``jax.ShapeDtypeStruct``s (what ``{x.shape[0]}`` dims read), other values as they are.
+
+    ``passed``: ``values`` are as the caller passed them (a ``SplitKey``'s one key, not yet split)."""
+    arguments = {}
+    for argument, value in zip(plan.arguments, values, strict=True):
+        if argument.placement is not None and value is not None:
+            value = map_placed(
+                lambda placement, leaf: jax.ShapeDtypeStruct(
+                    placement.per_example_shape(tuple(leaf.shape)),
+                    leaf.dtype,
+                    weak_type=getattr(getattr(leaf, "aval", None), "weak_type", False),
+                ),
+                argument.passed if passed else argument.placement,
+                value,
+            )
+        arguments[argument.name] = value
+    return arguments

@@ -40,12 +40,12 @@ from beartype.door import is_bearable
 from beartype.roar import BeartypeException
 
 from . import _messages as messages
-from ._arrays import as_array, check_python_scalar, is_array_like, is_result_leaf
+from ._arrays import as_array, check_python_scalar, is_array_like, is_result_leaf, per_example_arguments
 from ._binding import Bindings
 from ._errors import ShapeError
 from ._grammar import FixedDim, SymbolicDim, dim_text
 from ._key_checks import check_split_key, one_key_for_many, passes_one_key
-from ._layout_trees import TreePlacement, map_placed, mismatch, placed
+from ._layout_trees import TreePlacement, mismatch, placed
 from ._misplaced import misplaced_note
 from ._objects import check_class, check_stated_shapes
 from ._places import Origin, argument_place, layout_place, leaf_place, result_place
@@ -62,7 +62,6 @@ __all__ = [
     "check_results_per_example",
     "check_static_values",
     "convert_arguments",
-    "per_example_arguments",
 ]
 
 
@@ -164,27 +163,6 @@ def _bearable(value: Any, hint: Any) -> bool:
         return bool(is_bearable(value, hint))
     except BeartypeException:
         return True  # a hint beartype cannot check: nor could the per-example check
-
-
-def per_example_arguments(plan: Plan, values: list[Any], *, passed: bool = False) -> dict[str, Any]:
-    """The arguments one example's call sees, by name: array leaves as per-example
-    ``jax.ShapeDtypeStruct``s (what ``{x.shape[0]}`` dims read), other values as they are.
-
-    ``passed``: ``values`` are as the caller passed them (a ``SplitKey``'s one key, not yet split)."""
-    arguments = {}
-    for argument, value in zip(plan.arguments, values, strict=True):
-        if argument.placement is not None and value is not None:
-            value = map_placed(
-                lambda placement, leaf: jax.ShapeDtypeStruct(
-                    placement.per_example_shape(tuple(leaf.shape)),
-                    leaf.dtype,
-                    weak_type=getattr(getattr(leaf, "aval", None), "weak_type", False),
-                ),
-                argument.passed if passed else argument.placement,
-                value,
-            )
-        arguments[argument.name] = value
-    return arguments
 
 
 def convert_arguments(plan: Plan, values: list[Any]) -> list[Any]:

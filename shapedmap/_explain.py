@@ -35,8 +35,9 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from ._arrays import per_example_arguments
 from ._call import chosen_chunks
-from ._checks import check_arguments, per_example_arguments
+from ._checks import check_arguments
 from ._explain_text import SourceWriter, Stage, result_text
 from ._key_checks import split_keys
 from ._nest import nest_for

@@ -26,7 +26,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["host", "leaf_difference"]
+from .._places import leaf_place
+
+__all__ = ["host", "leaf_difference", "tree_difference"]
 
 
 def host(value: Any) -> np.ndarray:
@@ -34,6 +36,20 @@ def host(value: Any) -> np.ndarray:
     if hasattr(value, "dtype") and jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key):
         value = jax.random.key_data(value)
     return np.asarray(value)
+
+
+def tree_difference(batched: Any, loop: Any, place: str, rtol: float | None, atol: float | None) -> str | None:
+    """None when the batched call's value at one batch index equals the loop's (the same PyTree
+    structure, every leaf within tolerance), else where and how it differs."""
+    batched_leaves, batched_tree = jax.tree_util.tree_flatten_with_path(batched)
+    loop_leaves, loop_tree = jax.tree_util.tree_flatten_with_path(loop)
+    if batched_tree != loop_tree:
+        return f"{place} there: the batched tree structure {batched_tree} differs from the loop's {loop_tree}"
+    for (path, got), (_, want) in zip(batched_leaves, loop_leaves, strict=True):
+        problem = leaf_difference(host(got), host(want), rtol, atol)
+        if problem is not None:
+            return f"{leaf_place(place, path)} there:\n{problem}"
+    return None
 
 
 def leaf_difference(got: np.ndarray, want: np.ndarray, rtol: float | None, atol: float | None) -> str | None:

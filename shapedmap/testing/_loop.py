@@ -27,9 +27,9 @@ from .._checks import check_arguments, check_results
 from .._errors import ShapeError, describe_value
 from .._key_checks import split_keys
 from .._layout_trees import map_placed
-from .._places import leaf_place, result_place
+from .._places import result_place
 from .._plan import Plan, plan_of
-from ._compare import host, leaf_difference
+from ._compare import tree_difference
 from ._indexing import index_space, take
 from ._strategies import inputs
 from ._trees import is_bare_tree
@@ -416,15 +416,7 @@ class _Checker:
 
     def difference(self, batched: Any, loop: Any, place: str) -> str | None:
         """None when one result at one batch index equals the loop's, else where and how not."""
-        batched_leaves, batched_tree = jax.tree_util.tree_flatten_with_path(batched)
-        loop_leaves, loop_tree = jax.tree_util.tree_flatten_with_path(loop)
-        if batched_tree != loop_tree:
-            return f"{place} there: the batched tree structure {batched_tree} differs from the loop's {loop_tree}"
-        for (path, got), (_, want) in zip(batched_leaves, loop_leaves, strict=True):
-            problem = leaf_difference(host(got), host(want), self.rtol, self.atol)
-            if problem is not None:
-                return f"{leaf_place(place, path)} there:\n{problem}"
-        return None
+        return tree_difference(batched, loop, place, self.rtol, self.atol)
 
 
 def _has_arrays(value: Any) -> bool:
