@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import collections.abc
 import inspect
-import sys
 import types
 import typing
 from dataclasses import replace
@@ -36,7 +35,16 @@ from ._compat import Derivative
 from ._errors import SpecError
 from ._grammar import parse_layout
 from ._transforms import derivative_in, derivative_outputs
-from ._value_types import ANY_SHAPE, ANY_TREE, ArrayType, FunctionTypes, ParameterType, ValueType, array_type_text
+from ._value_types import (
+    ANY_SHAPE,
+    ANY_TREE,
+    ArrayType,
+    FunctionTypes,
+    ParameterType,
+    ValueType,
+    array_type_text,
+    hint_text,
+)
 from ._wrappers import (
     PartialParts,
     contract_function,
@@ -46,7 +54,7 @@ from ._wrappers import (
     wrappers_text,
 )
 
-__all__ = ["classify", "hint_text", "read_function"]
+__all__ = ["classify", "read_function"]
 
 _ARRAY_CLASSES = (jax.Array, np.ndarray, np.generic)  # what an array annotation may name: JAX converts them
 
@@ -320,46 +328,3 @@ def _strip_annotated(hint: Any) -> Any:
     while typing.get_origin(hint) is typing.Annotated:
         hint = typing.get_args(hint)[0]
     return hint
-
-
-def hint_text(hint: Any) -> str:
-    """A readable hint: ``Float[Array, 'n']`` rather than ``jaxtyping.Float[jaxlib._jax.Array, 'n']``."""
-    if isinstance(hint, type) and issubclass(hint, AbstractArray):
-        dtype = getattr(hint.dtype, "__name__", "Shaped")
-        array = array_type_text(hint.array_type)
-        return f"{dtype}[{array}, {hint.dim_str!r}]"
-    if isinstance(hint, type):
-        return hint.__qualname__ if hint.__module__ == "builtins" else public_path(hint)
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        return " | ".join("None" if arg is type(None) else hint_text(arg) for arg in typing.get_args(hint))
-    text = repr(hint)
-    return text.replace("jaxlib._jax.Array", "Array").replace("jaxtyping.", "")
-
-
-def public_path(cls: type) -> str:
-    """Where users import ``cls`` from: ``equinox.nn.Dropout``, not ``equinox.nn._dropout.Dropout``.
-
-    The longest prefix of its module without a private part (``_name``) that exports the class
-    itself; its own module path when none does.
-
-    Example:
-        >>> import collections
-        >>> public_path(collections.OrderedDict)
-        'collections.OrderedDict'
-        >>> from concurrent.futures import Future
-        >>> public_path(Future)  # defined in concurrent.futures._base
-        'concurrent.futures.Future'
-    """
-    module, qualname = cls.__module__, cls.__qualname__
-    parts = module.split(".")
-    public = next((i for i, part in enumerate(parts) if part.startswith("_")), len(parts))
-    if public == len(parts):
-        return f"{module}.{qualname}"
-    for end in range(public, 0, -1):
-        prefix = ".".join(parts[:end])
-        found: Any = sys.modules.get(prefix)
-        for name in qualname.split("."):
-            found = getattr(found, name, None)
-        if found is cls:
-            return f"{prefix}.{qualname}"
-    return f"{module}.{qualname}"

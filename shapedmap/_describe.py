@@ -34,7 +34,6 @@ from typing import Any
 
 import jax
 
-from ._annotations import hint_text
 from ._contract import BatchDim, Contract, OutputShape, ParameterShape
 from ._face import shapes_section, strip_shapes_section, vmap_arguments
 from ._grammar import Layout
@@ -42,7 +41,7 @@ from ._layout_trees import TreePlacement
 from ._levels import AxesTree, Budget, Placement
 from ._nest import nominal_levels
 from ._plan import Plan, plan_of
-from ._value_types import ValueType
+from ._value_types import ValueType, hint_text
 from ._wrappers import contract_function
 
 __all__ = ["BatchDim", "Contract", "OutputShape", "ParameterShape", "contract_of", "describe"]

@@ -23,11 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from ._annotations import hint_text
 from ._grammar import FixedDim, Layout, NamedDim, VariadicDim
 from ._levels import Placement, SplitKey
 from ._plan import Argument
-from ._value_types import ArrayType, FunctionTypes
+from ._value_types import ArrayType, FunctionTypes, hint_text
 
 __all__ = [
     "checked_split_keys",

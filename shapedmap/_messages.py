@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 import jax
 
-from ._annotations import hint_text
 from ._errors import count, describe_value
 from ._places import argument_place
+from ._value_types import hint_text
 
 if TYPE_CHECKING:
     from ._grammar import Layout

@@ -27,14 +27,13 @@ from typing import Any
 
 import jax
 
-from ._annotations import hint_text
 from ._errors import SpecError, describe_value
 from ._grammar import Layout, Spec, VariadicDim, dim_name, dim_text, is_batch_token, parse_layout, parse_spec
 from ._keys import checked_split_keys
 from ._layout_trees import TreePlacement, is_layout_leaf, tree_of
 from ._levels import Budget, Placement
 from ._plan import Plan
-from ._value_types import ANY_SHAPE, ArrayType, FunctionTypes, ValueType
+from ._value_types import ANY_SHAPE, ArrayType, FunctionTypes, ValueType, hint_text
 
 __all__ = [
     "batch_names",

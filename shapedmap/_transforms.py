@@ -26,7 +26,7 @@ import numpy as np
 from ._compat import Derivative, derivative_of
 from ._errors import SpecError
 from ._grammar import Layout, VariadicDim
-from ._value_types import ANY_TREE, ArrayType, ValueType
+from ._value_types import ANY_TREE, ArrayType, ValueType, hint_text
 from ._wrappers import MAX_WRAPPERS, inner_function
 
 __all__ = ["derivative_in", "derivative_outputs"]
@@ -163,7 +163,6 @@ def _calling_function(
         return fallback
     if argument.kind != "array" or argument.array.alternatives or loss[0].array.alternatives:
         return fallback
-    from ._annotations import hint_text  # its module imports this one: read only on this error's path
 
     result, given = loss[0].array, argument.array.layout
     layout = Layout((*result.layout.dims, *given.dims * times))

@@ -26,7 +26,7 @@ from typing import Any
 
 import griffe
 
-from ._annotations import hint_text
+from ._value_types import hint_text
 
 __all__ = ["BatchedFunctions"]
 
