@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -49,7 +49,7 @@ from ._layout_trees import unmapped_somewhere
 from ._levels import Budget, Level, VmapNest, vmap_axes
 from ._plan import Plan, call_arguments
 
-__all__ = ["Held", "chosen_chunks", "result_shapes", "run"]
+__all__ = ["Held", "chosen_chunks", "result_shapes", "run", "run_vmapped", "vmapped_for"]
 
 
 # Per call: has the body returned yet? (Set by the body's wrapper, read when vmap raises.)
@@ -70,6 +70,26 @@ jax.tree_util.register_pytree_node(Held, lambda held: ((), held.values), lambda 
 
 def run(plan: Plan, nest: VmapNest, body: Callable[..., Any], values: list[Any]) -> Any:
     """Call ``body`` (the per-example function) under ``nest`` on this call's ``values``."""
+    return run_vmapped(plan, nest, body, vmapped_for(plan, nest, body), values)
+
+
+def vmapped_for(plan: Plan, nest: VmapNest, body: Callable[..., Any]) -> Callable[..., Any]:
+    """The ``jax.vmap`` nest of ``nest`` over ``body``, built once per plan, nest and body."""
+    # Keyed on the body's identity: a body may be unhashable (an Equinox module hashes its
+    # arrays); the built vmap holds the body, so its id is not reused while the entry lives.
+    # The last one built is kept beside the memo: most calls run the nest and body the last did.
+    last = plan.__dict__.get("_last_vmap")
+    if last is not None and last[0] is nest and last[1] is body:
+        return last[2]
+    vmapped = plan.memo(("vmap", nest, id(body)), lambda: _build(plan, nest, body))
+    plan.__dict__["_last_vmap"] = (nest, body, vmapped)  # one tuple, set at once: thread-safe
+    return vmapped
+
+
+def run_vmapped(
+    plan: Plan, nest: VmapNest, body: Callable[..., Any], vmapped: Callable[..., Any], values: Sequence[Any]
+) -> Any:
+    """Call ``vmapped`` (``vmapped_for``'s of ``body``) on this call's ``values``, naming what goes wrong inside."""
     mapped = [values[i] for i in plan.array_arguments]
     if nest.squeeze:
         mapped = [
@@ -78,15 +98,6 @@ def run(plan: Plan, nest: VmapNest, body: Callable[..., Any], values: list[Any])
         ]
     if nest.chunked:
         chunks.check_call(plan, nest, mapped)
-    # Keyed on the body's identity: a body may be unhashable (an Equinox module hashes its
-    # arrays); the built vmap holds the body, so its id is not reused while the entry lives.
-    # The last one built is kept beside the memo: most calls run the nest and body the last did.
-    last = plan.__dict__.get("_last_vmap")
-    if last is not None and last[0] is nest and last[1] is body:
-        vmapped = last[2]
-    else:
-        vmapped = plan.memo(("vmap", nest, id(body)), lambda: _build(plan, nest, body))
-        plan.__dict__["_last_vmap"] = (nest, body, vmapped)  # one tuple, set at once: thread-safe
     returned = _BODY_RETURNED.set([False])
     try:
         if plan.positional_and_mapped:
