@@ -90,7 +90,7 @@ def run_vmapped(
     plan: Plan, nest: VmapNest, body: Callable[..., Any], vmapped: Callable[..., Any], values: Sequence[Any]
 ) -> Any:
     """Call ``vmapped`` (``vmapped_for``'s of ``body``) on this call's ``values``, naming what goes wrong inside."""
-    mapped = [values[i] for i in plan.array_arguments]
+    mapped = list(values) if plan.positional_and_mapped else [values[i] for i in plan.array_arguments]
     if nest.squeeze:
         mapped = [
             value if not axes else jax.tree.map(lambda leaf, axes=axes: jax.numpy.squeeze(leaf, axes), value)
