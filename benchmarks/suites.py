@@ -87,10 +87,11 @@ def _modes(
     candidates = {"vmap": make_vmap(per_example), "batched": make_batched(per_example), **(extra or {})}
     names = list(candidates)
     repeat, target, budget = settings.repeat, settings.target, settings.budget
-    # eager only: the same nest with its axis names, to tell shapedmap's cost from axis_name's
-    diagnostic = {"vmap_named": named_vmap(candidates["batched"])}
+    # eager only: the same nest with its axis names, to tell shapedmap's cost from axis_name's;
+    # sampled between vmap and batched, so each of batched's paired ratios compares neighbours in time
+    eager_candidates = {"vmap": candidates["vmap"], "vmap_named": named_vmap(candidates["batched"]), **candidates}
     eager = compare(
-        {n: steady(_bound(f, args)) for n, f in {**candidates, **diagnostic}.items()},
+        {n: steady(_bound(f, args)) for n, f in eager_candidates.items()},
         repeat=repeat,
         target=target,
         budget=budget,

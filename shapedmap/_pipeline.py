@@ -22,7 +22,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import jax
@@ -53,7 +53,7 @@ def call(described: Batched, args: tuple[Any, ...], kwargs: dict[str, Any]) -> A
     plan = described.__dict__.get("_plan") or described.resolved_plan()
     replay = described.__dict__.get("_replay")
     if replay is not None and not kwargs and described.check and config.checks:
-        # JAX arrays with the shapes of the last call replayed: nothing to bind, convert or check again.
+        # JAX arrays (PyTrees of them) with the shapes of the last call: replayed, nothing bound, converted or checked.
         try:
             same = _arrays_key(args) == replay[0]
         except Exception:  # not all JAX arrays, or sizes JAX cannot compare: the checked path below
@@ -198,30 +198,27 @@ def _shapes_key(plan: Plan, values: list[Any]) -> Any:
     None when anything is unreadable (the checks then run and name the argument).
     """
     try:
-        key = (jax.config.jax_enable_x64, *[_value_key(values[index]) for index in plan.array_arguments])
+        key = _arrays_key([values[index] for index in plan.array_arguments])
         hash(key)
     except Exception:
         return None
     return key
 
 
-def _arrays_key(args: tuple[Any, ...]) -> tuple[Any, ...]:
-    """``_shapes_key`` of a call whose every argument is a JAX array passed by position, unhashed
-    (the replay compares it with the last call's); raises ``AttributeError`` for any other value."""
+def _arrays_key(values: Sequence[Any]) -> tuple[Any, ...]:
+    """``_shapes_key`` of these values, unhashed (the replay compares it with the last call's):
+    x64, then per value its shape, dtype, weak type and type, or its PyTree structure and those of
+    each leaf. Raises ``AttributeError`` for a leaf that is no JAX array (NumPy, a Python number)."""
     key: list[Any] = [jax.config.jax_enable_x64]
-    for value in args:  # a loop, not _leaf_key per value: a call per argument costs ~1 µs here
-        aval = value.aval
-        key.append((aval.shape, aval.dtype, aval.weak_type, type(value)))
+    for value in values:  # loops, not a call per value: on the replay's path a call costs ~1 µs
+        if isinstance(value, jax.Array):
+            aval = value.aval  # read once: ``shape``, ``dtype`` and ``weak_type`` each read it again
+            key.append((aval.shape, aval.dtype, aval.weak_type, type(value)))
+            continue
+        leaves, treedef = jax.tree_util.tree_flatten(value)
+        tree: list[Any] = [treedef]
+        for leaf in leaves:
+            aval = leaf.aval
+            tree.append((aval.shape, aval.dtype, aval.weak_type, type(leaf)))
+        key.append(tuple(tree))
     return tuple(key)
-
-
-def _value_key(value: Any) -> Any:
-    if isinstance(value, jax.Array):
-        return _leaf_key(value)
-    leaves, treedef = jax.tree_util.tree_flatten(value)
-    return (treedef, *map(_leaf_key, leaves))
-
-
-def _leaf_key(leaf: Any) -> tuple[Any, ...]:
-    aval = leaf.aval  # read once: ``shape``, ``dtype`` and ``weak_type`` each read it again
-    return (aval.shape, aval.dtype, aval.weak_type, type(leaf))

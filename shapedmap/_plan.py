@@ -227,7 +227,7 @@ class Plan:
 
     @functools.cached_property
     def replays_by_shapes(self) -> bool:
-        """A call of JAX arrays, all passed by position, with the shapes of one checked before runs
+        """A call of JAX arrays (or PyTrees of them), all passed by position, with the shapes of one checked before runs
         the same nest as that one with nothing checked again: nothing held static, no ``SplitKey``
         to split, no ``{x.shape[0]}`` dim reading values, levels settled once."""
         return (

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jaxtyping import Array, Float, Float16, Int, Int32
+from jaxtyping import Array, Float, Float16, Int, Int32, PyTree
 
 from shapedmap import ShapeError, batched
 
@@ -230,3 +230,27 @@ def test_after_a_replay_an_error_inside_the_body_is_named():
     assert any("(raised inside the map of fragile over 'b' (size 2)" in note for note in raised.value.__notes__), (
         raised.value.__notes__
     )
+
+
+def tree_sum(leaves: PyTree[Float[Array, "n"]]) -> Float[Array, "n"]:
+    return sum(leaves)
+
+
+def test_a_pytree_call_is_replayed_and_other_leaves_are_checked(monkeypatch):
+    from shapedmap import _pipeline
+
+    leaves = [jnp.arange(6.0).reshape(2, 3), jnp.ones((2, 3))]
+    function = twice_replayed(batched(tree_sum, "b"), leaves)
+    calls = []
+    for name in ("bind", "check_arguments"):
+        original = getattr(_pipeline, name)
+        monkeypatch.setattr(
+            _pipeline, name, lambda *a, _name=name, _original=original, **k: calls.append(_name) or _original(*a, **k)
+        )
+    np.testing.assert_array_equal(function(leaves), jax.vmap(tree_sum)(leaves))
+    assert calls == []  # replayed
+    np.testing.assert_array_equal(function([np.asarray(leaf) for leaf in leaves]), jax.vmap(tree_sum)(leaves))
+    assert calls == ["bind"]  # NumPy leaves: bound and converted; their shapes were checked before
+    with pytest.raises(ShapeError, match=r"(?s)dimension 'n' has size 3 .*but size 4"):
+        function([jnp.ones((2, 3)), jnp.ones((2, 4))])
+    assert calls == ["bind", "bind", "check_arguments"]
