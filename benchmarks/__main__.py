@@ -43,7 +43,7 @@ from .report import ROOT, chart, render, update_docs
 from .suites import SCALING, Settings, run_scaling, run_workload
 from .workloads import CUSTOM_DOT_SIZES, WORKLOADS
 
-QUICK = Settings(repeat=5, first_repeat=3, target=0.005, budget=5.0, loop_max=1000)
+QUICK = Settings(repeat=5, eager_repeat=5, first_repeat=3, target=0.005, budget=5.0, loop_max=1000)
 QUICK_SKIP = {f"custom_dot_{n}" for n in CUSTOM_DOT_SIZES if n > 1000}
 QUICK_COUNTS = {"arguments": (1, 8, 64), "batch names": (1, 4), "PyTree leaves": (1, 100, 1000)}
 

@@ -41,6 +41,8 @@ class Settings:
 
     Attributes:
         repeat: samples per candidate for steady calls.
+        eager_repeat: samples per candidate for eager calls: shapedmap's own cost is a few % of an
+            eager call, so telling 1.03 from 1.06 in their paired ratio takes more samples than jit's.
         first_repeat: samples per candidate for first calls (each one a trace and a compile).
         target: seconds one steady sample lasts (calls per sample calibrated to it).
         budget: seconds one comparison may take, roughly (fewer repeats, at least 3, past it).
@@ -48,6 +50,7 @@ class Settings:
     """
 
     repeat: int = 15
+    eager_repeat: int = 45
     first_repeat: int = 7
     target: float = 0.02
     budget: float = 30.0
@@ -92,7 +95,7 @@ def _modes(
     eager_candidates = {"vmap": candidates["vmap"], "vmap_named": named_vmap(candidates["batched"]), **candidates}
     eager = compare(
         {n: steady(_bound(f, args)) for n, f in eager_candidates.items()},
-        repeat=repeat,
+        repeat=settings.eager_repeat,
         target=target,
         budget=budget,
     )
