@@ -49,7 +49,7 @@ from ._layout_trees import unmapped_somewhere
 from ._levels import Budget, Level, VmapNest, vmap_axes
 from ._plan import Plan, call_arguments
 
-__all__ = ["Held", "chosen_chunks", "result_shapes", "run", "run_vmapped", "vmapped_for"]
+__all__ = ["Held", "chosen_chunks", "result_shapes", "run", "runner_for"]
 
 
 # Per call: has the body returned yet? (Set by the body's wrapper, read when vmap raises.)
@@ -70,47 +70,75 @@ jax.tree_util.register_pytree_node(Held, lambda held: ((), held.values), lambda 
 
 def run(plan: Plan, nest: VmapNest, body: Callable[..., Any], values: list[Any]) -> Any:
     """Call ``body`` (the per-example function) under ``nest`` on this call's ``values``."""
-    return run_vmapped(plan, nest, body, vmapped_for(plan, nest, body), values)
+    return runner_for(plan, nest, body)(values)
 
 
-def vmapped_for(plan: Plan, nest: VmapNest, body: Callable[..., Any]) -> Callable[..., Any]:
-    """The ``jax.vmap`` nest of ``nest`` over ``body``, built once per plan, nest and body."""
+def runner_for(plan: Plan, nest: VmapNest, body: Callable[..., Any]) -> Callable[[Sequence[Any]], Any]:
+    """The function that runs one call's values (one per parameter) through the ``jax.vmap`` nest of
+    ``nest`` over ``body``, naming what goes wrong inside; built once per plan, nest and body."""
     # Keyed on the body's identity: a body may be unhashable (an Equinox module hashes its
-    # arrays); the built vmap holds the body, so its id is not reused while the entry lives.
+    # arrays); the runner holds the body, so its id is not reused while the entry lives.
     # The last one built is kept beside the memo: most calls run the nest and body the last did.
-    last = plan.__dict__.get("_last_vmap")
+    last = plan.__dict__.get("_last_runner")
     if last is not None and last[0] is nest and last[1] is body:
         return last[2]
-    vmapped = plan.memo(("vmap", nest, id(body)), lambda: _build(plan, nest, body))
-    plan.__dict__["_last_vmap"] = (nest, body, vmapped)  # one tuple, set at once: thread-safe
-    return vmapped
+    runner = plan.memo(("runner", nest, id(body)), lambda: _runner(plan, nest, body))
+    plan.__dict__["_last_runner"] = (nest, body, runner)  # one tuple, set at once: thread-safe
+    return runner
 
 
-def run_vmapped(
-    plan: Plan, nest: VmapNest, body: Callable[..., Any], vmapped: Callable[..., Any], values: Sequence[Any]
-) -> Any:
-    """Call ``vmapped`` (``vmapped_for``'s of ``body``) on this call's ``values``, naming what goes wrong inside."""
-    mapped = list(values) if plan.positional_and_mapped else [values[i] for i in plan.array_arguments]
-    if nest.squeeze:
-        mapped = [
-            value if not axes else jax.tree.map(lambda leaf, axes=axes: jax.numpy.squeeze(leaf, axes), value)
-            for value, axes in zip(mapped, nest.squeeze, strict=True)
-        ]
-    if nest.chunked:
-        chunks.check_call(plan, nest, mapped)
-    returned = _BODY_RETURNED.set([False])
-    try:
-        if plan.positional_and_mapped:
-            return vmapped(*mapped)
-        return vmapped(Held(tuple(values)), *mapped)
-    except TypeCheckError as error:
+def _runner(plan: Plan, nest: VmapNest, body: Callable[..., Any]) -> Callable[[Sequence[Any]], Any]:
+    vmapped = _vmapped(plan, nest, body)
+    if plan.positional_and_mapped and not nest.squeeze and not nest.chunked and not _flags_return(nest):
+        # The values are the vmap's arguments, as they come: nothing to squeeze, check or flag.
+        def run_positional(values: Sequence[Any]) -> Any:
+            try:
+                return vmapped(*values)
+            except Exception as error:
+                named = _named_error(plan, nest, body, list(values), error)
+                if named is error:
+                    raise
+                raise named from named.__cause__
+
+        return run_positional
+
+    def run_any(values: Sequence[Any]) -> Any:
+        mapped = list(values) if plan.positional_and_mapped else [values[i] for i in plan.array_arguments]
+        if nest.squeeze:
+            mapped = [
+                value if not axes else jax.tree.map(lambda leaf, axes=axes: jax.numpy.squeeze(leaf, axes), value)
+                for value, axes in zip(mapped, nest.squeeze, strict=True)
+            ]
+        if nest.chunked:
+            chunks.check_call(plan, nest, mapped)
+        returned = _BODY_RETURNED.set([False])
+        try:
+            if plan.positional_and_mapped:
+                return vmapped(*mapped)
+            return vmapped(Held(tuple(values)), *mapped)
+        except Exception as error:
+            named = _named_error(plan, nest, body, mapped, error)
+            if named is error:
+                raise
+            raise named from named.__cause__
+        finally:
+            _BODY_RETURNED.reset(returned)
+
+    return run_any
+
+
+def _named_error(
+    plan: Plan, nest: VmapNest, body: Callable[..., Any], mapped: list[Any], error: Exception
+) -> BaseException:
+    """The error a call raises for ``error``, raised inside its map: shapedmap's own (with its cause
+    set) for a per-example check, a varying unmapped result or a collective over chunks; else
+    ``error`` itself, with a note saying which map of which function it came from."""
+    if isinstance(error, TypeCheckError):
         if getattr(body, "checks_parameters", False) and not getattr(error, "_shapedmap_inside_body", False):
-            raise ShapeError(messages.per_example_check_failed(plan, nest.levels, mapped, error)) from error
-        error.add_note(messages.raised_inside_the_map(plan, nest.levels, mapped, error))
-        raise
-    except _UnmappedResultVaries as error:
-        raise ShapeError(messages.varying_unmapped_result(plan, error.level)) from None
-    except NameError as error:
+            return _caused(ShapeError(messages.per_example_check_failed(plan, nest.levels, mapped, error)), error)
+    elif isinstance(error, _UnmappedResultVaries):
+        return _caused(ShapeError(messages.varying_unmapped_result(plan, error.level)), None)
+    elif isinstance(error, NameError):
         # JAX's NameError for an axis name no level binds (a Python name lookup sets ``name``).
         if (
             type(error) is NameError
@@ -118,17 +146,19 @@ def run_vmapped(
             and getattr(error, "_shapedmap_from_body", False)
             and nest.chunked
         ):
-            raise SpecError(messages.collective_over_chunks(plan, nest.levels, error)) from error
-        error.add_note(messages.raised_inside_the_map(plan, nest.levels, mapped, error))
-        raise
-    except Exception as error:
+            return _caused(SpecError(messages.collective_over_chunks(plan, nest.levels, error)), error)
+    elif not getattr(error, "_shapedmap_from_body", False) and isinstance(error, SpecError | ShapeError):
         # A Budget that cannot be met or measured, or sizes the slices cannot take, are about the
         # call, not raised inside the map.
-        if getattr(error, "_shapedmap_from_body", False) or not isinstance(error, SpecError | ShapeError):
-            error.add_note(messages.raised_inside_the_map(plan, nest.levels, mapped, error))
-        raise
-    finally:
-        _BODY_RETURNED.reset(returned)
+        return error
+    error.add_note(messages.raised_inside_the_map(plan, nest.levels, mapped, error))
+    return error
+
+
+def _caused(error: BaseException, cause: BaseException | None) -> BaseException:
+    """``error`` to be raised ``from cause`` (``from None`` when None)."""
+    error.__cause__ = cause
+    return error
 
 
 def result_shapes(plan: Plan, nest: VmapNest, body: Callable[..., Any], values: list[Any]) -> Any:
@@ -151,7 +181,7 @@ def chosen_chunks(plan: Plan, nest: VmapNest, body: Callable[..., Any], values: 
 
 def _traced(plan: Plan, nest: VmapNest, body: Callable[..., Any], values: list[Any]) -> Any:
     """This call under ``jax.jit`` with ``nest``, traced on the abstract shapes of ``values``."""
-    built = plan.memo(("vmap", nest, id(body)), lambda: _build(plan, nest, body))
+    built = _vmapped(plan, nest, body)
     mapped = [jax.tree.map(_abstract, values[i]) for i in plan.array_arguments]
     held = Held(tuple(values))  # the other values, closed over: jit would hash them as static
     call = built if plan.positional_and_mapped else functools.partial(built, held)
@@ -168,12 +198,22 @@ def _abstract(leaf: Any) -> jax.ShapeDtypeStruct:
     return jax.ShapeDtypeStruct(aval.shape, aval.dtype, weak_type=aval.weak_type)
 
 
+def _vmapped(plan: Plan, nest: VmapNest, body: Callable[..., Any]) -> Callable[..., Any]:
+    """``_build``'s nest, built once per plan, nest and body (the runner's, a trace's and a Budget's)."""
+    return plan.memo(("vmap", nest, id(body)), lambda: _build(plan, nest, body))
+
+
+def _flags_return(nest: VmapNest) -> bool:
+    """Some level leaves a result unmapped: its error is told apart by whether the body returned."""
+    return any(unmapped_somewhere(axis) for level in nest.levels for axis in level.out_axes)
+
+
 def _build(plan: Plan, nest: VmapNest, body: Callable[..., Any]) -> Callable[..., Any]:
     """The nest of ``jax.vmap`` over ``body``, outermost level first (chunked levels in slices)."""
     if any(isinstance(level.chunk, Budget) for level in nest.levels):
         return _choosing_chunks(plan, nest, body)
     held = not plan.positional_and_mapped
-    vmapped = _marking_body_errors(_per_example(plan, body) if held else body)
+    vmapped = _marking_body_errors(_per_example(plan, body) if held else body, flags_return=_flags_return(nest))
     for level in reversed(nest.levels):
         unmapped = all(axis is None for axis in level.in_axes)
         in_axes = (None, *level.in_axes) if held else level.in_axes
@@ -190,7 +230,7 @@ def _build(plan: Plan, nest: VmapNest, body: Callable[..., Any]) -> Callable[...
             )
         if any(map(unmapped_somewhere, level.out_axes)):
             vmapped = _naming_unmapped_results(vmapped, level)
-    if not nest.levels or any(unmapped_somewhere(axis) for level in nest.levels for axis in level.out_axes):
+    if not nest.levels or _flags_return(nest):
         vmapped = _as_jax_results(vmapped)  # what vmap does to the results it maps
     return vmapped
 
@@ -202,7 +242,7 @@ def _choosing_chunks(plan: Plan, nest: VmapNest, body: Callable[..., Any]) -> Ca
         positional = plan.positional_and_mapped
         values = list(arguments) if positional else plan.with_mapped(arguments[0].values, arguments[1:])
         chosen = chosen_chunks(plan, nest, body, values)
-        return plan.memo(("vmap", chosen, id(body)), lambda: _build(plan, chosen, body))(*arguments)
+        return _vmapped(plan, chosen, body)(*arguments)
 
     return call
 
@@ -246,9 +286,9 @@ class _UnmappedResultVaries(Exception):
         self.level = level
 
 
-def _marking_body_errors(body: Callable[..., Any]) -> Callable[..., Any]:
-    """``body``, marking the exceptions it raises as its own and noting that it returned
-    (see ``_naming_unmapped_results``)."""
+def _marking_body_errors(body: Callable[..., Any], *, flags_return: bool) -> Callable[..., Any]:
+    """``body``, marking the exceptions it raises as its own and, with ``flags_return``, noting that
+    it returned (see ``_naming_unmapped_results``; the runner of such a nest sets the flag)."""
 
     def call(*args: Any) -> Any:
         try:
@@ -256,7 +296,8 @@ def _marking_body_errors(body: Callable[..., Any]) -> Callable[..., Any]:
         except Exception as error:
             error._shapedmap_from_body = True  # type: ignore[attr-defined]
             raise
-        _BODY_RETURNED.get()[0] = True
+        if flags_return:
+            _BODY_RETURNED.get()[0] = True
         return output
 
     return call

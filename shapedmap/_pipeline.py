@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import jax
 
 from ._binding import Bindings
-from ._call import result_shapes, run, run_vmapped, vmapped_for
+from ._call import result_shapes, run, runner_for
 from ._checks import check_arguments, check_results, check_static_values, convert_arguments
 from ._config import config
 from ._errors import SpecError
@@ -59,7 +59,7 @@ def call(described: Batched, args: tuple[Any, ...], kwargs: dict[str, Any]) -> A
         except Exception:  # not all JAX arrays, or sizes JAX cannot compare: the checked path below
             same = False
         if same:
-            return run_vmapped(plan, plan.static_nest, described.fn, replay[1], args)  # type: ignore[arg-type]
+            return replay[1](args)
     if kwargs and plan.bound_keywords and not plan.bound_keywords.isdisjoint(kwargs):
         plan = described.plan_for(plan.bound_keywords.intersection(kwargs))
     defaulted: set[str] = set()
@@ -95,9 +95,9 @@ def call(described: Batched, args: tuple[Any, ...], kwargs: dict[str, Any]) -> A
         ):
             # A call like one checked before, of arguments passed as they are bound: the next call
             # with these shapes and the same types replays it (above).
-            vmapped = vmapped_for(plan, plan.static_nest, body)  # type: ignore[arg-type]
-            described.__dict__["_replay"] = (key, vmapped)
-            return run_vmapped(plan, plan.static_nest, body, vmapped, values)  # type: ignore[arg-type]
+            runner = runner_for(plan, plan.static_nest, body)  # type: ignore[arg-type]
+            described.__dict__["_replay"] = (key, runner)
+            return runner(values)
     output = _map(described, plan, values, bindings, body)
     if seen is None or plan.has_statics:
         # With no static argument, the results' shapes follow from the key alone (JAX's purity

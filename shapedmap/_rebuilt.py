@@ -203,7 +203,7 @@ def fresh_plan(plan: Plan, *, carries_state: bool = False) -> Plan:
     copy = object.__new__(type(plan))
     state = dict(plan.__dict__)
     state.pop("_memo", None)
-    state.pop("_last_vmap", None)  # the last vmap built holds its body (a bound method holds self)
+    state.pop("_last_runner", None)  # the last runner built holds its body (a bound method holds self)
     if carries_state:
         state["has_statics"] = True
     copy.__dict__.update(state)
