@@ -207,8 +207,8 @@ def _shapes_key(plan: Plan, values: list[Any]) -> Any:
 
 def _arrays_key(values: Sequence[Any]) -> tuple[Any, ...]:
     """``_shapes_key`` of these values, unhashed (the replay compares it with the last call's):
-    x64, then per value its shape, dtype, weak type and type, or its PyTree structure and those of
-    each leaf. Raises ``AttributeError`` for a leaf that is no JAX array (NumPy, a Python number)."""
+    x64, then per value its shape, dtype, weak type and type, or its PyTree structure (and its text,
+    which tells static data 2 from 2.0) and those of each leaf. Raises ``AttributeError`` for a leaf that is no JAX array (NumPy, a Python number)."""
     key: list[Any] = [jax.config.jax_enable_x64]
     for value in values:  # loops, not a call per value: on the replay's path a call costs ~1 µs
         if isinstance(value, jax.Array):
@@ -216,7 +216,9 @@ def _arrays_key(values: Sequence[Any]) -> tuple[Any, ...]:
             key.append((aval.shape, aval.dtype, aval.weak_type, type(value)))
             continue
         leaves, treedef = jax.tree_util.tree_flatten(value)
-        tree: list[Any] = [treedef]
+        # Its text too: treedefs compare their static data with ==, and 2 == 2.0 == True (an
+        # equinox static field 2.0 after 2 would change the results' dtype unchecked).
+        tree: list[Any] = [treedef, str(treedef)]
         for leaf in leaves:
             aval = leaf.aval
             tree.append((aval.shape, aval.dtype, aval.weak_type, type(leaf)))

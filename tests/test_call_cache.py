@@ -254,3 +254,23 @@ def test_a_pytree_call_is_replayed_and_other_leaves_are_checked(monkeypatch):
     with pytest.raises(ShapeError, match=r"(?s)dimension 'n' has size 3 .*but size 4"):
         function([jnp.ones((2, 3)), jnp.ones((2, 4))])
     assert calls == ["bind", "bind", "check_arguments"]
+
+
+@pytest.mark.parametrize("calls_before", [1, 2])
+def test_static_data_equal_but_of_another_type_is_checked(calls_before):
+    """A PyTree's static data compares with == (2 == 2.0), but its type can change the results."""
+    import equinox as eqx
+
+    class Scaled(eqx.Module):
+        w: Int[Array, "i"]
+        scale: object = eqx.field(static=True)
+
+    def scaled(s, x: Int[Array, "i"]) -> Int[Array, "i"]:
+        return s.w * s.scale + x
+
+    function = batched(scaled, "b", layouts={"s": None})
+    x = jnp.ones((4, 3), jnp.int32)
+    for _ in range(calls_before):  # one call: remembered; two: replayed
+        function(Scaled(jnp.ones(3, jnp.int32), 2), x)
+    with pytest.raises(ShapeError, match="the return value has dtype float32"):
+        function(Scaled(jnp.ones(3, jnp.int32), 2.0), x)
