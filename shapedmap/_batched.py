@@ -30,7 +30,7 @@ from ._plan import Plan
 from ._planner import make_plan
 from ._sharding import Sharding, make_sharding
 from ._signatures import checked_per_example
-from ._wrappers import UnresolvedAnnotation, function_name, resolved_hints, unwrap_partial
+from ._wrappers import UnresolvedAnnotation, bound_to_mutable_object, function_name, resolved_hints, unwrap_partial
 
 __all__ = ["Batched", "Options"]
 
@@ -99,6 +99,10 @@ class Batched:
         if hasattr(unwrap_partial(self.fn), "__shapedmap__"):
             # Batched again: name the layer, or every layer's errors would read 'vv: ...'.
             plan = dataclasses.replace(plan, function=f"{plan.function} [{plan.signature_text()}]")
+        if bound_to_mutable_object(self.fn):
+            # Its object's state can change the results between calls with the same shapes: checked
+            # on every call, as a method decorated in its class checks them (``self`` is static there).
+            plan.__dict__["has_statics"] = True
         if not overridden:
             check_fixed_values(plan)
         return plan

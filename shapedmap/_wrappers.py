@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import inspect
 import sys
+import types
 import typing
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,7 @@ __all__ = [
     "MAX_WRAPPERS",
     "PartialParts",
     "UnresolvedAnnotation",
+    "bound_to_mutable_object",
     "contract_function",
     "function_name",
     "inner_function",
@@ -43,6 +45,31 @@ __all__ = [
 
 class UnresolvedAnnotation(NameError):
     """An annotation names something not defined (yet): maybe a forward reference."""
+
+
+def bound_to_mutable_object(fn: Any) -> bool:
+    """``fn`` reads the state of an object that can change between calls: a Python bound method, or
+    a callable instance of a class with a Python ``__call__`` (a partial's of either), unless the
+    object is an Equinox module (immutable). A function, a partial of one or ``jax.jit``'s is not.
+
+    Example:
+        >>> class Model:
+        ...     def apply(self, x):
+        ...         return x
+        >>> bound_to_mutable_object(Model().apply), bound_to_mutable_object(Model.apply)
+        (True, False)
+    """
+    fn = unwrap_partial(fn)
+    if isinstance(fn, types.MethodType):
+        owner = fn.__self__
+    elif not isinstance(fn, types.FunctionType) and isinstance(
+        inspect.getattr_static(type(fn), "__call__", None), types.FunctionType
+    ):
+        owner = fn
+    else:
+        return False
+    # By the class's module names: Equinox modules are immutable; no import of Equinox needed.
+    return not any(kind.__module__.split(".")[0] == "equinox" for kind in type(owner).__mro__)
 
 
 def unwrap_partial(fn: Any) -> Any:

@@ -274,3 +274,30 @@ def test_static_data_equal_but_of_another_type_is_checked(calls_before):
         function(Scaled(jnp.ones(3, jnp.int32), 2), x)
     with pytest.raises(ShapeError, match="the return value has dtype float32"):
         function(Scaled(jnp.ones(3, jnp.int32), 2.0), x)
+
+
+
+class Layer:
+    def __init__(self, w):
+        self.w = w
+
+    def apply(self, x: Float[Array, "i"]) -> Float[Array, "i"]:
+        return self.w @ x
+
+    def __call__(self, x: Float[Array, "i"]) -> Float[Array, "i"]:
+        return self.w @ x
+
+
+@pytest.mark.parametrize("bound", ["method", "callable object"])
+def test_a_bound_objects_state_is_checked_on_every_call(bound):
+    """A bound method or callable object reads its object's state, which can change between calls
+    with the same shapes: its results are checked on every (eager) call, from its first decoration
+    on. (Under one jax.jit the state is baked into the compiled call: JAX's own caching.)"""
+    layer = Layer(jnp.ones((3, 3)))
+    function = batched(layer.apply if bound == "method" else layer, "b")
+    x = jnp.ones((4, 3))
+    for _ in range(3):
+        assert function(x).shape == (4, 3)
+    layer.w = jnp.ones((5, 3))
+    with pytest.raises(ShapeError, match=r"(?s)dimension 'i' has size 3 in argument 'x'.*but size 5"):
+        function(x)
