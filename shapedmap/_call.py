@@ -98,7 +98,7 @@ def _runner(plan: Plan, nest: VmapNest, body: Callable[..., Any]) -> Callable[[S
                 named = _named_error(plan, nest, body, list(values), error)
                 if named is error:
                     raise
-                raise named from named.__cause__
+                raise named from named.__cause__  # the cause _named_error chose
 
         return run_positional
 
@@ -120,7 +120,7 @@ def _runner(plan: Plan, nest: VmapNest, body: Callable[..., Any]) -> Callable[[S
             named = _named_error(plan, nest, body, mapped, error)
             if named is error:
                 raise
-            raise named from named.__cause__
+            raise named from named.__cause__  # the cause _named_error chose
         finally:
             _BODY_RETURNED.reset(returned)
 
@@ -156,7 +156,7 @@ def _named_error(
 
 
 def _caused(error: BaseException, cause: BaseException | None) -> BaseException:
-    """``error`` to be raised ``from cause`` (``from None`` when None)."""
+    """``error``, to be raised ``from cause`` (``from None`` when None)."""
     error.__cause__ = cause
     return error
 

@@ -53,13 +53,15 @@ def call(described: Batched, args: tuple[Any, ...], kwargs: dict[str, Any]) -> A
     plan = described.__dict__.get("_plan") or described.resolved_plan()
     replay = described.__dict__.get("_replay")
     if replay is not None and not kwargs and described.check and config.checks:
-        # JAX arrays (PyTrees of them) with the shapes of the last call: replayed, nothing bound, converted or checked.
+        # JAX arrays (PyTrees of them) with the shapes of the last call: replayed, nothing bound,
+        # converted or checked.
+        key, defaults, runner = replay
         try:
-            same = _arrays_key(args) == replay[0]
+            same = _arrays_key(args) == key
         except Exception:  # not all JAX arrays, or sizes JAX cannot compare: the checked path below
             same = False
         if same:
-            return replay[1](args)
+            return runner((*args, *defaults) if defaults else args)
     if kwargs and plan.bound_keywords and not plan.bound_keywords.isdisjoint(kwargs):
         plan = described.plan_for(plan.bound_keywords.intersection(kwargs))
     defaulted: set[str] = set()
@@ -88,15 +90,15 @@ def call(described: Batched, args: tuple[Any, ...], kwargs: dict[str, Any]) -> A
         body = described.results_body if plan.has_statics else described.fn
         if (
             plan.replays_by_shapes
-            and not plan.has_statics  # an object's state the body reads (``_rebuilt``) can change the results
+            and not plan.has_statics  # a static value, or an object's state the body reads, can change the results
             and described.sharding is None
             and not kwargs
-            and len(args) == len(plan.arguments)
+            and len(args) <= plan.leading_positionals  # each argument its own parameter's value
         ):
-            # A call like one checked before, of arguments passed as they are bound: the next call
-            # with these shapes and the same types replays it (above).
+            # The next call with these shapes and types, passed the same way, replays this one (above):
+            # the parameters after the positional arguments take the same defaults (or bound values).
             runner = runner_for(plan, plan.static_nest, body)  # type: ignore[arg-type]
-            described.__dict__["_replay"] = (key, runner)
+            described.__dict__["_replay"] = (key[: 1 + len(args)], tuple(values[len(args) :]), runner)
             return runner(values)
     output = _map(described, plan, values, bindings, body)
     if seen is None or plan.has_statics:
@@ -208,7 +210,10 @@ def _shapes_key(plan: Plan, values: list[Any]) -> Any:
 def _arrays_key(values: Sequence[Any]) -> tuple[Any, ...]:
     """``_shapes_key`` of these values, unhashed (the replay compares it with the last call's):
     x64, then per value its shape, dtype, weak type and type, or its PyTree structure (and its text,
-    which tells static data 2 from 2.0) and those of each leaf. Raises ``AttributeError`` for a leaf that is no JAX array (NumPy, a Python number)."""
+    which tells static data 2 from 2.0) and those of each leaf.
+
+    Raises ``AttributeError`` for a leaf that is no JAX array (NumPy, a Python number).
+    """
     key: list[Any] = [jax.config.jax_enable_x64]
     for value in values:  # loops, not a call per value: on the replay's path a call costs ~1 µs
         if isinstance(value, jax.Array):

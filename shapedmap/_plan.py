@@ -226,16 +226,17 @@ class Plan:
         return all(argument.positional and argument.placement is not None for argument in self.arguments)
 
     @functools.cached_property
+    def leading_positionals(self) -> int:
+        """How many parameters, from the first, take a positional argument each (not ``*args``)."""
+        return next((i for i, argument in enumerate(self.arguments) if not argument.positional), len(self.arguments))
+
+    @functools.cached_property
     def replays_by_shapes(self) -> bool:
-        """A call of JAX arrays (or PyTrees of them), all passed by position, with the shapes of one checked before runs
-        the same nest as that one with nothing checked again: nothing held static, no ``SplitKey``
-        to split, no ``{x.shape[0]}`` dim reading values, levels settled once."""
-        return (
-            self.positional_and_mapped
-            and self.static_nest is not None
-            and not self.split_keys
-            and not self.has_fstring_dims
-        )
+        """A call of JAX arrays (or PyTrees of them) passed by position, with the shapes of one checked
+        before, runs the same nest as that one with nothing checked again: levels settled once, no
+        ``SplitKey`` to split, no ``{x.shape[0]}`` dim reading values (and, checked per call, nothing
+        static: ``has_statics``)."""
+        return self.static_nest is not None and not self.split_keys and not self.has_fstring_dims
 
     @functools.cached_property
     def split_keys(self) -> tuple[int, ...]:

@@ -49,8 +49,9 @@ class UnresolvedAnnotation(NameError):
 
 def bound_to_mutable_object(fn: Any) -> bool:
     """``fn`` reads the state of an object that can change between calls: a Python bound method, or
-    a callable instance of a class with a Python ``__call__`` (a partial's of either), unless the
-    object is an Equinox module (immutable). A function, a partial of one or ``jax.jit``'s is not.
+    a callable instance of a class with a Python ``__call__``, seen through the wrappers that keep
+    the contract (``contract_function``: partials, ``jax.jit``…), unless the object is an Equinox
+    module (immutable). A function is not.
 
     Example:
         >>> class Model:
@@ -59,17 +60,16 @@ def bound_to_mutable_object(fn: Any) -> bool:
         >>> bound_to_mutable_object(Model().apply), bound_to_mutable_object(Model.apply)
         (True, False)
     """
-    fn = unwrap_partial(fn)
-    if isinstance(fn, types.MethodType):
+    fn = contract_function(fn)
+    kind = type(fn)  # by type, not isinstance: that asks an Equinox module's __getattribute__
+    if kind is types.MethodType:
         owner = fn.__self__
-    elif not isinstance(fn, types.FunctionType) and isinstance(
-        inspect.getattr_static(type(fn), "__call__", None), types.FunctionType
-    ):
+    elif kind is not types.FunctionType and type(inspect.getattr_static(kind, "__call__", None)) is types.FunctionType:
         owner = fn
     else:
         return False
     # By the class's module names: Equinox modules are immutable; no import of Equinox needed.
-    return not any(kind.__module__.split(".")[0] == "equinox" for kind in type(owner).__mro__)
+    return not any(base.__module__.split(".")[0] == "equinox" for base in type(owner).__mro__)
 
 
 def unwrap_partial(fn: Any) -> Any:

@@ -276,7 +276,6 @@ def test_static_data_equal_but_of_another_type_is_checked(calls_before):
         function(Scaled(jnp.ones(3, jnp.int32), 2.0), x)
 
 
-
 class Layer:
     def __init__(self, w):
         self.w = w
@@ -301,3 +300,32 @@ def test_a_bound_objects_state_is_checked_on_every_call(bound):
     layer.w = jnp.ones((5, 3))
     with pytest.raises(ShapeError, match=r"(?s)dimension 'i' has size 3 in argument 'x'.*but size 5"):
         function(x)
+
+
+def test_a_partial_of_a_bound_method_is_checked_on_every_call():
+    import functools
+
+    layer = Layer(jnp.ones((3, 3)))
+    function = batched(functools.partial(layer.apply), "b")
+    x = jnp.ones((4, 3))
+    for _ in range(3):
+        function(x)
+    layer.w = jnp.ones((5, 3))
+    with pytest.raises(ShapeError, match=r"(?s)dimension 'i' has size 3 in argument 'x'.*but size 5"):
+        function(x)
+
+
+def test_an_equinox_module_is_immutable_so_its_calls_are_replayed(monkeypatch):
+    import equinox as eqx
+
+    from shapedmap import _pipeline
+
+    mlp = eqx.nn.MLP(3, 2, 4, 1, key=jax.random.key(0))
+    function = batched(mlp, "batch")
+    x = jnp.ones((5, 3))
+    twice_replayed(function, x)
+    bound = []
+    original = _pipeline.bind
+    monkeypatch.setattr(_pipeline, "bind", lambda *a, **k: bound.append(1) or original(*a, **k))
+    np.testing.assert_allclose(function(x), jax.vmap(mlp)(x), rtol=1e-6)
+    assert bound == []
